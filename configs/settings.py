@@ -1,0 +1,136 @@
+"""The one settings tree.
+
+Sources, highest priority first: init kwargs, environment (``VT_`` prefix, ``__`` nesting),
+``.env``, an optional YAML file (``VT_CONFIG_FILE`` or ``configs/settings.yaml``), defaults.
+The spec's top-level names (PROJECT_NAME, VERSION, DEBUG, LOG_LEVEL, LOG_DIR, MAX_FILE_SIZE)
+are also read unprefixed.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_YAML = Path(__file__).with_name("settings.yaml")
+
+
+def _default_models_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "videotranslator" / "models"
+
+
+class ASRSettings(BaseModel):
+    model: str = Field(
+        default="bundled:whisper-base",
+        description="'bundled:whisper-base', a standard name ('large-v3'), a HF repo id or a local folder.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = Field(default="auto", description="'auto' = int8 on CPU, float16 on CUDA.")
+    cpu_threads: int = 0
+    beam_size: int = 1
+    vad_filter: bool = True
+    min_silence_ms: int = 500
+
+
+class TranslatorSettings(BaseModel):
+    backend: Literal["auto", "llama_cpp", "openai", "vllm"] = "auto"
+    model: str = Field(
+        default="bundled:qwen2.5-coder-1.5b-instruct",
+        description="'bundled:...', a .gguf path, a HF repo id (llama_cpp/vllm) or a served model name (openai).",
+    )
+    gguf_file: str = Field(default="*Q4_K_M.gguf", description="File pattern when model is a HF repo id (llama_cpp).")
+    base_url: str = "http://127.0.0.1:8001/v1"
+    api_key: str = "EMPTY"
+    n_ctx: int = 4096
+    n_threads: int = 0
+    batch_size: int = 8
+    context_sentences: int = 2
+    max_retries: int = 2
+    temperature: float = 0.0
+    timeout_s: float = 120.0
+    shorten_ratio: float = Field(default=0.0, description="Ask for a shorter rendering when speech exceeds its slot by this ratio; 0 disables.")
+    glossary_file: Path | None = None
+
+
+class TTSSettings(BaseModel):
+    voices: dict[str, str] = Field(
+        default_factory=lambda: {"en": "piper:bundled:en_US-joe-medium"},
+        description="Language code -> voice. 'piper:<model.onnx|bundled:name>' or 'espeak:<voice>'. Others use espeak-ng.",
+    )
+    espeak_rate_wpm: int = 175
+
+
+class FitSettings(BaseModel):
+    max_speed: float = 1.35
+    min_gap_s: float = 0.05
+
+
+class MixSettings(BaseModel):
+    voice_only: bool = False
+    duck_gain_db: float = -14.0
+    ramp_ms: float = 120.0
+    sample_rate_hz: int = 48000
+
+
+class StorageSettings(BaseModel):
+    root: Path = Path("var")
+    cache_dir: Path = Path("var/cache")
+    models_dir: Path = Field(default_factory=_default_models_dir)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VT_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    PROJECT_NAME: str = Field(default="VideoTranslator", validation_alias=AliasChoices("VT_PROJECT_NAME", "PROJECT_NAME"))
+    VERSION: str = Field(default="0.1.0", validation_alias=AliasChoices("VT_VERSION", "VERSION"))
+    DEBUG: bool = Field(default=False, validation_alias=AliasChoices("VT_DEBUG", "DEBUG"))
+    LOG_LEVEL: str = Field(default="INFO", validation_alias=AliasChoices("VT_LOG_LEVEL", "LOG_LEVEL"))
+    LOG_DIR: Path = Field(default=Path("var/log"), validation_alias=AliasChoices("VT_LOG_DIR", "LOG_DIR"))
+    MAX_FILE_SIZE: int = Field(
+        default=2 * 1024**3, validation_alias=AliasChoices("VT_MAX_FILE_SIZE", "MAX_FILE_SIZE")
+    )
+
+    asr: ASRSettings = Field(default_factory=ASRSettings)
+    translator: TranslatorSettings = Field(default_factory=TranslatorSettings)
+    tts: TTSSettings = Field(default_factory=TTSSettings)
+    fit: FitSettings = Field(default_factory=FitSettings)
+    mix: MixSettings = Field(default_factory=MixSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_file = Path(os.environ.get("VT_CONFIG_FILE", DEFAULT_YAML))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        if yaml_file.is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+
+@lru_cache(maxsize=1)
+def get_settings(**overrides: Any) -> Settings:
+    """The process-wide settings. Only entrypoints call this; library code receives a section."""
+    return Settings(**overrides)

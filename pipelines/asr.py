@@ -1,0 +1,98 @@
+"""Speech recognition: faster-whisper with its bundled Silero VAD and word timestamps."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from configs.settings import ASRSettings
+from pipelines import models
+from pipelines.errors import ModelError
+from pipelines.languages import normalize_language
+from pipelines.schema import Segment, Transcript, Word
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+
+logger = logging.getLogger(__name__)
+
+
+class Recognizer(Protocol):
+    """Turns 16 kHz mono audio into a Transcript."""
+
+    name: str
+
+    def __call__(self, audio: str | Path | np.ndarray, *, language: str | None = None) -> Transcript:
+        """Transcribe ``audio`` (a path or float32 16 kHz samples). ``language=None`` detects it.
+
+        Raises ModelError when the model cannot run.
+        """
+        ...
+
+
+def pick_device(device: str, compute_type: str) -> tuple[str, str]:
+    """Resolve 'auto' to (cuda, float16) when a CUDA device is visible, else (cpu, int8)."""
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+class WhisperASR:
+    """The ASR stage. ``model`` may be injected (a loaded WhisperModel) for tests and Serve."""
+
+    def __init__(self, settings: ASRSettings, models_dir: Path, model: WhisperModel | None = None) -> None:
+        self.settings = settings
+        self.model_spec = models.resolve(settings.model, models_dir)
+        self.device, self.compute_type = pick_device(settings.device, settings.compute_type)
+        self.name = f"faster-whisper:{settings.model}"
+        self.model = model if model is not None else self._load()
+
+    def _load(self) -> WhisperModel:
+        from faster_whisper import WhisperModel
+
+        threads = self.settings.cpu_threads or (os.cpu_count() or 1)
+        logger.info("loading ASR model %s on %s/%s", self.model_spec, self.device, self.compute_type)
+        try:
+            return WhisperModel(self.model_spec, device=self.device, compute_type=self.compute_type, cpu_threads=threads)
+        except Exception as exc:  # faster-whisper raises plain RuntimeError/ValueError/OSError
+            raise ModelError(f"cannot load ASR model {self.settings.model!r}: {exc}") from exc
+
+    def transcribe_kwargs(self, language: str | None) -> dict[str, object]:
+        """The exact arguments given to WhisperModel.transcribe (shared with the overhead benchmark)."""
+        return {
+            "language": normalize_language(language) if language else None,
+            "beam_size": self.settings.beam_size,
+            "word_timestamps": True,
+            "vad_filter": self.settings.vad_filter,
+            "vad_parameters": {"min_silence_duration_ms": self.settings.min_silence_ms},
+            "condition_on_previous_text": False,
+        }
+
+    def __call__(self, audio: str | Path | np.ndarray, *, language: str | None = None) -> Transcript:
+        source = str(audio) if isinstance(audio, Path) else audio
+        segments_iter, info = self.model.transcribe(source, **self.transcribe_kwargs(language))
+        segments = tuple(
+            Segment(
+                start_s=round(float(seg.start), 3),
+                end_s=round(float(seg.end), 3),
+                text=seg.text.strip(),
+                words=tuple(
+                    Word(round(float(w.start), 3), round(float(w.end), 3), w.word, round(float(w.probability), 4)) for w in seg.words or ()
+                ),
+            )
+            for seg in segments_iter
+        )
+        return Transcript(
+            language=info.language,
+            language_probability=round(float(info.language_probability), 4) if not language else 1.0,
+            duration_s=round(float(info.duration), 3),
+            segments=segments,
+        )

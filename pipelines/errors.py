@@ -1,0 +1,68 @@
+"""Domain errors. Entrypoints map these to HTTP statuses, JSON-RPC codes and CLI exit codes in one place each."""
+
+from __future__ import annotations
+
+
+class VTError(Exception):
+    """Base of every expected error. ``code`` is a stable machine-readable name."""
+
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InputNotFound(VTError):
+    code = "input_not_found"
+    http_status = 404
+
+
+class InvalidMedia(VTError):
+    """The input is not media ffmpeg can read (or is truncated/corrupt)."""
+
+    code = "invalid_media"
+    http_status = 415
+
+
+class NoAudioStream(VTError):
+    code = "no_audio_stream"
+    http_status = 422
+
+
+class UnknownLanguage(VTError):
+    code = "unknown_language"
+    http_status = 422
+
+
+class MediaError(VTError):
+    """ffmpeg failed on an input that probed fine; ``detail`` carries ffmpeg's stderr."""
+
+    code = "media_error"
+    http_status = 500
+
+
+class ModelError(VTError):
+    """A model is missing, corrupt or cannot be loaded."""
+
+    code = "model_error"
+    http_status = 503
+
+
+class BackendUnavailable(ModelError):
+    code = "backend_unavailable"
+
+
+class TranslationFailed(VTError):
+    code = "translation_failed"
+    http_status = 502
+
+
+class JobCancelled(VTError):
+    code = "cancelled"
+    http_status = 409

@@ -1,0 +1,76 @@
+"""Language codes: Whisper's set (ISO 639-1 mostly) with English names for prompts and UIs."""
+
+from __future__ import annotations
+
+from pipelines.errors import UnknownLanguage
+
+LANGUAGES: dict[str, str] = {
+    "en": "English", "zh": "Chinese", "de": "German", "es": "Spanish", "ru": "Russian",
+    "ko": "Korean", "fr": "French", "ja": "Japanese", "pt": "Portuguese", "tr": "Turkish",
+    "pl": "Polish", "ca": "Catalan", "nl": "Dutch", "ar": "Arabic", "sv": "Swedish",
+    "it": "Italian", "id": "Indonesian", "hi": "Hindi", "fi": "Finnish", "vi": "Vietnamese",
+    "he": "Hebrew", "uk": "Ukrainian", "el": "Greek", "ms": "Malay", "cs": "Czech",
+    "ro": "Romanian", "da": "Danish", "hu": "Hungarian", "ta": "Tamil", "no": "Norwegian",
+    "th": "Thai", "ur": "Urdu", "hr": "Croatian", "bg": "Bulgarian", "lt": "Lithuanian",
+    "la": "Latin", "mi": "Maori", "ml": "Malayalam", "cy": "Welsh", "sk": "Slovak",
+    "te": "Telugu", "fa": "Persian", "lv": "Latvian", "bn": "Bengali", "sr": "Serbian",
+    "az": "Azerbaijani", "sl": "Slovenian", "kn": "Kannada", "et": "Estonian", "mk": "Macedonian",
+    "br": "Breton", "eu": "Basque", "is": "Icelandic", "hy": "Armenian", "ne": "Nepali",
+    "mn": "Mongolian", "bs": "Bosnian", "kk": "Kazakh", "sq": "Albanian", "sw": "Swahili",
+    "gl": "Galician", "mr": "Marathi", "pa": "Punjabi", "si": "Sinhala", "km": "Khmer",
+    "sn": "Shona", "yo": "Yoruba", "so": "Somali", "af": "Afrikaans", "oc": "Occitan",
+    "ka": "Georgian", "be": "Belarusian", "tg": "Tajik", "sd": "Sindhi", "gu": "Gujarati",
+    "am": "Amharic", "yi": "Yiddish", "lo": "Lao", "uz": "Uzbek", "fo": "Faroese",
+    "ht": "Haitian Creole", "ps": "Pashto", "tk": "Turkmen", "nn": "Nynorsk", "mt": "Maltese",
+    "sa": "Sanskrit", "lb": "Luxembourgish", "my": "Myanmar", "bo": "Tibetan", "tl": "Tagalog",
+    "mg": "Malagasy", "as": "Assamese", "tt": "Tatar", "haw": "Hawaiian", "ln": "Lingala",
+    "ha": "Hausa", "ba": "Bashkir", "jw": "Javanese", "su": "Sundanese", "yue": "Cantonese",
+}  # fmt: skip
+
+# Unicode ranges of languages whose script is not Latin; used to catch untranslated output.
+SCRIPTS: dict[str, tuple[tuple[int, int], ...]] = {
+    "cyrillic": ((0x0400, 0x04FF), (0x0500, 0x052F)),
+    "greek": ((0x0370, 0x03FF),),
+    "arabic": ((0x0600, 0x06FF), (0x0750, 0x077F), (0xFB50, 0xFDFF), (0xFE70, 0xFEFF)),
+    "hebrew": ((0x0590, 0x05FF),),
+    "devanagari": ((0x0900, 0x097F),),
+    "thai": ((0x0E00, 0x0E7F),),
+    "hangul": ((0xAC00, 0xD7AF), (0x1100, 0x11FF), (0x3130, 0x318F)),
+    "cjk": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x3040, 0x30FF)),
+    "armenian": ((0x0530, 0x058F),),
+    "georgian": ((0x10A0, 0x10FF),),
+}
+
+LANGUAGE_SCRIPT: dict[str, str] = {
+    "ru": "cyrillic", "uk": "cyrillic", "bg": "cyrillic", "sr": "cyrillic", "mk": "cyrillic",
+    "be": "cyrillic", "kk": "cyrillic", "mn": "cyrillic", "tg": "cyrillic", "ba": "cyrillic",
+    "tt": "cyrillic", "el": "greek", "ar": "arabic", "fa": "arabic", "ur": "arabic",
+    "ps": "arabic", "sd": "arabic", "he": "hebrew", "yi": "hebrew", "hi": "devanagari",
+    "mr": "devanagari", "ne": "devanagari", "sa": "devanagari", "th": "thai", "ko": "hangul",
+    "zh": "cjk", "ja": "cjk", "yue": "cjk", "hy": "armenian", "ka": "georgian",
+}  # fmt: skip
+
+
+def normalize_language(code: str) -> str:
+    """Return the canonical code for ``code`` (case/region-insensitive), or raise UnknownLanguage."""
+    key = code.strip().lower().replace("_", "-").split("-")[0]
+    if key not in LANGUAGES:
+        raise UnknownLanguage(f"unknown language code {code!r}; use an ISO 639-1 code such as en, ru, es")
+    return key
+
+
+def language_name(code: str) -> str:
+    return LANGUAGES[normalize_language(code)]
+
+
+def script_ratio(text: str, language: str) -> float | None:
+    """Share of letters in ``text`` that are in ``language``'s script; None for Latin-script languages."""
+    script = LANGUAGE_SCRIPT.get(language)
+    if script is None:
+        return None
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return 0.0
+    ranges = SCRIPTS[script]
+    inside = sum(1 for ch in letters if any(lo <= ord(ch) <= hi for lo, hi in ranges))
+    return inside / len(letters)

@@ -1,0 +1,93 @@
+"""The JSON quality report: language, stage timings, per-sentence data, subtitle compliance, models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from pipelines.schema import DubPlan, PlanItem, Sentence, Transcript, Translation
+
+REPORT_VERSION = 1
+
+
+def sentence_rows(
+    sentences: Sequence[Sentence], translations: Sequence[Translation], plan: DubPlan | None
+) -> list[dict[str, Any]]:
+    """One row per sentence: source, translation, times, speed factor, overflow and flags."""
+    items: dict[int, PlanItem] = {p.id: p for p in plan.items} if plan else {}
+    by_id = {t.id: t for t in translations}
+    rows = []
+    for s in sentences:
+        tr = by_id.get(s.id)
+        item = items.get(s.id)
+        flags = list(tr.flags) if tr else ["missing"]
+        if item and item.overflow_s > 0:
+            flags.append("overflow")
+        if item and item.speed > 1.0:
+            flags.append("sped_up")
+        rows.append(
+            {
+                "id": s.id,
+                "start_s": round(s.start_s, 3),
+                "end_s": round(s.end_s, 3),
+                "source": s.text,
+                "translation": tr.text if tr else s.text,
+                "dub_start_s": round(item.start_s, 3) if item else None,
+                "dub_end_s": round(item.end_s, 3) if item else None,
+                "speed": round(item.speed, 3) if item else None,
+                "overflow_s": round(item.overflow_s, 3) if item else 0.0,
+                "flags": flags,
+            }
+        )
+    return rows
+
+
+def build_report(job: Any, transcript: Transcript, sentences: Sequence[Sentence], per_target: dict[str, Any]) -> dict[str, Any]:
+    """Assemble the report of one run (``job`` is the runner's internal job object)."""
+    from pipelines.fit import fit_summary
+    from pipelines.segment import compliance
+
+    targets: dict[str, Any] = {}
+    for lang, details in per_target.items():
+        plan = details.get("plan")
+        rows = sentence_rows(sentences, details["translations"], plan)
+        targets[lang] = {
+            "sentences": rows,
+            "untranslated": [r["id"] for r in rows if "untranslated" in r["flags"] or "translation_failed" in r["flags"]],
+            "subtitle_compliance": compliance(details["cues"]),
+            "fit": fit_summary(plan) if plan is not None else None,
+            "resynthesized": details.get("resynthesized", 0),
+            "voice": details.get("voice"),
+        }
+    speech_s = sum(s.end_s - s.start_s for s in sentences)
+    pipe = job.pipe
+    return {
+        "report_version": REPORT_VERSION,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input": job.request.input,
+        "duration_s": round(job.info.duration_s, 3),
+        "mode": job.request.mode,
+        "burn_in": job.request.burn_in,
+        "source_language": transcript.language,
+        "language_probability": transcript.language_probability,
+        "language_forced": job.source is not None,
+        "speech_s": round(speech_s, 3),
+        "sentence_count": len(sentences),
+        "source_subtitle_compliance": compliance(job.source_cues),
+        "targets": targets,
+        "timings_s": dict(job.timings.seconds),
+        "rtf": round(job.timings.seconds.get("total", 0.0) / job.info.duration_s, 4) if job.info.duration_s else None,
+        "cache_hits": sorted(set(job.cache.hits)),
+        "models": {
+            "asr": getattr(pipe._asr, "name", pipe.settings.asr.model),
+            "translator": getattr(pipe._translator, "name", None) if sentences else None,
+            "tts": {lang: t.get("voice") for lang, t in targets.items()},
+        },
+        "notes": list(job.notes),
+    }
+
+
+def dumps(report: dict[str, Any]) -> str:
+    return json.dumps(report, ensure_ascii=False, indent=2)

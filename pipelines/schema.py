@@ -1,0 +1,196 @@
+"""Data passed between pipeline stages. Units are in the names (``start_s``, ``sample_rate_hz``).
+
+This module is the single job-request model for every entrypoint (CLI, HTTP, RabbitMQ, Ray Data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+Mode = Literal["dub", "subtitles"]
+
+
+class Stage(str, Enum):
+    """The stages of one job, in order. Progress events name one of these."""
+
+    EXTRACT = "extract"
+    ASR = "asr"
+    SEGMENT = "segment"
+    TRANSLATE = "translate"
+    TTS = "tts"
+    MUX = "mux"
+
+
+class JobRequest(BaseModel):
+    """One translation job: what every entrypoint builds and hands to the runner."""
+
+    input: str = Field(description="Path (or storage URI) of the input media.")
+    target_languages: list[str] = Field(min_length=1)
+    source_language: str | None = None
+    mode: Mode = "dub"
+    burn_in: bool = False
+    glossary: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ffprobe tells about an input file."""
+
+    path: str
+    duration_s: float
+    has_video: bool
+    has_audio: bool
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format_name: str = ""
+
+
+@dataclass(frozen=True)
+class Word:
+    start_s: float
+    end_s: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One ASR segment (a VAD/decoder fragment, not necessarily a sentence)."""
+
+    start_s: float
+    end_s: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcript:
+    language: str
+    language_probability: float
+    duration_s: float
+    segments: tuple[Segment, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        segments = tuple(
+            Segment(
+                start_s=s["start_s"],
+                end_s=s["end_s"],
+                text=s["text"],
+                words=tuple(Word(**w) for w in s.get("words", ())),
+            )
+            for s in data.get("segments", ())
+        )
+        return cls(
+            language=data["language"],
+            language_probability=data["language_probability"],
+            duration_s=data["duration_s"],
+            segments=segments,
+        )
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A whole sentence for translation; ``id`` is its 0-based index in the transcript."""
+
+    id: int
+    start_s: float
+    end_s: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle cue: at most two lines of text."""
+
+    start_s: float
+    end_s: float
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The translation of one sentence, id for id. ``flags`` name what went wrong, if anything."""
+
+    id: int
+    source: str
+    text: str
+    flags: tuple[str, ...] = ()
+
+
+@dataclass
+class Clip:
+    """Synthesised speech for one sentence: float32 mono samples in [-1, 1]."""
+
+    id: int
+    samples: np.ndarray
+    sample_rate_hz: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / float(self.sample_rate_hz)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a dubbed sentence may go: its source start/end and the start of the next sentence."""
+
+    id: int
+    start_s: float
+    end_s: float
+    next_start_s: float | None
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """Where and how fast one clip plays in the dubbed track."""
+
+    id: int
+    start_s: float
+    end_s: float
+    speed: float
+    overflow_s: float
+
+
+@dataclass(frozen=True)
+class DubPlan:
+    items: tuple[PlanItem, ...] = ()
+
+
+@dataclass
+class StageTimings:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + seconds, 4)
+
+
+def output_names(stem: str, target: str, source: str) -> dict[str, str]:
+    """File names for one input and one target language, shared by CLI, service and batch."""
+    return {
+        "mp4": f"{stem}.{target}.mp4",
+        "srt": f"{stem}.{target}.srt",
+        "vtt": f"{stem}.{target}.vtt",
+        "source_srt": f"{stem}.{source}.srt",
+        "report": f"{stem}.report.json",
+    }
+
+
+def ensure_path(value: str | Path) -> Path:
+    return value if isinstance(value, Path) else Path(value)

@@ -1,0 +1,41 @@
+"""Shared fixtures: paths to the committed samples and generated test media."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def jfk_flac() -> Path:
+    return DATA / "jfk.flac"
+
+
+@pytest.fixture(scope="session")
+def test_mp3() -> Path:
+    return DATA / "this_is_a_test.mp3"
+
+
+def make_video(out: Path, audio: Path | None, duration_s: float, *, size: str = "320x240") -> Path:
+    """A test video: lavfi colour (and a tone-free real speech track when ``audio`` is given)."""
+    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"color=c=navy:s={size}:r=25:d={duration_s}"]
+    if audio is not None:
+        args += ["-i", str(audio), "-af", "apad", "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "96k"]
+    args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-t", str(duration_s), str(out)]
+    subprocess.run(args, check=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def jfk_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
+    """A 13 s test video: navy colour plus jfk.flac (11 s of speech) and trailing silence."""
+    return make_video(tmp_path_factory.mktemp("media") / "jfk.mp4", jfk_flac, 13.0)

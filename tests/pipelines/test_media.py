@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines import media
+from pipelines.errors import InputNotFound, InvalidMedia, NoAudioStream
+from tests.conftest import make_video
+
+
+def test_probe_video(jfk_video: Path) -> None:
+    info = media.probe(jfk_video)
+    assert info.has_video and info.has_audio
+    assert info.video_codec == "h264" and info.audio_codec == "aac"
+    assert abs(info.duration_s - 13.0) < 0.1
+    assert (info.width, info.height) == (320, 240)
+
+
+def test_extract_audio_is_16k_mono(jfk_video: Path, tmp_path: Path) -> None:
+    wav = media.extract_audio(media.probe(jfk_video), tmp_path / "a.wav")
+    samples, rate = media.read_wav(wav)
+    assert rate == 16000 and samples.ndim == 1
+    assert abs(len(samples) / rate - 13.0) < 0.1
+    assert float(np.abs(samples).max()) > 0.1  # real speech, not silence
+    assert [p.name for p in tmp_path.iterdir()] == ["a.wav"]  # no temp file left
+
+
+def test_decode_audio_stereo(jfk_flac: Path) -> None:
+    stereo = media.decode_audio(jfk_flac, sample_rate_hz=48000, channels=2)
+    assert stereo.shape[1] == 2 and abs(stereo.shape[0] / 48000 - 11.0) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [(b"", InvalidMedia), (b"hello, this is plain text\n" * 20, InvalidMedia)],
+    ids=["zero-bytes", "text-renamed-mp4"],
+)
+def test_probe_rejects_non_media(tmp_path: Path, content: bytes, error: type[Exception]) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(error) as exc:
+        media.probe(bad)
+    assert "bad.mp4" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_probe_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputNotFound):
+        media.probe(tmp_path / "nope.mp4")
+
+
+def test_truncated_mp4_is_invalid(jfk_video: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(jfk_video.read_bytes()[:4000])
+    with pytest.raises(InvalidMedia):
+        info = media.probe(cut)
+        media.extract_audio(info, tmp_path / "x.wav")
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_video_without_audio(tmp_path: Path) -> None:
+    silent = make_video(tmp_path / "noaudio.mp4", None, 2.0)
+    info = media.probe(silent)
+    assert info.has_video and not info.has_audio
+    with pytest.raises(NoAudioStream):
+        media.extract_audio(info, tmp_path / "x.wav")

@@ -1,0 +1,1 @@
+"""The ``videotranslator`` entrypoints (CLI). The core lives in ``pipelines``."""

