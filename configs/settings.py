@@ -88,6 +88,37 @@ class StorageSettings(BaseModel):
     models_dir: Path = Field(default_factory=_default_models_dir)
 
 
+class ServiceSettings(BaseModel):
+    job_store_url: str = "sqlite:///var/jobs.db"
+    max_queued_jobs: int = 16
+    max_running_jobs: int = 1
+    retry_after_s: int = 10
+    max_text_items: int = 256
+    max_text_chars: int = 20_000
+    api_keys: list[str] = Field(default_factory=list)
+
+
+class QueueSettings(BaseModel):
+    enabled: bool = False
+    mode: Literal["local", "rabbitmq"] = "local"
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    prefetch_count: int = 4
+    request_queue: str = "videotranslator.rpc"
+    dead_letter_queue: str = "videotranslator.rpc.dlq"
+    events_exchange: str = "videotranslator.events"
+
+
+class BatchSettings(BaseModel):
+    chunk_max_s: float = 30.0
+    asr_actors: int = 1
+    asr_batch_size: int = 4
+    translate_actors: int = 1
+    translate_batch_size: int = 16
+    tts_actors: int = 1
+    num_cpus_per_actor: float = 1.0
+    num_gpus_per_actor: float = 0.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VT_",
@@ -112,6 +143,9 @@ class Settings(BaseSettings):
     fit: FitSettings = Field(default_factory=FitSettings)
     mix: MixSettings = Field(default_factory=MixSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     @classmethod
     def settings_customise_sources(

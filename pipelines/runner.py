@@ -104,10 +104,17 @@ class Pipeline:
         *,
         progress: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
+        transcript: Transcript | None = None,
+        translations: dict[str, list[Translation]] | None = None,
     ) -> JobResult:
-        """Run one job; outputs appear in ``out_dir`` only when all of them are complete."""
+        """Run one job; outputs appear in ``out_dir`` only when all of them are complete.
+
+        ``transcript`` and ``translations`` (per target language) may be given when an earlier stage ran
+        elsewhere (Ray Data actor pools, Serve deployments); those stages are then skipped.
+        """
         info, targets, source = self.validate(request)
         job = _Job(self, request, info, targets, source, progress, should_cancel)
+        job.preset_transcript, job.preset_translations = transcript, translations or {}
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".vt-staging-", dir=out_dir))
         try:
@@ -144,6 +151,8 @@ class _Job:
         self.timings = StageTimings()
         self.stem = Path(request.input).stem
         self.notes: list[str] = []
+        self.preset_transcript: Transcript | None = None
+        self.preset_translations: dict[str, list[Translation]] = {}
 
     @contextmanager
     def stage(self, name: Stage | str) -> Iterator[None]:
@@ -164,7 +173,7 @@ class _Job:
         with self.stage(Stage.EXTRACT):
             self.cache = cache.StageCache(self.settings.storage.cache_dir, cache.file_digest(self.request.input))
             wav = self.cache.path("audio16k.wav")
-            if not wav.is_file():
+            if not wav.is_file() and self.preset_transcript is None:
                 media.extract_audio(self.info, wav)
         with self.stage(Stage.ASR):
             transcript = self.transcribe(wav)
@@ -186,6 +195,8 @@ class _Job:
         return JobResult(outputs=outputs, report=report, transcript=transcript, notes=self.notes)
 
     def transcribe(self, wav: Path) -> Transcript:
+        if self.preset_transcript is not None:
+            return self.preset_transcript
         k = cache.key("asr", self.settings.asr.model_dump(), self.source)
         cached = self.cache.get_json("asr", k)
         if cached is not None:
@@ -208,6 +219,8 @@ class _Job:
             return []
         if lang == src:
             return [Translation(s.id, s.text, s.text) for s in sentences]
+        if lang in self.preset_translations:
+            return self.preset_translations[lang]
         glossary = dict(self.request.glossary)
         k = cache.key("tr", self.settings.translator.model_dump(mode="json"), src, lang, glossary, [s.text for s in sentences])
         cached = self.cache.get_json("translate", k)

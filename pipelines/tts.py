@@ -1,0 +1,233 @@
+"""Text to speech: one ``Clip`` per translated sentence.
+
+Backends honour the small ``Synthesizer`` protocol: Piper (neural, ONNX, loaded once through its
+Python API) and espeak-ng (formant synthesis, a subprocess; it speaks ~100 languages).
+``TTSStage`` picks a voice per language, caches each clip as a WAV keyed by a hash of voice and
+text (so editing one sentence re-synthesises only that one) and trims edge silence so the
+timing fit works with the speech itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import struct
+import subprocess
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from pipelines.errors import BackendUnavailable, ModelError, UnknownLanguage
+from pipelines.media import read_wav, write_wav
+from pipelines.schema import Clip, Translation
+
+if TYPE_CHECKING:
+    from configs.settings import TTSSettings
+
+logger = logging.getLogger(__name__)
+
+SILENCE_THRESHOLD = 0.01  # -40 dBFS: below this a sample counts as silence when trimming
+TRIM_PAD_MS = 15.0  # keep a little of the edges so plosive onsets and release tails survive
+EMPTY_CLIP_RATE_HZ = 22050
+
+# Whisper language codes whose espeak-ng voice has another name.
+ESPEAK_ALIASES: dict[str, str] = {"en": "en-us", "zh": "cmn", "no": "nb", "nn": "nb", "fr": "fr-fr"}
+
+
+class Synthesizer(Protocol):
+    """A TTS backend: text in, float32 mono samples in [-1, 1] out."""
+
+    name: str
+    sample_rate_hz: int
+
+    def synthesize(self, text: str) -> np.ndarray:
+        """Speak ``text``; return float32 mono samples at ``sample_rate_hz``. Raises ModelError."""
+        ...
+
+
+def trim_silence(samples: np.ndarray, sample_rate_hz: int, *, threshold: float = SILENCE_THRESHOLD) -> np.ndarray:
+    """Cut leading/trailing samples quieter than ``threshold`` (keeping ``TRIM_PAD_MS`` of margin).
+
+    An all-silent input yields an empty array.
+    """
+    audio = np.asarray(samples, dtype=np.float32).reshape(-1)
+    loud = np.flatnonzero(np.abs(audio) > threshold)
+    if loud.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    pad = int(sample_rate_hz * TRIM_PAD_MS / 1000.0)
+    start = max(0, int(loud[0]) - pad)
+    end = min(audio.size, int(loud[-1]) + 1 + pad)
+    return audio[start:end].copy()
+
+
+class PiperSynthesizer:
+    """Piper neural TTS (``piper-tts``), one ONNX voice loaded once."""
+
+    def __init__(self, model_path: Path) -> None:
+        try:
+            from piper import PiperVoice
+        except ImportError as exc:  # pragma: no cover - piper is a core dependency
+            raise BackendUnavailable("piper-tts is not installed; `pip install piper-tts`") from exc
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelError(f"piper voice not found: {path}")
+        try:
+            self._voice = PiperVoice.load(str(path))
+        except Exception as exc:  # onnxruntime/json raise many types for a corrupt voice
+            raise ModelError(f"cannot load piper voice {path.name}: {exc}") from exc
+        self.name = f"piper:{path.stem}"
+        self.sample_rate_hz = int(self._voice.config.sample_rate)
+        logger.info("loaded piper voice %s (%d Hz)", path.name, self.sample_rate_hz)
+
+    def synthesize(self, text: str) -> np.ndarray:
+        """Speak ``text`` (all its sentences, concatenated)."""
+        chunks = [chunk.audio_float_array for chunk in self._voice.synthesize(text)]
+        if not chunks:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+class EspeakSynthesizer:
+    """espeak-ng through a subprocess; text goes in on stdin, so it is never parsed as options."""
+
+    def __init__(self, voice: str, rate_wpm: int = 175) -> None:
+        binary = shutil.which("espeak-ng")
+        if binary is None:
+            raise BackendUnavailable("espeak-ng is not installed; `apt-get install espeak-ng`")
+        self._binary = binary
+        self.voice = voice
+        self.rate_wpm = int(rate_wpm)
+        self.name = f"espeak:{voice}"
+        self.sample_rate_hz = 22050  # espeak-ng's native rate; updated from each WAV header
+
+    def synthesize(self, text: str) -> np.ndarray:
+        """Speak ``text``. Raises ModelError when espeak-ng fails (e.g. an unknown voice)."""
+        cmd = [self._binary, "-v", self.voice, "-s", str(self.rate_wpm), "-b", "1", "--stdin", "--stdout"]
+        proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False)
+        if proc.returncode != 0 or not proc.stdout:
+            stderr = proc.stderr.decode("utf-8", "replace").strip()
+            raise ModelError(f"espeak-ng failed for voice {self.voice!r}: {stderr or proc.returncode}", detail=stderr)
+        samples, rate = _parse_stream_wav(proc.stdout)
+        self.sample_rate_hz = rate
+        return samples
+
+
+def _parse_stream_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode 16-bit PCM mono WAV from a pipe; streamed headers carry bogus sizes, so read to the end."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ModelError("espeak-ng returned no WAV data")
+    pos, rate = 12, 22050
+    while pos + 8 <= len(data):
+        tag, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if tag == b"fmt ":
+            rate = struct.unpack("<I", data[pos + 12 : pos + 16])[0]
+        elif tag == b"data":
+            payload = data[pos + 8 :]
+            payload = payload[: len(payload) - len(payload) % 2]
+            return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0, int(rate)
+        pos += 8 + size + (size & 1)
+    raise ModelError("espeak-ng returned a WAV without data")
+
+
+@lru_cache(maxsize=1)
+def espeak_voices() -> frozenset[str]:
+    """Voice names espeak-ng accepts for ``-v`` (language codes and voice file names, lowercase)."""
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        return frozenset()
+    proc = subprocess.run([binary, "--voices"], capture_output=True, text=True, check=False)
+    names: set[str] = set()
+    for line in proc.stdout.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5:
+            names.add(cols[1].lower())
+            names.add(cols[4].lower())
+            names.add(cols[4].rsplit("/", 1)[-1].lower())
+    return frozenset(names)
+
+
+def espeak_voice_for(language: str) -> str:
+    """The espeak-ng voice for an ISO 639-1 code. Raises UnknownLanguage when espeak-ng has none."""
+    voices = espeak_voices()
+    if not voices:
+        raise BackendUnavailable("espeak-ng is not installed; `apt-get install espeak-ng`")
+    key = language.strip().lower().replace("_", "-")
+    base = key.split("-")[0]
+    for candidate in (ESPEAK_ALIASES.get(key), key, ESPEAK_ALIASES.get(base), base):
+        if candidate and candidate in voices:
+            return candidate
+    raise UnknownLanguage(
+        f"no text-to-speech voice for language {language!r}: espeak-ng has no such voice "
+        "(see `espeak-ng --voices`); set one in settings tts.voices"
+    )
+
+
+def cache_key(voice: str, text: str) -> str:
+    """The cache file stem of one clip: sha256 of voice and text."""
+    return hashlib.sha256(f"{voice}\x00{text}".encode()).hexdigest()
+
+
+class TTSStage:
+    """Translations -> Clips for one language. ``synthesized_count``: clips made (not cached) in the last call."""
+
+    def __init__(self, settings: TTSSettings, models_dir: Path, cache_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.models_dir = Path(models_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.synthesized_count = 0
+        self._synths: dict[str, Synthesizer] = {}
+
+    def voice_for(self, language: str) -> str:
+        """The voice spec for ``language``: from settings, else ``espeak:<voice>``. Raises UnknownLanguage."""
+        key = language.strip().lower().replace("_", "-")
+        for candidate in (key, key.split("-")[0]):
+            if candidate in self.settings.voices:
+                return self.settings.voices[candidate]
+        return f"espeak:{espeak_voice_for(key)}"
+
+    def synthesizer(self, voice: str) -> Synthesizer:
+        """The (cached) backend for a voice spec ``piper:<path|bundled:name>`` or ``espeak:<voice>``."""
+        if voice not in self._synths:
+            kind, _, arg = voice.partition(":")
+            if kind == "piper":
+                from pipelines.models import resolve
+
+                self._synths[voice] = PiperSynthesizer(Path(resolve(arg, self.models_dir)))
+            elif kind == "espeak":
+                self._synths[voice] = EspeakSynthesizer(arg, self.settings.espeak_rate_wpm)
+            else:
+                raise ModelError(f"unknown voice {voice!r}; use 'piper:<model>' or 'espeak:<voice>'")
+        return self._synths[voice]
+
+    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
+        """One Clip per translation (same ids, same order); empty text gives a zero-length clip."""
+        voice = self.voice_for(language)
+        self.synthesized_count = 0
+        clips = [self._clip(voice, t) for t in translations]
+        cached = len(clips) - self.synthesized_count
+        logger.info("tts %s: %d clips, %d synthesised, %d cached", voice, len(clips), self.synthesized_count, cached)
+        return clips
+
+    def _clip(self, voice: str, translation: Translation) -> Clip:
+        text = translation.text.strip()
+        if not text:
+            return Clip(translation.id, np.zeros(0, dtype=np.float32), EMPTY_CLIP_RATE_HZ)
+        cached = self._cache_path(voice, text)
+        if cached is not None and cached.is_file():
+            samples, rate = read_wav(cached)
+            return Clip(translation.id, samples.reshape(-1), rate)
+        synth = self.synthesizer(voice)
+        samples = trim_silence(synth.synthesize(text), synth.sample_rate_hz)
+        self.synthesized_count += 1
+        if cached is not None:
+            write_wav(cached, samples, synth.sample_rate_hz)
+        return Clip(translation.id, samples, synth.sample_rate_hz)
+
+    def _cache_path(self, voice: str, text: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        return self.cache_dir / f"{cache_key(voice, text)}.wav"

@@ -1,0 +1,1 @@
+"""The service: Ray Serve deployments, the FastAPI ingress, the job service and the RabbitMQ bridge."""

@@ -1,0 +1,52 @@
+"""Service-level domain errors (on top of pipelines.errors). Mapped to HTTP in one exception handler
+and to JSON-RPC codes in the bridge."""
+
+from __future__ import annotations
+
+from pipelines.errors import VTError
+
+
+class JobNotFound(VTError):
+    code = "job_not_found"
+    http_status = 404
+
+
+class FileNotFound(VTError):
+    code = "file_not_found"
+    http_status = 404
+
+
+class OutputNotFound(VTError):
+    code = "output_not_found"
+    http_status = 404
+
+
+class FileTooLarge(VTError):
+    code = "file_too_large"
+    http_status = 413
+
+
+class QueueFull(VTError):
+    """Too many queued jobs; ``retry_after_s`` goes into the Retry-After header."""
+
+    code = "queue_full"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int = 10) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class JobNotCancellable(VTError):
+    code = "job_not_cancellable"
+    http_status = 409
+
+
+class InsufficientStorage(VTError):
+    code = "insufficient_storage"
+    http_status = 507
+
+
+class BadRequest(VTError):
+    code = "bad_request"
+    http_status = 400
