@@ -66,3 +66,10 @@ class TranslationFailed(VTError):
 class JobCancelled(VTError):
     code = "cancelled"
     http_status = 409
+
+
+class BurnInNeedsVideo(VTError):
+    """Burning subtitles in was asked for an input without a video stream."""
+
+    code = "burn_in_needs_video"
+    http_status = 422

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import MediaError, NoAudioStream, VTError
+from pipelines.errors import BurnInNeedsVideo, MediaError, NoAudioStream
 from pipelines.media import run_ffmpeg
 from pipelines.schema import MediaInfo
 
@@ -47,13 +47,6 @@ ISO639_2: dict[str, str] = {
     "ug": "uig", "uk": "ukr", "ur": "urd", "uz": "uzb", "vi": "vie", "yi": "yid", "yo": "yor",
     "zh": "zho", "zu": "zul", "haw": "haw", "yue": "yue",
 }  # fmt: skip
-
-
-class BurnInNeedsVideo(VTError):
-    """Burning subtitles in was asked for an input without a video stream."""
-
-    code = "burn_in_needs_video"
-    http_status = 422
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from configs.settings import Settings
 from pipelines import cache, media
-from pipelines.errors import JobCancelled, NoAudioStream, VTError
+from pipelines.errors import BurnInNeedsVideo, JobCancelled, NoAudioStream
 from pipelines.languages import normalize_language
 from pipelines.schema import (
     Clip,
@@ -91,7 +91,7 @@ class Pipeline:
         if not info.has_audio:
             raise NoAudioStream(f"the input has no audio stream to translate: {Path(request.input).name}")
         if request.burn_in and not info.has_video:
-            raise VTError("burn-in needs a video stream, and the input is audio only")
+            raise BurnInNeedsVideo(f"burning subtitles in needs a video stream; {Path(request.input).name} has none")
         if request.mode == "dub":
             for lang in targets:
                 self.tts.voice_for(lang)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_state(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Stage cache and logs in a fresh folder per test session: no result leaks in from earlier runs.
+
+    Subprocesses (the CLI, Ray workers) inherit these variables.
+    """
+    root = tmp_path_factory.mktemp("state")
+    os.environ["VT_STORAGE__CACHE_DIR"] = str(root / "cache")
+    os.environ["VT_LOG_DIR"] = str(root / "log")
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,14 @@ import logging
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from configs.logging import setup_logging
 from configs.settings import Settings, get_settings
@@ -72,18 +72,25 @@ def out_dir_guard(out_dir: Path) -> Iterator[None]:
 
 
 class StageProgress:
-    """A rich progress bar per stage, fed by the runner's (stage, fraction) callback."""
+    """A rich progress bar per stage (and per target language), fed by the runner's callback."""
 
-    def __init__(self, progress: Progress, suffix: Callable[[], str] = lambda: "") -> None:
+    PER_TARGET = ("translate", "tts", "mux")
+
+    def __init__(self, progress: Progress, targets: list[str]) -> None:
         self.progress = progress
-        self.tasks: dict[str, object] = {}
-        self.suffix = suffix
+        self.targets = targets
+        self.tasks: dict[str, TaskID] = {}
+        self.starts: dict[str, int] = {}
 
     def __call__(self, stage: str, fraction: float) -> None:
-        label = f"{stage}{self.suffix()}"
+        if fraction == 0.0:
+            self.starts[stage] = self.starts.get(stage, 0) + 1
+        label = stage
+        if stage in self.PER_TARGET and self.targets:
+            label = f"{stage} {self.targets[min(self.starts.get(stage, 1), len(self.targets)) - 1]}"
         if label not in self.tasks:
             self.tasks[label] = self.progress.add_task(label, total=1.0)
-        self.progress.update(self.tasks[label], completed=fraction)  # type: ignore[arg-type]
+        self.progress.update(self.tasks[label], completed=fraction)
 
 
 def _progress() -> Progress:
@@ -120,9 +127,9 @@ def translate(
             source_language=from_, mode=mode, burn_in=burn_in, glossary=terms,  # type: ignore[arg-type]
         )  # fmt: skip
         pipe = Pipeline(settings)
-        pipe.validate(request)
+        _, targets, _ = pipe.validate(request)
         with out_dir_guard(output), _progress() as progress:
-            result = pipe.run(request, output, progress=StageProgress(progress))
+            result = pipe.run(request, output, progress=StageProgress(progress, targets))
         for note in result.notes:
             err.print(f"[yellow]note:[/] {note}", highlight=False)
         report = result.report

@@ -19,7 +19,7 @@ CYRILLIC = re.compile("[а-яё]", re.IGNORECASE)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "VT_LOG_DIR": str((cwd or Path.cwd()) / "var" / "log"), "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 

@@ -1,0 +1,126 @@
+"""The job service: what every adapter (HTTP routes, RabbitMQ bridge) calls to submit, read and cancel jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import InputNotFound
+from pipelines.languages import normalize_language
+from pipelines.schema import JobRequest
+from serve_app.errors import BadRequest, JobNotCancellable, JobNotFound, QueueFull
+from serve_app.jobs.models import JobRecord, JobState, job_logger, utcnow
+from serve_app.jobs.storage import Storage
+from serve_app.jobs.store import JobStore
+
+logger = logging.getLogger(__name__)
+
+
+class JobService:
+    """Submits, reads and cancels jobs over a ``JobStore`` and a ``Storage``; the ``JobWorker`` runs them."""
+
+    def __init__(self, store: JobStore, storage: Storage, *, max_queued_jobs: int, retry_after_s: int = 10) -> None:
+        self.store = store
+        self.storage = storage
+        self.max_queued_jobs = max_queued_jobs
+        self.retry_after_s = retry_after_s
+
+    def submit(
+        self,
+        request: JobRequest,
+        *,
+        file_id: str | None = None,
+        owner: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobRecord:
+        """Queue a job. With ``file_id`` the upload's path replaces ``request.input``; without it
+        ``request.input`` must be an existing local file (trusted callers only).
+
+        Raises UnknownLanguage, FileNotFound, InputNotFound, QueueFull (past ``max_queued_jobs`` queued jobs),
+        BadRequest (an idempotency key reused by another owner). A repeated ``idempotency_key`` returns the
+        existing job.
+        """
+        if idempotency_key is not None:
+            existing = self.store.get_by_idempotency_key(idempotency_key)
+            if existing is not None:
+                return self._same_owner(existing, owner)
+        request = self._resolve(request, file_id)
+        if self.store.count({JobState.QUEUED}) >= self.max_queued_jobs:
+            raise QueueFull(
+                f"too many queued jobs ({self.max_queued_jobs}); try again later", retry_after_s=self.retry_after_s
+            )
+        candidate = JobRecord(request=request, file_id=file_id, owner=owner, idempotency_key=idempotency_key)
+        record = self.store.create(candidate)
+        if record.id != candidate.id:  # lost a race on the same idempotency key
+            return self._same_owner(record, owner)
+        job_logger(logger, record.id).info(
+            "queued: %s -> %s (%s)", Path(request.input).name, ",".join(request.target_languages), request.mode
+        )
+        return record
+
+    @staticmethod
+    def _same_owner(record: JobRecord, owner: str | None) -> JobRecord:
+        if record.owner != owner:
+            raise BadRequest("this idempotency key was already used for another job")
+        return record
+
+    def _resolve(self, request: JobRequest, file_id: str | None) -> JobRequest:
+        targets = list(dict.fromkeys(normalize_language(t) for t in request.target_languages))
+        source = normalize_language(request.source_language) if request.source_language else None
+        if file_id is not None:
+            path = str(self.storage.get_file(file_id).path)
+        else:
+            path = request.input
+            if not Path(path).is_file():
+                raise InputNotFound(f"input file not found: {Path(path).name}")
+        return request.model_copy(update={"input": path, "target_languages": targets, "source_language": source})
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job; raises JobNotFound."""
+        record = self.store.get(job_id)
+        if record is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return record
+
+    def list(self, *, owner: str | None = None, limit: int = 100, offset: int = 0) -> builtins.list[JobRecord]:
+        """Jobs newest first (``limit`` capped at 1000)."""
+        return self.store.list(owner=owner, limit=min(max(limit, 0), 1000), offset=max(offset, 0))
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Queued → cancelled at once; running → ``cancel_requested`` (the worker stops at the next stage
+        boundary); terminal → JobNotCancellable. Raises JobNotFound."""
+        log = job_logger(logger, job_id)
+        for _ in range(3):  # a state change between the read and the compare-and-set retries
+            record = self.get(job_id)
+            if record.terminal:
+                raise JobNotCancellable(f"job {job_id} is already {record.state.value}")
+            if record.state is JobState.QUEUED:
+                done = self.store.transition(
+                    job_id, {JobState.QUEUED}, state=JobState.CANCELLED, finished_at=utcnow(), eta_s=None
+                )
+            else:
+                done = self.store.transition(job_id, {JobState.RUNNING}, cancel_requested=True)
+            if done is not None:
+                log.info("cancel: %s", "cancelled" if done.state is JobState.CANCELLED else "requested")
+                return done
+        raise JobNotCancellable(f"job {job_id} changed state while cancelling; try again")
+
+    async def events(self, job_id: str, poll_s: float = 0.5) -> AsyncIterator[JobRecord]:
+        """Yield the record now and whenever its state, stage or progress changes; end after a terminal
+        state. Polls the store, so it follows jobs run by other processes. Raises JobNotFound."""
+        last: tuple[Any, ...] | None = None
+        while True:
+            record = await asyncio.to_thread(self.store.get, job_id)
+            if record is None:
+                raise JobNotFound(f"no job with id {job_id}")
+            key = (record.state, record.stage, record.progress, record.cancel_requested)
+            if key != last:
+                last = key
+                yield record
+            if record.terminal:
+                return
+            await asyncio.sleep(poll_s)

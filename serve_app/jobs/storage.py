@@ -1,0 +1,168 @@
+"""File storage for the service: uploads (``root/uploads/<file_id>/``) and job artifacts (``root/jobs/<job_id>/``).
+
+Uploads are stored under a generated ``file_id``, never under the client's name, and appear only once
+complete and probed as media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Protocol
+
+from pipelines import media
+from pipelines.errors import InvalidMedia
+from serve_app.errors import FileNotFound, FileTooLarge, InsufficientStorage, OutputNotFound
+from serve_app.jobs.models import FileInfo, is_valid_id, new_id, utcnow
+
+logger = logging.getLogger(__name__)
+
+_MEDIA_EXTS = {
+    "mp4", "m4v", "mov", "mkv", "webm", "avi", "flv", "wmv", "mpg", "mpeg", "ts", "3gp", "ogv",
+    "mp3", "m4a", "aac", "wav", "flac", "ogg", "oga", "opus", "wma", "aiff", "aif",
+}  # fmt: skip
+# ffprobe's format_name → a file extension, for uploads whose name gives none.
+_FORMAT_EXTS = {"mov": "mp4", "mp4": "mp4", "matroska": "mkv", "webm": "webm", "mp3": "mp3", "wav": "wav",
+                "flac": "flac", "ogg": "ogg", "avi": "avi", "aac": "aac", "mpegts": "ts", "flv": "flv"}  # fmt: skip
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class Storage(Protocol):
+    """Where uploads and job artifacts live."""
+
+    async def save_upload(
+        self, chunks: AsyncIterator[bytes], *, filename: str | None, content_type: str | None, max_bytes: int
+    ) -> FileInfo:
+        """Stream an upload to disk. Raises FileTooLarge past ``max_bytes`` (bytes), InvalidMedia if it is not
+        media, InsufficientStorage when the disk is full; nothing is left behind on failure."""
+        ...
+
+    def get_file(self, file_id: str) -> FileInfo:
+        """The upload's metadata; raises FileNotFound."""
+        ...
+
+    def job_dir(self, job_id: str) -> Path:
+        """The job's artifact folder (outputs go in its ``out/``). Raises ValueError on a malformed id."""
+        ...
+
+    def output_path(self, job_id: str, name: str) -> Path:
+        """The path of an existing output file; raises OutputNotFound (also for names with ``/`` or ``..``)."""
+        ...
+
+
+def safe_display_name(filename: str | None) -> str:
+    """The client's file name reduced to a harmless display string (no folders, no control characters)."""
+    name = PurePosixPath((filename or "").replace("\\", "/")).name
+    name = _CONTROL.sub("", name).strip()
+    return name[:255] if name.strip(".") else "upload"
+
+
+def _extension(filename: str, format_name: str) -> str:
+    ext = PurePosixPath(filename).suffix.lower().lstrip(".")
+    if ext in _MEDIA_EXTS:
+        return ext
+    for fmt in format_name.split(","):
+        if fmt in _FORMAT_EXTS:
+            return _FORMAT_EXTS[fmt]
+    return "bin"
+
+
+class LocalStorage:
+    """Files under one local folder ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.uploads_dir = self.root / "uploads"
+        self.jobs_dir = self.root / "jobs"
+
+    async def save_upload(
+        self, chunks: AsyncIterator[bytes], *, filename: str | None, content_type: str | None, max_bytes: int
+    ) -> FileInfo:
+        """See ``Storage.save_upload``."""
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        file_id = new_id()
+        display = safe_display_name(filename)
+        tmp = self.uploads_dir / f".upload-{file_id}.part"
+        final_dir = self.uploads_dir / file_id
+        try:
+            size = await self._stream(chunks, tmp, max_bytes)
+            info = await asyncio.to_thread(media.probe, tmp)
+            path = final_dir / f"{file_id}.{_extension(display, info.format_name)}"
+            record = FileInfo(
+                file_id=file_id,
+                filename=display,
+                content_type=content_type,
+                size=size,
+                upload_time=utcnow(),
+                path=path.resolve(),
+            )
+            final_dir.mkdir()
+            tmp.replace(path)
+            meta_tmp = final_dir / ".meta.json.tmp"
+            meta_tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
+            meta_tmp.replace(final_dir / "meta.json")
+        except BaseException as exc:  # also CancelledError: a client that hangs up leaves nothing behind
+            tmp.unlink(missing_ok=True)
+            shutil.rmtree(final_dir, ignore_errors=True)
+            if isinstance(exc, InvalidMedia):
+                logger.info("rejected upload %r: %s", display, exc)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                raise InsufficientStorage("not enough disk space to store the upload") from exc
+            raise
+        logger.info("stored upload %s (%r, %d bytes)", file_id, display, size)
+        return record
+
+    async def _stream(self, chunks: AsyncIterator[bytes], tmp: Path, max_bytes: int) -> int:
+        size = 0
+        f: IO[bytes] = await asyncio.to_thread(open, tmp, "xb")
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FileTooLarge(f"the upload is larger than the limit of {max_bytes} bytes")
+                if chunk:
+                    await asyncio.to_thread(f.write, chunk)
+        finally:
+            await asyncio.to_thread(f.close)
+        return size
+
+    def get_file(self, file_id: str) -> FileInfo:
+        """See ``Storage.get_file``."""
+        if not is_valid_id(file_id):
+            raise FileNotFound(f"no uploaded file with id {file_id!r}")
+        meta = self.uploads_dir / file_id / "meta.json"
+        try:
+            info = FileInfo.model_validate(json.loads(meta.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise FileNotFound(f"no uploaded file with id {file_id}") from exc
+        if not info.path.is_file():
+            raise FileNotFound(f"the uploaded file {file_id} is gone")
+        return info
+
+    def delete_file(self, file_id: str) -> None:
+        """Remove an upload (no error if it does not exist)."""
+        if is_valid_id(file_id):
+            shutil.rmtree(self.uploads_dir / file_id, ignore_errors=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        """See ``Storage.job_dir``."""
+        if not is_valid_id(job_id):
+            raise ValueError(f"malformed job id {job_id!r}")
+        return self.jobs_dir / job_id
+
+    def output_path(self, job_id: str, name: str) -> Path:
+        """See ``Storage.output_path``."""
+        bad = not name or name in {".", ".."} or any(c in name for c in ("/", "\\", "\x00")) or ".." in name
+        if bad or name.startswith(".") or not is_valid_id(job_id):
+            raise OutputNotFound(f"no output named {name!r}")
+        out = self.jobs_dir / job_id / "out"
+        path = out / name
+        if not path.is_file() or path.resolve().parent != out.resolve():
+            raise OutputNotFound(f"no output named {name!r} for job {job_id}")
+        return path

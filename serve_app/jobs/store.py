@@ -1,0 +1,360 @@
+"""The job store: a ``JobStore`` protocol with SQLite (default) and PostgreSQL implementations.
+
+Both keep each record as JSON plus indexed columns (id, state, created_at, idempotency_key, owner) and
+are safe to use from many threads; records survive reopening the store. ``claim_next`` is atomic across
+processes: SQLite takes the database write lock (``BEGIN IMMEDIATE``), Postgres uses
+``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same job.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from serve_app.errors import JobNotFound
+from serve_app.jobs.models import JobRecord, JobState, utcnow
+
+if TYPE_CHECKING:
+    import psycopg
+
+logger = logging.getLogger(__name__)
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,50}$")
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Persistent job records. Every method is synchronous and thread-safe."""
+
+    def create(self, record: JobRecord) -> JobRecord:
+        """Insert ``record``. If its ``idempotency_key`` already exists, return the EXISTING record instead."""
+        ...
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The record, or None when there is no such job."""
+        ...
+
+    def get_by_idempotency_key(self, key: str) -> JobRecord | None:
+        """The record created with ``key``, or None."""
+        ...
+
+    def list(self, *, owner: str | None = None, limit: int = 100, offset: int = 0) -> builtins.list[JobRecord]:
+        """Records newest first, optionally only ``owner``'s."""
+        ...
+
+    def update(self, job_id: str, **fields: Any) -> JobRecord:
+        """Set ``fields`` (JobRecord field names) and ``updated_at``; raises JobNotFound, ValueError on bad fields."""
+        ...
+
+    def transition(self, job_id: str, from_states: Iterable[JobState], **fields: Any) -> JobRecord | None:
+        """Like ``update`` but only if the job is in one of ``from_states`` (atomic compare-and-set); else None."""
+        ...
+
+    def claim_next(self) -> JobRecord | None:
+        """Atomically move the oldest ``queued`` job to ``running`` and return it; None when none is queued."""
+        ...
+
+    def count(self, states: Iterable[JobState]) -> int:
+        """How many jobs are in any of ``states``."""
+        ...
+
+    def requeue_interrupted(self) -> builtins.list[str]:
+        """Start-up recovery: ``running`` jobs go back to ``queued`` (those with a pending cancel become
+        ``cancelled``). Returns the ids requeued."""
+        ...
+
+    def close(self) -> None:
+        """Release connections. The store must not be used afterwards."""
+        ...
+
+
+def _apply(record: JobRecord, fields: dict[str, Any]) -> JobRecord:
+    unknown = set(fields) - set(JobRecord.model_fields) | ({"id", "created_at"} & set(fields))
+    if unknown:
+        raise ValueError(f"cannot update job fields {sorted(unknown)}")
+    data = {**record.model_dump(), **fields, "updated_at": utcnow(), "version": record.version + 1}
+    return JobRecord.model_validate(data)
+
+
+class _SQLJobStore:
+    """The SQL shared by both back ends. Queries use ``?`` placeholders and ``{t}`` for the table."""
+
+    table: str
+    _placeholder = "?"
+    _seq = "rowid"
+    _for_update = ""
+    _skip_locked = ""
+
+    def _q(self, sql: str) -> str:
+        return sql.replace("{t}", self.table).replace("?", self._placeholder)
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[Any]:
+        raise NotImplementedError
+        yield
+
+    def _json(self, record: JobRecord) -> Any:
+        return record.model_dump_json()
+
+    def _time(self, value: datetime) -> Any:
+        return value
+
+    @staticmethod
+    def _load(value: Any) -> JobRecord:
+        if isinstance(value, (str, bytes)):
+            return JobRecord.model_validate_json(value)
+        return JobRecord.model_validate(value)
+
+    def _write(self, conn: Any, record: JobRecord) -> None:
+        conn.execute(
+            self._q("UPDATE {t} SET state = ?, owner = ?, idempotency_key = ?, record = ? WHERE id = ?"),
+            (record.state.value, record.owner, record.idempotency_key, self._json(record), record.id),
+        )
+
+    def create(self, record: JobRecord) -> JobRecord:
+        with self._tx() as conn:
+            cur = conn.execute(
+                self._q(
+                    "INSERT INTO {t} (id, state, created_at, idempotency_key, owner, record)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                ),
+                (
+                    record.id,
+                    record.state.value,
+                    self._time(record.created_at),
+                    record.idempotency_key,
+                    record.owner,
+                    self._json(record),
+                ),
+            )
+            if cur.rowcount == 1:
+                return record
+            if record.idempotency_key is not None:
+                row = conn.execute(
+                    self._q("SELECT record FROM {t} WHERE idempotency_key = ?"), (record.idempotency_key,)
+                ).fetchone()
+                if row is not None:
+                    return self._load(row[0])
+        raise ValueError(f"a job with id {record.id} already exists")
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._tx(write=False) as conn:
+            row = conn.execute(self._q("SELECT record FROM {t} WHERE id = ?"), (job_id,)).fetchone()
+        return None if row is None else self._load(row[0])
+
+    def get_by_idempotency_key(self, key: str) -> JobRecord | None:
+        with self._tx(write=False) as conn:
+            row = conn.execute(self._q("SELECT record FROM {t} WHERE idempotency_key = ?"), (key,)).fetchone()
+        return None if row is None else self._load(row[0])
+
+    def list(self, *, owner: str | None = None, limit: int = 100, offset: int = 0) -> builtins.list[JobRecord]:
+        where, params = ("WHERE owner = ? ", [owner]) if owner is not None else ("", [])
+        sql = f"SELECT record FROM {{t}} {where}ORDER BY created_at DESC, {self._seq} DESC LIMIT ? OFFSET ?"
+        with self._tx(write=False) as conn:
+            rows = conn.execute(self._q(sql), (*params, max(0, limit), max(0, offset))).fetchall()
+        return [self._load(r[0]) for r in rows]
+
+    def _modify(self, job_id: str, from_states: Iterable[JobState] | None, fields: dict[str, Any]) -> JobRecord | None:
+        with self._tx() as conn:
+            row = conn.execute(self._q("SELECT record FROM {t} WHERE id = ?" + self._for_update), (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(f"no job with id {job_id}")
+            record = self._load(row[0])
+            if from_states is not None and record.state not in set(from_states):
+                return None
+            new = _apply(record, fields)
+            self._write(conn, new)
+            return new
+
+    def update(self, job_id: str, **fields: Any) -> JobRecord:
+        record = self._modify(job_id, None, fields)
+        assert record is not None
+        return record
+
+    def transition(self, job_id: str, from_states: Iterable[JobState], **fields: Any) -> JobRecord | None:
+        return self._modify(job_id, builtins.list(from_states), fields)
+
+    def claim_next(self) -> JobRecord | None:
+        sql = f"SELECT record FROM {{t}} WHERE state = ? ORDER BY created_at, {self._seq} LIMIT 1{self._skip_locked}"
+        with self._tx() as conn:
+            row = conn.execute(self._q(sql), (JobState.QUEUED.value,)).fetchone()
+            if row is None:
+                return None
+            record = self._load(row[0])
+            now = utcnow()
+            new = _apply(record, {"state": JobState.RUNNING, "started_at": record.started_at or now, "eta_s": None})
+            self._write(conn, new)
+            return new
+
+    def count(self, states: Iterable[JobState]) -> int:
+        values = [JobState(s).value for s in states]
+        if not values:
+            return 0
+        marks = ", ".join("?" * len(values))
+        with self._tx(write=False) as conn:
+            row = conn.execute(self._q(f"SELECT COUNT(*) FROM {{t}} WHERE state IN ({marks})"), values).fetchone()
+        return int(row[0])
+
+    def requeue_interrupted(self) -> builtins.list[str]:
+        requeued: builtins.list[str] = []
+        with self._tx() as conn:
+            sql = "SELECT record FROM {t} WHERE state = ?" + self._for_update
+            rows = conn.execute(self._q(sql), (JobState.RUNNING.value,)).fetchall()
+            for row in rows:
+                record = self._load(row[0])
+                if record.cancel_requested:
+                    new = _apply(record, {"state": JobState.CANCELLED, "finished_at": utcnow(), "eta_s": None})
+                else:
+                    new = _apply(record, {"state": JobState.QUEUED, "eta_s": None})
+                    requeued.append(record.id)
+                self._write(conn, new)
+        if requeued:
+            logger.info("requeued %d interrupted job(s): %s", len(requeued), ", ".join(requeued))
+        return requeued
+
+
+def _check_table(table: str) -> str:
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"invalid table name {table!r}")
+    return table
+
+
+class SQLiteJobStore(_SQLJobStore):
+    """Jobs in one SQLite file (WAL mode). One connection guarded by a lock; other processes may share the file."""
+
+    def __init__(self, path: str | Path, *, table: str = "jobs") -> None:
+        self.table = _check_table(table)
+        self.path = Path(path)
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            with self._tx() as conn:
+                conn.execute(
+                    self._q(
+                        "CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, state TEXT NOT NULL,"
+                        " created_at TEXT NOT NULL, idempotency_key TEXT UNIQUE, owner TEXT, record TEXT NOT NULL)"
+                    )
+                )
+                conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_state_created ON {t} (state, created_at)"))
+                conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_owner_created ON {t} (owner, created_at)"))
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _time(self, value: datetime) -> Any:
+        # Fixed width, always with microseconds, so text order is time order.
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if not write:
+                yield self._conn
+                return
+            # IMMEDIATE takes the write lock up front, so a read-modify-write is atomic across processes.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class PostgresJobStore(_SQLJobStore):
+    """Jobs in PostgreSQL (psycopg 3, sync). A small pool of connections, one per concurrent caller."""
+
+    _placeholder = "%s"
+    _seq = "seq"
+    _for_update = " FOR UPDATE"
+    _skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str, *, table: str = "jobs", max_idle: int = 4) -> None:
+        import psycopg  # noqa: F401  (fail here, with a clear error, if the driver is missing)
+
+        self.table = _check_table(table)
+        self.url = url
+        self.max_idle = max_idle
+        self._idle: builtins.list[psycopg.Connection[Any]] = []
+        self._pool_lock = threading.Lock()
+        self._closed = False
+        with self._tx() as conn:
+            # Two processes creating the same table at once would collide in the catalog; serialise them.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
+            conn.execute(
+                self._q(
+                    "CREATE TABLE IF NOT EXISTS {t} (seq BIGSERIAL, id TEXT PRIMARY KEY, state TEXT NOT NULL,"
+                    " created_at TIMESTAMPTZ NOT NULL, idempotency_key TEXT UNIQUE, owner TEXT, record JSONB NOT NULL)"
+                )
+            )
+            conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_state_created ON {t} (state, created_at, seq)"))
+            conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_owner_created ON {t} (owner, created_at)"))
+
+    def _json(self, record: JobRecord) -> Any:
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(record.model_dump(mode="json"))
+
+    def _acquire(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        with self._pool_lock:
+            if self._closed:
+                raise RuntimeError("the job store is closed")
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed and not conn.broken:
+                    return conn
+                conn.close()
+        return psycopg.connect(self.url, autocommit=True)
+
+    def _release(self, conn: psycopg.Connection[Any]) -> None:
+        with self._pool_lock:
+            if not (self._closed or conn.closed or conn.broken or len(self._idle) >= self.max_idle):
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._acquire()
+        try:
+            with conn.transaction():
+                yield conn
+        finally:
+            self._release(conn)
+
+    def close(self) -> None:
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def make_job_store(url: str, **kwargs: Any) -> JobStore:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``postgresql://...`` → a store."""
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://") :]
+        path = rest.removeprefix("/")
+        return SQLiteJobStore(path or ":memory:", **kwargs)
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        return PostgresJobStore(url.replace("postgresql+psycopg://", "postgresql://", 1), **kwargs)
+    raise ValueError(f"unsupported job store url {url!r}; use sqlite:///PATH or postgresql://...")

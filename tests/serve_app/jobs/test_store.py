@@ -1,0 +1,169 @@
+"""The JobStore contract, run over SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from serve_app.errors import JobNotFound
+from serve_app.jobs.models import JobRecord, JobState, utcnow
+from serve_app.jobs.store import JobStore, PostgresJobStore, SQLiteJobStore, make_job_store
+
+StoreFactory = Callable[[], JobStore]
+MakeRecord = Callable[..., JobRecord]
+
+
+def test_import_leaves_out_ray_and_fastapi() -> None:
+    code = "import sys, serve_app.jobs; print(' '.join(sys.modules))"
+    mods = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert "serve_app.jobs.worker" in mods
+    assert not {m for m in mods if m.split(".")[0] in {"ray", "fastapi", "starlette"}}
+
+
+def test_create_get_roundtrip(store: JobStore, make_record: MakeRecord) -> None:
+    record = store.create(make_record(owner="alice"))
+    got = store.get(record.id)
+    assert got == record
+    assert got is not None and got.created_at.tzinfo is not None
+    assert store.get("0" * 32) is None
+
+
+def test_create_is_idempotent(store: JobStore, make_record: MakeRecord) -> None:
+    first = store.create(make_record(idempotency_key="k1"))
+    second = store.create(make_record(idempotency_key="k1"))
+    assert second.id == first.id
+    assert store.count({JobState.QUEUED}) == 1
+    assert store.get_by_idempotency_key("k1") == first
+    assert store.get_by_idempotency_key("nope") is None
+    assert store.create(make_record(idempotency_key="k2")).id != first.id
+
+
+def test_update_sets_fields_and_updated_at(store: JobStore, make_record: MakeRecord) -> None:
+    record = store.create(make_record())
+    updated = store.update(record.id, stage="asr", progress=0.3, eta_s=12.5)
+    assert (updated.stage, updated.progress, updated.eta_s) == ("asr", 0.3, 12.5)
+    assert updated.updated_at >= record.updated_at and updated.version == record.version + 1
+    assert store.get(record.id) == updated
+    with pytest.raises(JobNotFound):
+        store.update("f" * 32, stage="asr")
+    with pytest.raises(ValueError):
+        store.update(record.id, no_such_field=1)
+    with pytest.raises(ValueError):
+        store.update(record.id, progress=2.0)  # validated like the model
+
+
+def test_transition_is_compare_and_set(store: JobStore, make_record: MakeRecord) -> None:
+    record = store.create(make_record())
+    assert store.transition(record.id, {JobState.RUNNING}, state=JobState.SUCCEEDED) is None
+    done = store.transition(record.id, {JobState.QUEUED}, state=JobState.CANCELLED)
+    assert done is not None and done.state is JobState.CANCELLED
+
+
+def test_list_newest_first_with_owner_and_paging(store: JobStore, make_record: MakeRecord) -> None:
+    base = utcnow()
+    ids = [
+        store.create(make_record(owner="a" if i % 2 else "b", created_at=base + timedelta(seconds=i))).id
+        for i in range(5)
+    ]
+    assert [r.id for r in store.list()] == ids[::-1]
+    assert [r.id for r in store.list(owner="a")] == [ids[3], ids[1]]
+    assert [r.id for r in store.list(limit=2, offset=1)] == [ids[3], ids[2]]
+
+
+def test_claim_next_takes_the_oldest_queued(store: JobStore, make_record: MakeRecord) -> None:
+    base = utcnow()
+    newer = store.create(make_record(created_at=base + timedelta(seconds=2)))
+    older = store.create(make_record(created_at=base + timedelta(seconds=1)))
+    store.create(make_record(created_at=base, state=JobState.CANCELLED))
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == older.id
+    assert claimed.state is JobState.RUNNING and claimed.started_at is not None
+    assert store.get(older.id).state is JobState.RUNNING  # type: ignore[union-attr]
+    assert store.claim_next().id == newer.id  # type: ignore[union-attr]
+    assert store.claim_next() is None
+    assert store.count({JobState.RUNNING}) == 2
+    assert store.count({JobState.QUEUED, JobState.CANCELLED}) == 1
+    assert store.count(set()) == 0
+
+
+def _claim_all(stores: list[JobStore], n_threads: int) -> list[str]:
+    claimed: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n_threads)
+
+    def work(s: JobStore) -> None:
+        barrier.wait()
+        while (record := s.claim_next()) is not None:
+            with lock:
+                claimed.append(record.id)
+
+    threads = [threading.Thread(target=work, args=(stores[i % len(stores)],)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return claimed
+
+
+def test_no_double_claim_across_threads(store: JobStore, make_record: MakeRecord) -> None:
+    ids = {store.create(make_record()).id for _ in range(30)}
+    claimed = _claim_all([store], 2)
+    assert sorted(claimed) == sorted(ids)  # each exactly once
+
+
+def test_no_double_claim_across_connections(store_factory: StoreFactory, make_record: MakeRecord) -> None:
+    """Two store objects (two connections, like two processes) over one database."""
+    first, second = store_factory(), store_factory()
+    ids = {first.create(make_record()).id for _ in range(30)}
+    claimed = _claim_all([first, second], 4)
+    assert sorted(claimed) == sorted(ids)
+
+
+def test_requeue_interrupted(store: JobStore, make_record: MakeRecord) -> None:
+    a = store.create(make_record())
+    b = store.create(make_record())
+    done = store.create(make_record(state=JobState.SUCCEEDED))
+    store.claim_next()
+    store.claim_next()
+    store.update(b.id, cancel_requested=True)
+    assert store.requeue_interrupted() == [a.id]
+    assert store.get(a.id).state is JobState.QUEUED  # type: ignore[union-attr]
+    assert store.get(b.id).state is JobState.CANCELLED  # type: ignore[union-attr]
+    assert store.get(done.id).state is JobState.SUCCEEDED  # type: ignore[union-attr]
+    assert store.requeue_interrupted() == []
+
+
+def test_records_survive_reopening(store_factory: StoreFactory, make_record: MakeRecord) -> None:
+    first = store_factory()
+    record = first.create(make_record(owner="o", idempotency_key="key"))
+    first.update(record.id, stage="asr", progress=0.2)
+    first.close()
+    again = store_factory()
+    got = again.get(record.id)
+    assert got is not None and got.stage == "asr" and got.owner == "o"
+    assert again.create(make_record(idempotency_key="key")).id == record.id
+
+
+def test_make_job_store(tmp_path: Path, postgres_url: str) -> None:
+    s = make_job_store(f"sqlite:///{tmp_path}/x/jobs.db")
+    assert isinstance(s, SQLiteJobStore) and s.path == tmp_path / "x" / "jobs.db"
+    s.close()
+    p = make_job_store(postgres_url, table="vt_test_make_store")
+    try:
+        assert isinstance(p, PostgresJobStore)
+    finally:
+        p.close()
+        import psycopg
+
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS vt_test_make_store")
+    with pytest.raises(ValueError):
+        make_job_store("mysql://nope")
+    with pytest.raises(ValueError):
+        SQLiteJobStore(tmp_path / "y.db", table="jobs; DROP TABLE x")

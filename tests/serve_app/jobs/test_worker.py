@@ -1,0 +1,247 @@
+"""JobWorker with a fake pipeline (every outcome), and once end to end with the real one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.errors import JobCancelled, NoAudioStream
+from pipelines.schema import JobRequest
+from serve_app.jobs.models import JobRecord, JobState
+from serve_app.jobs.service import JobService
+from serve_app.jobs.storage import LocalStorage
+from serve_app.jobs.store import JobStore
+from serve_app.jobs.worker import JobWorker, ProgressTracker
+from tests.conftest import make_video
+
+Hook = Callable[[str], None]
+
+
+class FakePipeline:
+    """Honours ``Pipeline.run``: checks for cancel at each stage boundary, reports (stage, fraction),
+    and writes its outputs only at the end. ``fail`` is raised inside the ``fail_at`` stage."""
+
+    def __init__(
+        self, *, fail: BaseException | None = None, fail_at: str = "asr", on_stage: Hook | None = None
+    ) -> None:
+        self.fail, self.fail_at = fail, fail_at
+        self.on_stage = on_stage or (lambda stage: None)
+        self.runs = 0
+
+    def run(
+        self, request: JobRequest, out_dir: Path, *, progress: Callable[[str, float], None], should_cancel: Any
+    ) -> object:
+        self.runs += 1
+        stages = ["extract", "asr", "segment"]
+        for _ in request.target_languages:
+            stages += ["translate", "tts", "mux"] if request.mode == "dub" else ["translate", "mux"]
+        for stage in stages:
+            if should_cancel():
+                raise JobCancelled("the job was cancelled")
+            progress(stage, 0.0)
+            self.on_stage(stage)
+            if self.fail is not None and stage == self.fail_at:
+                raise self.fail
+            for i in range(1, 5):
+                progress(stage, i / 4)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem = Path(request.input).stem
+        for lang in request.target_languages:
+            for ext in ("mp4", "srt", "vtt"):
+                (out_dir / f"{stem}.{lang}.{ext}").write_text("x")
+        (out_dir / f"{stem}.report.json").write_text("{}")
+        return object()
+
+
+@pytest.fixture
+def service(store: JobStore, storage: LocalStorage) -> JobService:
+    return JobService(store, storage, max_queued_jobs=10)
+
+
+def submit(service: JobService, test_mp3: Path, **fields: Any) -> JobRecord:
+    request = JobRequest.model_validate({"input": str(test_mp3), "target_languages": ["es"], **fields})
+    return service.submit(request)
+
+
+def make_worker(service: JobService, pipeline: FakePipeline, **kwargs: Any) -> tuple[JobWorker, list[int]]:
+    calls: list[int] = []
+
+    def factory() -> Any:
+        calls.append(1)
+        return pipeline
+
+    return JobWorker(service, factory, min_update_s=0.0, cancel_check_s=0.0, **kwargs), calls
+
+
+def test_success_records_outputs(service: JobService, test_mp3: Path) -> None:
+    seen: list[tuple[str | None, float]] = []
+    worker, calls = make_worker(service, FakePipeline())
+    assert worker.run_once() is False and calls == []  # nothing queued: the pipeline is not even built
+    first = submit(service, test_mp3, target_languages=["es", "ru"])
+    second = submit(service, test_mp3, mode="subtitles")
+
+    def watch(stage: str) -> None:
+        record = service.get(first.id)
+        if record.state is JobState.RUNNING:
+            seen.append((record.stage, record.progress))
+
+    worker.pipeline().on_stage = watch  # type: ignore[attr-defined]
+    assert worker.run_once() and worker.run_once() and not worker.run_once()
+    assert calls == [1]  # one pipeline for every job
+    done = service.get(first.id)
+    assert done.state is JobState.SUCCEEDED and done.progress == 1.0 and done.eta_s is None
+    assert done.outputs == sorted(
+        ["this_is_a_test.es.mp4", "this_is_a_test.es.srt", "this_is_a_test.es.vtt", "this_is_a_test.report.json",
+         "this_is_a_test.ru.mp4", "this_is_a_test.ru.srt", "this_is_a_test.ru.vtt"]
+    )  # fmt: skip
+    assert done.started_at is not None and done.finished_at is not None and done.error is None
+    assert service.get(second.id).state is JobState.SUCCEEDED
+    progress = [p for _, p in seen]
+    assert len(seen) == 9 and progress == sorted(progress) and 0.6 < progress[-1] < 1
+    assert [s for s, _ in seen][:4] == ["extract", "asr", "segment", "translate"]
+
+
+def test_progress_tracker_weights() -> None:
+    clock = iter(range(100)).__next__
+    tracker = ProgressTracker(2, "dub", started=0.0, clock=lambda: 10.0)
+    assert tracker.update("extract", 1.0) == pytest.approx(0.05)
+    assert tracker.update("asr", 0.5) == pytest.approx(0.2)
+    assert tracker.update("segment", 1.0) == pytest.approx(0.37)
+    values = []
+    for _target in range(2):
+        for stage in ("translate", "tts", "mux"):
+            for f in (0.0, 0.5, 1.0):
+                values.append(tracker.update(stage, f))
+    assert values == sorted(values)
+    assert values[8] == pytest.approx(0.37 + 0.63 / 2)  # the first target's mux done: half of the rest
+    assert values[-1] == pytest.approx(0.99)  # 1.0 only once the job has succeeded
+    assert tracker.update("asr", 0.0) == pytest.approx(0.99)  # never goes back
+    assert tracker.update("unknown-stage", 0.5) == pytest.approx(0.99)
+    assert tracker.eta_s() == pytest.approx(0.1, abs=0.01)
+    assert ProgressTracker(1, "subtitles", started=0, clock=clock).eta_s() is None
+    sub = ProgressTracker(1, "subtitles", started=0, clock=clock)
+    sub.update("translate", 1.0)
+    assert sub.progress == pytest.approx(0.37 + 0.63 * 0.7)
+
+
+def test_progress_writes_are_throttled_but_stage_changes_always_land(service: JobService, test_mp3: Path) -> None:
+    record = submit(service, test_mp3)
+    worker = JobWorker(service, FakePipeline, min_update_s=60.0, cancel_check_s=0.0, clock=lambda: 5.0)
+    worker.run_once()
+    done = service.get(record.id)
+    # 1 create + 1 claim + one write per stage (6, though each stage reports 5 times) + 1 finish
+    assert done.version == 1 + 1 + 6 + 1 and done.state is JobState.SUCCEEDED
+
+
+def test_domain_error_fails_the_job(service: JobService, test_mp3: Path) -> None:
+    record = submit(service, test_mp3)
+    worker, _ = make_worker(service, FakePipeline(fail=NoAudioStream("the input has no audio stream")))
+    worker.run_once()
+    done = service.get(record.id)
+    assert done.state is JobState.FAILED and done.finished_at is not None
+    assert done.error == {"code": "no_audio_stream", "message": "the input has no audio stream"}
+    assert done.stage == "asr"
+
+
+def test_unexpected_error_is_internal_and_logged(
+    service: JobService, test_mp3: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = submit(service, test_mp3)
+    worker, _ = make_worker(service, FakePipeline(fail=RuntimeError("secret /srv/path detail")))
+    with caplog.at_level(logging.INFO, logger="serve_app.jobs"):
+        worker.run_once()
+    done = service.get(record.id)
+    assert done.state is JobState.FAILED and done.error is not None
+    assert done.error["code"] == "internal_error" and "secret" not in done.error["message"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and errors[0].exc_info is not None and f"[job {record.id}]" in errors[0].getMessage()
+    job_lines = [r for r in caplog.records if r.name == "serve_app.jobs.worker" and hasattr(r, "job_id")]
+    assert job_lines and all(f"[job {r.job_id}]" in r.getMessage() for r in job_lines)  # type: ignore[attr-defined]
+
+
+def test_cancel_while_running_stops_at_the_next_stage(service: JobService, test_mp3: Path) -> None:
+    record = submit(service, test_mp3)
+
+    def cancel_during_asr(stage: str) -> None:
+        if stage == "asr":
+            service.cancel(record.id)
+
+    pipeline = FakePipeline(on_stage=cancel_during_asr)
+    worker, _ = make_worker(service, pipeline)
+    worker.run_once()
+    done = service.get(record.id)
+    assert done.state is JobState.CANCELLED and done.stage == "asr" and done.outputs == []
+    assert not any((service.storage.job_dir(record.id) / "out").glob("*"))  # type: ignore[attr-defined]
+
+
+def test_a_job_cancelled_before_it_runs_is_skipped(service: JobService, test_mp3: Path) -> None:
+    record = submit(service, test_mp3)
+    service.cancel(record.id)
+    pipeline = FakePipeline()
+    worker, _ = make_worker(service, pipeline)
+    assert worker.run_once() is False and pipeline.runs == 0
+    assert service.get(record.id).state is JobState.CANCELLED
+
+
+def test_start_requeues_interrupted_jobs_and_runs_in_the_background(service: JobService, test_mp3: Path) -> None:
+    interrupted = submit(service, test_mp3)
+    service.store.claim_next()  # "running" when the previous process died
+    service.store.update(interrupted.id, stage="asr", progress=0.2)
+    fresh = submit(service, test_mp3)
+    worker, _ = make_worker(service, FakePipeline(), poll_s=0.02, max_running_jobs=2)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(
+            service.get(j.id).state is JobState.SUCCEEDED for j in (interrupted, fresh)
+        ):
+            time.sleep(0.05)
+        late = submit(service, test_mp3)  # picked up by the polling threads
+        while time.monotonic() < deadline and service.get(late.id).state is not JobState.SUCCEEDED:
+            time.sleep(0.05)
+    finally:
+        worker.stop(timeout=10)
+    assert not worker.running
+    assert all(service.get(j.id).state is JobState.SUCCEEDED for j in (interrupted, fresh, late))
+
+
+@pytest.mark.slow
+def test_real_pipeline_end_to_end(tmp_path: Path, test_mp3: Path, sqlite_store: JobStore) -> None:
+    from configs.settings import Settings, StorageSettings
+    from pipelines.runner import Pipeline
+
+    video = make_video(tmp_path / "talk.mp4", test_mp3, 4.5)
+    storage = LocalStorage(tmp_path / "var")
+    service = JobService(sqlite_store, storage, max_queued_jobs=4)
+    settings = Settings(storage=StorageSettings(root=tmp_path / "var", cache_dir=tmp_path / "var" / "cache"))
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield video.read_bytes()
+
+    upload = asyncio.run(storage.save_upload(chunks(), filename="talk.mp4", content_type="video/mp4", max_bytes=10**7))
+    record = service.submit(
+        JobRequest(input="", target_languages=["es"], source_language="en", mode="subtitles"), file_id=upload.file_id
+    )
+    worker = JobWorker(service, lambda: Pipeline(settings))
+    assert worker.run_once()
+    done = service.get(record.id)
+    assert done.state is JobState.SUCCEEDED, done.error
+    stem = upload.file_id
+    assert done.outputs == sorted(
+        [
+            f"{stem}.es.mp4",
+            f"{stem}.es.srt",
+            f"{stem}.es.vtt",
+            f"{stem}.en.srt",
+            f"{stem}.en.vtt",
+            f"{stem}.report.json",
+        ]
+    )
+    srt = storage.output_path(record.id, f"{stem}.es.srt").read_text(encoding="utf-8")
+    assert srt.strip() and done.progress == 1.0
