@@ -8,14 +8,18 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := ffmpeg espeak-ng fonts-dejavu-core
 DEMO_VIDEO := var/demo/jfk.mp4
 
-.PHONY: demo test setup apt venv models clean-cache bench
+.PHONY: demo test test-gpu setup apt venv models clean-cache bench
 
 demo: setup $(DEMO_VIDEO)
 	$(VT) translate $(DEMO_VIDEO) --to ru -o out/demo
 	@echo "Outputs are in $$(pwd)/out/demo"
 
+PYTEST_ARGS ?= -m "not gpu"
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-gpu: setup
+	$(PY) -m pytest -m gpu
 
 setup: apt venv models
 

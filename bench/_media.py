@@ -18,7 +18,7 @@ def speech_clip(out: Path, duration_s: float = 60.0, *, video: bool = True) -> P
     n = int(duration_s // 8) + 2
     for i in range(n):
         inputs += ["-i", str(pieces[i % 2])]
-    chain = "".join(f"[{i}:a]aresample=16000,apad=pad_dur=0.8[a{i}];" for i in range(n))
+    chain = "".join(f"[{i}:a]aresample=16000,aformat=sample_fmts=fltp:channel_layouts=mono,apad=pad_dur=0.8[a{i}];" for i in range(n))
     chain += "".join(f"[a{i}]" for i in range(n)) + f"concat=n={n}:v=0:a=1,atrim=0:{duration_s}[a]"
     args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *inputs]
     if video:

@@ -202,6 +202,48 @@ def models_list() -> None:
         out.print(f"configured: asr={settings.asr.model} translator={settings.translator.model} ({settings.translator.backend})", highlight=False)
 
 
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", help="Serve profile.")] = Path("configs/serve.cpu.yaml"),
+    host: Annotated[Optional[str], typer.Option("--host", help="Bind address (default from the profile: 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", help="HTTP port (default from the profile: 8000).")] = None,
+) -> None:
+    """Start a local Ray and the Serve app; print the URLs of the UI and the Ray dashboard."""
+    load_settings()
+    with cli_errors():
+        from serve_app.server import run_server
+
+        if not config.is_file():
+            fail(f"config file not found: {config}")
+        run_server(config, host, port)
+
+
+@app.command()
+def bridge(
+    amqp_url: Annotated[Optional[str], typer.Option("--amqp-url", help="amqp://guest:guest@127.0.0.1:5672/")] = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Only take in jobs; run none here.")] = False,
+) -> None:
+    """Consume JSON-RPC 2.0 jobs from RabbitMQ (queue videotranslator.rpc)."""
+    settings = load_settings()
+    with cli_errors():
+        from serve_app.bridge.main import run_bridge
+
+        raise typer.Exit(run_bridge(settings, amqp_url, with_worker=not no_worker))
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def batch(ctx: typer.Context) -> None:
+    """Bulk translation on Ray Data: same as `python -m pipelines.batch` (--input DIR|manifest.jsonl --to ... --output DIR)."""
+    load_settings()
+    with cli_errors():
+        from pipelines.batch import main as batch_main
+
+        raise typer.Exit(batch_main(list(ctx.args)))
+
+
 def main() -> None:
     try:
         app()
