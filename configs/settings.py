@@ -58,7 +58,10 @@ class TranslatorSettings(BaseModel):
     max_retries: int = 2
     temperature: float = 0.0
     timeout_s: float = 120.0
-    shorten_ratio: float = Field(default=0.0, description="Ask for a shorter rendering when speech exceeds its slot by this ratio; 0 disables.")
+    shorten_ratio: float = Field(
+        default=0.25,
+        description="Ask for a shorter rendering when speech still overflows its slot at max speed by this ratio; 0 disables.",
+    )
     glossary_file: Path | None = None
 
 
@@ -95,6 +98,8 @@ class ServiceSettings(BaseModel):
     retry_after_s: int = 10
     max_text_items: int = 256
     max_text_chars: int = 20_000
+    max_audio_bytes: int = Field(default=25 * 1024**2, description="Largest file /v1/audio/* accepts (bytes).")
+    max_speech_chars: int = Field(default=4096, description="Longest input /v1/audio/speech accepts (characters).")
     api_keys: list[str] = Field(default_factory=list)
 
 
@@ -106,6 +111,11 @@ class QueueSettings(BaseModel):
     request_queue: str = "videotranslator.rpc"
     dead_letter_queue: str = "videotranslator.rpc.dlq"
     events_exchange: str = "videotranslator.events"
+    max_batch_size: int = Field(default=32, description="Largest JSON-RPC batch the bridge accepts; more is -32600.")
+    reconnect_interval_s: float = Field(default=2.0, description="Seconds between reconnection attempts (connect_robust).")
+    events_poll_s: float = Field(default=1.0, description="How often the bridge polls the job store for progress events.")
+    backpressure_poll_s: float = Field(default=1.0, description="While paused on a full job queue, how often to look again.")
+    shutdown_timeout_s: float = Field(default=30.0, description="On SIGTERM, how long to wait for in-flight messages.")
 
 
 class BatchSettings(BaseModel):

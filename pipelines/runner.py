@@ -23,6 +23,7 @@ from pipelines.languages import normalize_language
 from pipelines.schema import (
     Clip,
     Cue,
+    DubPlan,
     JobRequest,
     MediaInfo,
     Sentence,
@@ -252,12 +253,16 @@ class _Job:
         with self.stage(Stage.MUX):
             mp4 = self.mux(staging / names["mp4"], lang, src, srt, dub_wav)
         details = {"translations": translations, "cues": cues, **plan_info}
+        if details["translations"] is not translations:  # lines shortened for the dub: subtitles follow
+            cues = split_cues(timed_from_translations(sentences, details["translations"]))
+            write_srt(cues, srt)
+            write_vtt(cues, vtt)
+            details["cues"] = cues
         return {"mp4": mp4, "srt": srt, "vtt": vtt}, details
 
     def dub(
         self, staging: Path, lang: str, sentences: list[Sentence], translations: list[Translation]
     ) -> tuple[Path, dict[str, Any]]:
-        from pipelines.fit import plan_fit
         from pipelines.mix import build_dub_track
 
         clips: list[Clip] = self.pipe.tts(translations, lang) if translations else []
@@ -266,13 +271,11 @@ class _Job:
             Slot(s.id, s.start_s, s.end_s, sentences[i + 1].start_s if i + 1 < len(sentences) else None)
             for i, s in enumerate(sentences)
         ]
-        plan = plan_fit(
-            slots,
-            [c.duration_s for c in clips],
-            max_speed=self.settings.fit.max_speed,
-            min_gap_s=self.settings.fit.min_gap_s,
-            total_s=self.info.duration_s,
-        )
+        plan = self.plan(slots, clips)
+        if self.settings.translator.shorten_ratio > 0 and any(p.overflow_s > 0 for p in plan.items):
+            translations, clips, extra = self.shorten_overflow(lang, slots, plan, translations, clips)
+            resynthesized += extra
+            plan = self.plan(slots, clips)
         self.progress(Stage.TTS.value, 0.8)
         wav = build_dub_track(
             Path(self.request.input),
@@ -282,7 +285,40 @@ class _Job:
             duration_s=self.info.duration_s,
             out_wav=staging / f".dub.{lang}.wav",
         )
-        return wav, {"plan": plan, "resynthesized": resynthesized, "voice": self.pipe.tts.voice_for(lang)}
+        info = {"plan": plan, "resynthesized": resynthesized, "voice": self.pipe.tts.voice_for(lang)}
+        return wav, {**info, "translations": translations}
+
+    def plan(self, slots: list[Slot], clips: list[Clip]) -> DubPlan:
+        from pipelines.fit import plan_fit
+
+        fit = self.settings.fit
+        durations = [c.duration_s for c in clips]
+        return plan_fit(slots, durations, max_speed=fit.max_speed, min_gap_s=fit.min_gap_s, total_s=self.info.duration_s)
+
+    def shorten_overflow(
+        self, lang: str, slots: list[Slot], plan: DubPlan, translations: list[Translation], clips: list[Clip]
+    ) -> tuple[list[Translation], list[Clip], int]:
+        """Ask the translator for a shorter rendering of lines whose speech overflows its slot by
+        more than ``translator.shorten_ratio``; re-synthesise only those lines."""
+        ratio = self.settings.translator.shorten_ratio
+        fit = self.settings.fit
+        translations, clips = list(translations), list(clips)
+        changed = 0
+        for i, item in enumerate(plan.items):
+            slot = slots[i]
+            window = (slot.next_start_s if slot.next_start_s is not None else self.info.duration_s) - slot.start_s
+            fits = max(window - fit.min_gap_s, 0.0) * fit.max_speed  # seconds of natural speech that fit
+            needed = clips[i].duration_s
+            if item.overflow_s <= 0 or fits <= 0 or needed / fits < 1 + ratio:
+                continue
+            text = translations[i].text
+            shorter = self.pipe.translator.shorten(text, target_language=lang, max_chars=int(len(text) * fits / needed))
+            if not shorter:
+                continue
+            translations[i] = Translation(translations[i].id, translations[i].source, shorter, (*translations[i].flags, "shortened"))
+            clips[i] = self.pipe.tts([translations[i]], lang)[0]
+            changed += 1
+        return translations, clips, changed
 
     def mux(self, out: Path, lang: str, src: str, srt: Path, dub_wav: Path | None) -> Path:
         from pipelines.mux import AudioTrack, SubtitleTrack, mux

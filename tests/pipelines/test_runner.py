@@ -1,0 +1,142 @@
+"""The sequential runner with fake model stages (above the seams) and real ffmpeg underneath."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs.settings import Settings
+from pipelines.errors import JobCancelled
+from pipelines.runner import Pipeline
+from pipelines.schema import Clip, JobRequest, Segment, Transcript, Translation, Word
+
+RATE = 16000
+
+
+class FakeASR:
+    name = "fake-asr"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, audio: object, *, language: str | None = None) -> Transcript:
+        self.calls += 1
+        words = tuple(Word(0.5 + i * 0.4, 0.8 + i * 0.4, f" w{i}") for i in range(4)) + (Word(2.1, 2.4, " end."),)
+        seg = Segment(0.5, 2.4, "w0 w1 w2 w3 end.", words)
+        words2 = (Word(3.0, 3.3, " Second"), Word(3.3, 3.8, " one."))
+        return Transcript("en", 0.99, 6.0, (seg, Segment(3.0, 3.8, "Second one.", words2)))
+
+
+class FakeTranslator:
+    name = "fake-translator"
+
+    def __init__(self, long: bool = False) -> None:
+        self.long = long
+        self.calls = 0
+        self.shortened: list[str] = []
+
+    def translate(self, sentences, *, source_language, target_language, glossary=None):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        text = "очень длинный перевод " * 6 if self.long else "перевод"
+        return [Translation(s.id, s.text, f"{text} {s.id}".strip()) for s in sentences]
+
+    def shorten(self, text: str, *, target_language: str, max_chars: int) -> str | None:
+        self.shortened.append(text)
+        return "коротко"
+
+
+class FakeTTS:
+    """Speech 0.06 s per character: long text overflows its slot."""
+
+    def __init__(self) -> None:
+        self.synthesized_count = 0
+        self.total = 0
+
+    def voice_for(self, language: str) -> str:
+        return f"fake:{language}"
+
+    def __call__(self, translations, language):  # type: ignore[no-untyped-def]
+        self.synthesized_count = len(translations)
+        self.total += len(translations)
+        out = []
+        for t in translations:
+            n = int(0.06 * len(t.text) * RATE)
+            out.append(Clip(t.id, (0.2 * np.sin(np.arange(n) / 10.0)).astype(np.float32), RATE))
+        return out
+
+
+@pytest.fixture()
+def settings(tmp_path: Path) -> Settings:
+    s = Settings(_env_file=None)
+    s.storage.cache_dir = tmp_path / "cache"
+    return s
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory, test_mp3: Path) -> Path:
+    from tests.conftest import make_video
+
+    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", test_mp3, 6.0)
+
+
+def test_run_writes_all_outputs_and_caches_stages(settings: Settings, video: Path, tmp_path: Path) -> None:
+    asr, tr, tts = FakeASR(), FakeTranslator(), FakeTTS()
+    pipe = Pipeline(settings, asr=asr, translator=tr, tts=tts)
+    seen: list[tuple[str, float]] = []
+    result = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out", progress=lambda s, f: seen.append((s, f)))
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["clip.en.srt", "clip.en.vtt", "clip.report.json", "clip.ru.mp4", "clip.ru.srt", "clip.ru.vtt"]
+    assert [s for s, f in seen if f == 0.0] == ["extract", "asr", "segment", "translate", "tts", "mux"]
+    assert result.report["sentence_count"] == 2 and result.report["targets"]["ru"]["resynthesized"] == 2
+    # a second run resumes from the cache: no ASR, no translation
+    again = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out2")
+    assert (asr.calls, tr.calls) == (1, 1)
+    assert {"asr", "translate"} <= set(again.report["cache_hits"])
+
+
+def test_long_lines_are_shortened_when_enabled(settings: Settings, video: Path, tmp_path: Path) -> None:
+    settings.translator.shorten_ratio = 0.1  # (default 0.25)
+    tr, tts = FakeTranslator(long=True), FakeTTS()
+    pipe = Pipeline(settings, asr=FakeASR(), translator=tr, tts=tts)
+    report = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out").report
+    rows = report["targets"]["ru"]["sentences"]
+    assert tr.shortened and all("shortened" in r["flags"] for r in rows)
+    assert all(r["translation"] == "коротко" for r in rows)
+    assert "коротко" in (tmp_path / "out" / "clip.ru.srt").read_text()
+    assert report["targets"]["ru"]["resynthesized"] == 4  # 2 first, then the 2 shortened lines
+
+
+def test_overflow_is_reported_when_shortening_is_off(settings: Settings, video: Path, tmp_path: Path) -> None:
+    settings.translator.shorten_ratio = 0.0
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(long=True), tts=FakeTTS())
+    report = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out").report
+    fit = report["targets"]["ru"]["fit"]
+    assert fit["overflow_count"] >= 1 and fit["max_speed"] == pytest.approx(1.35)
+    assert any("overflow" in r["flags"] for r in report["targets"]["ru"]["sentences"])
+
+
+def test_cancel_leaves_no_output(settings: Settings, video: Path, tmp_path: Path) -> None:
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS())
+    stages: list[str] = []
+
+    def cancel() -> bool:
+        return "translate" in stages
+
+    with pytest.raises(JobCancelled):
+        pipe.run(
+            JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out",
+            progress=lambda s, f: stages.append(s), should_cancel=cancel,
+        )  # fmt: skip
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_subtitles_mode_keeps_original_audio(settings: Settings, video: Path, tmp_path: Path) -> None:
+    tts = FakeTTS()
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=tts)
+    result = pipe.run(JobRequest(input=str(video), target_languages=["es"], mode="subtitles"), tmp_path / "o")
+    assert tts.total == 0
+    report = json.loads(result.outputs["report"].read_text())
+    assert report["mode"] == "subtitles" and report["targets"]["es"]["fit"] is None
