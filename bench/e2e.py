@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._media import speech_clip  # noqa: E402
-from configs.settings import Settings  # noqa: E402
-from pipelines import media  # noqa: E402
-from pipelines.runner import Pipeline  # noqa: E402
-from pipelines.schema import JobRequest  # noqa: E402
+from bench._media import speech_clip
+from configs.settings import Settings
+from pipelines import media
+from pipelines.runner import Pipeline
+from pipelines.schema import JobRequest
 
 
 def asr_overhead(pipe: Pipeline, wav: Path, repeats: int) -> dict[str, float]:
@@ -57,7 +57,7 @@ def main() -> None:
         settings.storage.cache_dir = Path(tmp) / "cache-cold"  # no cached stage may help
         pipe = Pipeline(settings)
         t = time.perf_counter()
-        pipe.asr, pipe.translator, pipe.tts.voice_for(args.to)  # noqa: B018  (load models)
+        pipe.asr, pipe.translator, pipe.tts.voice_for(args.to)
         results["model_load_s"] = round(time.perf_counter() - t, 2)
         request = JobRequest(input=str(clip), target_languages=[args.to])
         report = pipe.run(request, Path(tmp) / "out").report

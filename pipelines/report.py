@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pipelines.schema import DubPlan, PlanItem, Sentence, Transcript, Translation
@@ -65,7 +65,7 @@ def build_report(job: Any, transcript: Transcript, sentences: Sequence[Sentence]
     pipe = job.pipe
     return {
         "report_version": REPORT_VERSION,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "input": job.request.input,
         "duration_s": round(job.info.duration_s, 3),
         "mode": job.request.mode,

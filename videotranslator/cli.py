@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -104,11 +104,11 @@ def _progress() -> Progress:
 def translate(
     input: Annotated[Path, typer.Argument(help="Any video or audio file that ffmpeg reads.")],
     to: Annotated[str, typer.Option("--to", help="Target language(s), comma-separated: ru,es")],
-    from_: Annotated[Optional[str], typer.Option("--from", help="Source language; auto-detected by default.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Source language; auto-detected by default.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("out"),
     mode: Annotated[str, typer.Option("--mode", help="dub or subtitles")] = "dub",
     burn_in: Annotated[bool, typer.Option("--burn-in", help="Render the target subtitles into the picture.")] = False,
-    glossary: Annotated[Optional[Path], typer.Option("--glossary", help="File of 'term = translation' lines.")] = None,
+    glossary: Annotated[Path | None, typer.Option("--glossary", help="File of 'term = translation' lines.")] = None,
 ) -> None:
     """Translate INPUT: subtitles, a dubbed track and a quality report per target language."""
     settings = load_settings()
@@ -145,7 +145,7 @@ def translate(
 @app.command()
 def transcribe(
     input: Annotated[Path, typer.Argument(help="Any video or audio file that ffmpeg reads.")],
-    from_: Annotated[Optional[str], typer.Option("--from", help="Language; auto-detected by default.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Language; auto-detected by default.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("out"),
 ) -> None:
     """Transcribe INPUT: <stem>.<lang>.srt, .vtt and .json."""
@@ -205,8 +205,8 @@ def models_list() -> None:
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", help="Serve profile.")] = Path("configs/serve.cpu.yaml"),
-    host: Annotated[Optional[str], typer.Option("--host", help="Bind address (default from the profile: 127.0.0.1).")] = None,
-    port: Annotated[Optional[int], typer.Option("--port", help="HTTP port (default from the profile: 8000).")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Bind address (default from the profile: 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="HTTP port (default from the profile: 8000).")] = None,
 ) -> None:
     """Start a local Ray and the Serve app; print the URLs of the UI and the Ray dashboard."""
     load_settings()
@@ -220,7 +220,7 @@ def serve(
 
 @app.command()
 def bridge(
-    amqp_url: Annotated[Optional[str], typer.Option("--amqp-url", help="amqp://guest:guest@127.0.0.1:5672/")] = None,
+    amqp_url: Annotated[str | None, typer.Option("--amqp-url", help="amqp://guest:guest@127.0.0.1:5672/")] = None,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Only take in jobs; run none here.")] = False,
 ) -> None:
     """Consume JSON-RPC 2.0 jobs from RabbitMQ (queue videotranslator.rpc)."""

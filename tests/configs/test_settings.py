@@ -7,7 +7,9 @@ import pytest
 from configs.settings import Settings
 
 
-def test_defaults_keep_the_spec_names() -> None:
+def test_defaults_keep_the_spec_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VT_LOG_DIR", "LOG_DIR", "VT_STORAGE__CACHE_DIR", "MAX_FILE_SIZE", "VT_MAX_FILE_SIZE"):
+        monkeypatch.delenv(name, raising=False)
     s = Settings(_env_file=None)
     assert s.PROJECT_NAME == "VideoTranslator"
     assert s.MAX_FILE_SIZE == 2 * 1024**3
