@@ -1,0 +1,28 @@
+"""The RabbitMQ JSON-RPC bridge (issue 4): consumer, method table, API publisher and entrypoints.
+
+Importing this package pulls in aio-pika and jsonrpc-py but no Ray and no FastAPI.
+"""
+
+from __future__ import annotations
+
+from serve_app.bridge.consumer import Bridge
+from serve_app.bridge.main import build_bridge, build_service, run_bridge
+from serve_app.bridge.methods import MethodContext, PipelineStages, Stages, build_methods
+from serve_app.bridge.publisher import JobPublisher
+from serve_app.bridge.rpc import DOMAIN_CODES, Outcome, RpcHandler, message_key
+
+__all__ = [
+    "DOMAIN_CODES",
+    "Bridge",
+    "JobPublisher",
+    "MethodContext",
+    "Outcome",
+    "PipelineStages",
+    "RpcHandler",
+    "Stages",
+    "build_bridge",
+    "build_methods",
+    "build_service",
+    "message_key",
+    "run_bridge",
+]

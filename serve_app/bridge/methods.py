@@ -1,0 +1,257 @@
+"""The bridge's method table: translate_video, transcribe, translate_text, get_job, cancel_job.
+
+Each method checks its params (-32602 on a bad one), builds the one ``JobRequest`` or calls the stage, and
+turns domain errors into JSON-RPC errors; no business logic lives here (see ``JobService``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import ValidationError
+
+from pipelines.errors import VTError
+from pipelines.languages import normalize_language
+from pipelines.schema import JobRequest
+from serve_app.bridge.rpc import CallState, Watch, current_call, domain_error, invalid_params
+from serve_app.errors import BadRequest, QueueFull
+from serve_app.jobs.models import JobRecord, is_valid_id
+
+if TYPE_CHECKING:
+    from pipelines.runner import Pipeline
+    from pipelines.schema import Transcript
+    from serve_app.jobs.service import JobService
+
+logger = logging.getLogger(__name__)
+
+# The bundled translator needs a source language; translate_text assumes English when none is given.
+DEFAULT_TEXT_SOURCE = "en"
+
+
+class Stages(Protocol):
+    """The model stages the synchronous methods use (blocking calls; the bridge runs them in threads)."""
+
+    def transcribe(self, media_path: Path, language: str | None) -> Transcript:
+        """Transcribe any media file ffmpeg reads. Raises VTError (InvalidMedia, NoAudioStream, ModelError)."""
+        ...
+
+    def translate_texts(self, texts: list[str], source_language: str, target_language: str) -> list[str]:
+        """Translations in the same order. Raises TranslationFailed when the backend answers nothing."""
+        ...
+
+
+class PipelineStages:
+    """``Stages`` over a lazily built ``Pipeline`` (its lazy ``asr``/``translator``), one call at a time per model
+    (llama.cpp and CTranslate2 handles are not safe to share between threads)."""
+
+    def __init__(self, pipeline_factory: Callable[[], Pipeline]) -> None:
+        self._factory = pipeline_factory
+        self._pipeline: Pipeline | None = None
+        self._build = threading.Lock()
+        self._asr_lock, self._llm_lock = threading.Lock(), threading.Lock()
+
+    @property
+    def pipeline(self) -> Pipeline:
+        with self._build:
+            if self._pipeline is None:
+                self._pipeline = self._factory()
+            return self._pipeline
+
+    def transcribe(self, media_path: Path, language: str | None) -> Transcript:
+        from pipelines import media
+
+        info = media.probe(media_path)
+        with tempfile.TemporaryDirectory(prefix=".vt-bridge-") as tmp:
+            wav = media.extract_audio(info, Path(tmp) / "audio.wav")
+            with self._asr_lock:
+                transcript: Transcript = self.pipeline.asr(wav, language=language)
+        return transcript
+
+    def translate_texts(self, texts: list[str], source_language: str, target_language: str) -> list[str]:
+        with self._llm_lock:
+            result: list[str] = self.pipeline.translator.translate_texts(texts, source_language, target_language)
+        return result
+
+
+@dataclass
+class MethodContext:
+    """What the methods need. ``storage_root``: the shared-storage root that path inputs must stay under."""
+
+    service: JobService
+    stages: Stages
+    storage_root: Path
+    max_text_items: int = 256
+    max_text_chars: int = 20_000
+
+
+def job_view(record: JobRecord, service: JobService) -> dict[str, Any]:
+    """The public view of a job (never the internal record)."""
+    return {
+        "job_id": record.id,
+        "state": record.state.value,
+        "stage": record.stage,
+        "progress": record.progress,
+        "eta_s": record.eta_s,
+        "error": record.error,
+        "outputs": record.outputs,
+        "output_dir": str(service.storage.job_dir(record.id) / "out"),
+        "mode": record.request.mode,
+        "target_languages": record.request.target_languages,
+        "cancel_requested": record.cancel_requested,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
+    }
+
+
+def resolve_input(value: Any, storage_root: Path) -> tuple[str, str | None]:
+    """``(path, file_id)``: a 32-hex ``file_id`` from /files/upload, or a path under ``storage_root``
+    (relative paths are taken from the root). Raises -32602 for anything else or a path that escapes the root."""
+    if not isinstance(value, str) or not value.strip():
+        raise invalid_params("input must be a file_id or a path under the shared storage root")
+    if is_valid_id(value):
+        return value, value
+    root = storage_root.resolve()
+    path = Path(value)
+    resolved = (path if path.is_absolute() else root / path).resolve()
+    if not resolved.is_relative_to(root):
+        raise invalid_params("input must be a path under the shared storage root", code="input_outside_storage")
+    return str(resolved), None
+
+
+def _str_list(value: Any, name: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise invalid_params(f"{name} must be a list of strings")
+    return value
+
+
+def _optional_str(value: Any, name: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise invalid_params(f"{name} must be a string or null")
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise invalid_params(f"{name} must be true or false")
+    return value
+
+
+def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
+    """The method table. Each function's signature is the method's params (jsonrpc-py binds them: an
+    unknown or missing param is -32602)."""
+    service = ctx.service
+
+    def _intake(request: JobRequest, file_id: str | None, key: str, owner: str | None) -> JobRecord:
+        # The bridge is a trusted adapter: a key it has seen (or that JobPublisher recorded) is that job,
+        # whoever published it; JobService.submit's owner check is for HTTP clients' own keys.
+        existing = service.store.get_by_idempotency_key(key)
+        if existing is not None:
+            return existing
+        return service.submit(request, file_id=file_id, owner=owner, idempotency_key=key)
+
+    async def translate_video(
+        input: Any,
+        target_languages: Any,
+        source_language: Any = None,
+        mode: Any = "dub",
+        burn_in: Any = False,
+        wait: Any = False,
+    ) -> dict[str, Any]:
+        call = current_call()
+        wait = _bool(wait, "wait")
+        # A redelivery, or a job JobPublisher recorded before publishing: the key finds it, whatever the params.
+        record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key())
+        if record is None:
+            record = await _submit(call, input, target_languages, source_language, mode, burn_in)
+        call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
+        return {"job_id": record.id, "state": record.state.value}
+
+    async def _submit(
+        call: CallState, input: Any, target_languages: Any, source_language: Any, mode: Any, burn_in: Any
+    ) -> JobRecord:
+        path, file_id = resolve_input(input, ctx.storage_root)
+        try:
+            request = JobRequest(
+                input=path,
+                target_languages=_str_list(target_languages, "target_languages"),
+                source_language=_optional_str(source_language, "source_language"),
+                mode=mode,
+                burn_in=_bool(burn_in, "burn_in"),
+            )
+        except ValidationError as exc:
+            raise invalid_params(f"invalid params: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        try:
+            return await asyncio.to_thread(_intake, request, file_id, call.item_key(), call.owner)
+        except QueueFull as exc:
+            call.queue_full = exc
+            raise domain_error(exc) from None
+        except VTError as exc:
+            raise domain_error(exc) from None
+
+    async def transcribe(input: Any, language: Any = None) -> dict[str, Any]:
+        path, file_id = resolve_input(input, ctx.storage_root)
+        lang = _optional_str(language, "language")
+        try:
+            if file_id is not None:
+                path = str(service.storage.get_file(file_id).path)
+            lang = normalize_language(lang) if lang else None
+            transcript = await asyncio.to_thread(ctx.stages.transcribe, Path(path), lang)
+        except VTError as exc:
+            raise domain_error(exc) from None
+        return {
+            "language": transcript.language,
+            "language_probability": transcript.language_probability,
+            "duration_s": transcript.duration_s,
+            "text": " ".join(s.text.strip() for s in transcript.segments if s.text.strip()),
+            "segments": [{"start_s": s.start_s, "end_s": s.end_s, "text": s.text} for s in transcript.segments],
+        }
+
+    async def translate_text(texts: Any, target_language: Any, source_language: Any = None) -> dict[str, Any]:
+        items = _str_list(texts, "texts")
+        if not isinstance(target_language, str):
+            raise invalid_params("target_language must be a string")
+        source_language = _optional_str(source_language, "source_language") or DEFAULT_TEXT_SOURCE
+        try:
+            if len(items) > ctx.max_text_items or sum(map(len, items)) > ctx.max_text_chars:
+                raise BadRequest(f"too much text (at most {ctx.max_text_items} items, {ctx.max_text_chars} characters)")
+            source, target = normalize_language(source_language), normalize_language(target_language)
+            result = await asyncio.to_thread(ctx.stages.translate_texts, items, source, target) if items else []
+        except VTError as exc:
+            raise domain_error(exc) from None
+        return {"translations": result, "source_language": source, "target_language": target}
+
+    async def get_job(job_id: Any) -> dict[str, Any]:
+        return job_view(await _job_call(service.get, job_id), service)
+
+    async def cancel_job(job_id: Any) -> dict[str, Any]:
+        return job_view(await _job_call(service.cancel, job_id), service)
+
+    return {
+        "translate_video": translate_video,
+        "transcribe": transcribe,
+        "translate_text": translate_text,
+        "get_job": get_job,
+        "cancel_job": cancel_job,
+    }
+
+
+async def _job_call(function: Callable[[str], JobRecord], job_id: Any) -> JobRecord:
+    if not isinstance(job_id, str):
+        raise invalid_params("job_id must be a string")
+    try:
+        return await asyncio.to_thread(function, job_id)
+    except VTError as exc:
+        raise domain_error(exc) from None
+
+
+__all__ = ["MethodContext", "PipelineStages", "Stages", "build_methods", "job_view", "resolve_input"]
