@@ -150,7 +150,7 @@ class _Job:
         self.progress = progress or (lambda stage, fraction: None)
         self.should_cancel = should_cancel or (lambda: False)
         self.timings = StageTimings()
-        self.stem = Path(request.input).stem
+        self.stem = request.output_stem or Path(request.input).stem
         self.notes: list[str] = []
         self.preset_transcript: Transcript | None = None
         self.preset_translations: dict[str, list[Translation]] = {}

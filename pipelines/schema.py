@@ -5,6 +5,7 @@ This module is the single job-request model for every entrypoint (CLI, HTTP, Rab
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -36,6 +37,11 @@ class JobRequest(BaseModel):
     mode: Mode = "dub"
     burn_in: bool = False
     glossary: dict[str, str] = Field(default_factory=dict)
+    output_stem: str | None = Field(
+        default=None,
+        description="Stem of the output names (<stem>.<lang>.mp4); defaults to the input's stem. "
+        "Services set it from the client's file name, since uploads are stored under generated ids.",
+    )
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,15 @@ def output_names(stem: str, target: str, source: str) -> dict[str, str]:
         "source_srt": f"{stem}.{source}.srt",
         "report": f"{stem}.report.json",
     }
+
+
+def safe_stem(filename: str, *, max_len: int = 80) -> str:
+    """A file-system-safe stem from a client's file name: no directories, no control or path
+    characters, no leading dots, at most ``max_len`` characters; "" if nothing usable is left."""
+    base = re.split(r"[\\/]", filename)[-1]
+    stem = base.rsplit(".", 1)[0] if "." in base.lstrip(".") else base
+    cleaned = re.sub(r"[^\w.\-]+", "_", stem, flags=re.UNICODE).strip("._")
+    return cleaned[:max_len].rstrip("._")
 
 
 def ensure_path(value: str | Path) -> Path:

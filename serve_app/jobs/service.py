@@ -11,7 +11,7 @@ from typing import Any
 
 from pipelines.errors import InputNotFound
 from pipelines.languages import normalize_language
-from pipelines.schema import JobRequest
+from pipelines.schema import JobRequest, safe_stem
 from serve_app.errors import BadRequest, JobNotCancellable, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, JobState, job_logger, utcnow
 from serve_app.jobs.storage import Storage
@@ -71,13 +71,17 @@ class JobService:
     def _resolve(self, request: JobRequest, file_id: str | None) -> JobRequest:
         targets = list(dict.fromkeys(normalize_language(t) for t in request.target_languages))
         source = normalize_language(request.source_language) if request.source_language else None
+        stem = request.output_stem
         if file_id is not None:
-            path = str(self.storage.get_file(file_id).path)
+            info = self.storage.get_file(file_id)
+            path = str(info.path)
+            stem = stem or safe_stem(info.filename or "")
         else:
             path = request.input
             if not Path(path).is_file():
                 raise InputNotFound(f"input file not found: {Path(path).name}")
-        return request.model_copy(update={"input": path, "target_languages": targets, "source_language": source})
+        update = {"input": path, "target_languages": targets, "source_language": source, "output_stem": stem or None}
+        return request.model_copy(update=update)
 
     def get(self, job_id: str) -> JobRecord:
         """The job; raises JobNotFound."""

@@ -1,0 +1,85 @@
+"""The spec's app factory: ``get_application(settings=None, *, services=None) -> FastAPI``.
+
+In the Serve app, ``serve_app.app.build_app`` passes services over deployment handles; without Ray,
+``Services.local(settings)`` runs the stages in this process (tests, plain uvicorn).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from configs.settings import Settings
+from serve_app.api import errors
+from serve_app.api.csrf import CSRFMiddleware
+from serve_app.api.routes import files, health, jobs, segments, v1, web
+from serve_app.api.services import Services
+
+logger = logging.getLogger("serve_app.api.access")
+
+_JOB_PATH = re.compile(r"^/jobs/([0-9a-f]{32})(?:/|$)")
+
+
+class AccessLogMiddleware:
+    """One log line per request (method, path, status, ms), with ``job_id`` when the request concerns a
+    job (from the path, or set by the route in ``request.state.job_id``). Pure ASGI, so streams stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope.get("path", "")
+            match = _JOB_PATH.match(path)
+            job_id = scope.get("state", {}).get("job_id") or (match.group(1) if match else None)
+            ms = (time.perf_counter() - started) * 1000
+            extra = {"job_id": job_id} if job_id else {}
+            suffix = f" [job {job_id}]" if job_id else ""
+            logger.info("%s %s %d %.1fms%s", scope.get("method"), path, status, ms, suffix, extra=extra)
+
+
+def get_application(
+    settings: Settings | None = None, *, services: Services | None = None, web_dir: Path | None = None
+) -> FastAPI:
+    """The FastAPI ingress. ``services`` default to in-process ones built from ``settings``."""
+    if settings is None:
+        settings = services.settings if services is not None else Settings()
+    if services is None:
+        services = Services.local(settings)
+    app = FastAPI(
+        title=settings.PROJECT_NAME,
+        version=settings.VERSION,
+        description="Translate videos: subtitles and a dubbed voice track. Every JSON answer is the envelope "
+        "{status, message, data} or {status: error, message, error: {code, detail}}.",
+        debug=False,  # never a traceback in a body, whatever DEBUG says
+    )
+    app.state.services = services
+    app.state.web_dir = Path(web_dir) if web_dir is not None else web.default_web_dir()
+    errors.install(app)
+    for router in (web.router, health.router, files.router, jobs.router, v1.router):
+        app.include_router(router)
+    app.include_router(segments.router)  # the web page's config, translation edits (re-dub), versions
+    app.mount("/static", StaticFiles(directory=app.state.web_dir), name="static")
+    app.add_middleware(CSRFMiddleware)
+    app.add_middleware(AccessLogMiddleware)
+    return app

@@ -1,0 +1,213 @@
+"""The job API: create (JSON or upload + fields), list, read, follow (SSE), download outputs, cancel."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import ValidationError
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from pipelines.schema import JobRequest
+from serve_app.api.deps import CSRFExpectedDep, JobServiceDep, PrefixDep, SettingsDep, StorageDep
+from serve_app.api.errors import InvalidRequest
+from serve_app.api.routes.files import discard_upload, receive_upload
+from serve_app.api.schemas import Envelope, JobCreate, JobList, JobPublic
+from serve_app.api.upload import StreamingForm
+from serve_app.errors import QueueFull
+from serve_app.jobs import JobRecord, JobService, JobState
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+INLINE_SUFFIXES = (".mp4", ".vtt", ".srt", ".json")
+SSE_POLL_S = 0.5
+
+JOB_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "target_languages"],
+                    "properties": {
+                        "csrf_token": {"type": "string"},
+                        "file": {"type": "string", "format": "binary"},
+                        "target_languages": {"type": "string", "description": "comma-separated: ru,es"},
+                        "source_language": {"type": "string"},
+                        "mode": {"type": "string", "enum": ["dub", "subtitles"]},
+                        "burn_in": {"type": "boolean"},
+                        "glossary": {"type": "string", "description": 'JSON object, or "term = translation" lines'},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _submit(jobs: JobService, body: JobCreate, idempotency_key: str | None) -> JobRecord:
+    request = JobRequest(
+        input="",  # replaced by the upload's path
+        target_languages=body.target_languages,
+        source_language=body.source_language or None,
+        mode=body.mode,
+        burn_in=body.burn_in,
+        glossary=body.glossary,
+    )
+    return jobs.submit(request, file_id=body.file_id, idempotency_key=idempotency_key)
+
+
+def _check_queue(jobs: JobService) -> None:
+    """Refuse before a big upload is streamed when the queue is already full (submit checks again)."""
+    if jobs.store.count({JobState.QUEUED}) >= jobs.max_queued_jobs:
+        raise QueueFull(
+            f"too many queued jobs ({jobs.max_queued_jobs}); try again later", retry_after_s=jobs.retry_after_s
+        )
+
+
+def _public(record: JobRecord, prefix: str) -> JobPublic:
+    return JobPublic.from_record(record, prefix=prefix)
+
+
+def _parse_glossary(raw: str | None) -> dict[str, str]:
+    if not raw or not raw.strip():
+        return {}
+    text = raw.strip()
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise InvalidRequest("glossary: not a JSON object") from exc
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise InvalidRequest("glossary: a JSON object of strings is expected")
+        return {str(k): v for k, v in value.items()}
+    glossary: dict[str, str] = {}
+    for line in text.splitlines():
+        term, sep, translation = line.partition("=")
+        if line.strip() and not line.lstrip().startswith("#"):
+            if not sep or not term.strip() or not translation.strip():
+                raise InvalidRequest(f"glossary: expected 'term = translation', got {line.strip()[:80]!r}")
+            glossary[term.strip()] = translation.strip()
+    return glossary
+
+
+def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreate:
+    """The job fields of a multipart POST /jobs/upload. Raises InvalidRequest."""
+    targets = [
+        t.strip() for v in fields.get("target_languages", []) for t in v.replace(";", ",").split(",") if t.strip()
+    ]
+    data: dict[str, Any] = {"file_id": file_id, "target_languages": targets}
+    for name in ("source_language", "mode"):
+        if fields.get(name) and fields[name][-1].strip():
+            data[name] = fields[name][-1].strip()
+    if fields.get("burn_in"):
+        data["burn_in"] = fields["burn_in"][-1].strip().lower() in {"1", "true", "on", "yes"}
+    data["glossary"] = _parse_glossary(fields.get("glossary", [None])[-1])
+    try:
+        return JobCreate.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise InvalidRequest(f"invalid job field {where}: {first.get('msg')}") from exc
+
+
+@router.post("", status_code=202, response_model=Envelope[JobPublic])
+def create_job(
+    body: JobCreate, request: Request, jobs: JobServiceDep, prefix: PrefixDep, idempotency_key: IdempotencyKey = None
+) -> Envelope[JobPublic]:
+    record = _submit(jobs, body, idempotency_key)
+    request.state.job_id = record.id
+    return Envelope(message=f"job {record.id} {record.state.value}", data=_public(record, prefix))
+
+
+@router.post("/upload", status_code=202, response_model=Envelope[JobPublic], openapi_extra=JOB_UPLOAD_BODY)
+async def upload_and_create_job(
+    request: Request,
+    jobs: JobServiceDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    csrf_expected: CSRFExpectedDep,
+    prefix: PrefixDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Envelope[JobPublic]:
+    form = StreamingForm(request, csrf_expected=csrf_expected)
+    try:
+        _check_queue(jobs)
+    except QueueFull:
+        await form.drain()
+        raise
+    info = await receive_upload(form, storage, settings.MAX_FILE_SIZE)
+    try:
+        record = _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key)
+    except Exception:
+        discard_upload(storage, info.file_id)  # a refused job leaves no orphan upload
+        raise
+    request.state.job_id = record.id
+    return Envelope(message=f"job {record.id} {record.state.value}", data=_public(record, prefix))
+
+
+@router.get("", response_model=Envelope[JobList])
+def list_jobs(
+    jobs: JobServiceDep, prefix: PrefixDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Envelope[JobList]:  # fmt: skip
+    records = jobs.list(limit=limit, offset=offset)
+    data = JobList(jobs=[_public(r, prefix) for r in records], limit=limit, offset=offset)
+    return Envelope(message=f"{len(records)} job(s)", data=data)
+
+
+@router.get("/{job_id}", response_model=Envelope[JobPublic])
+def get_job(job_id: str, request: Request, jobs: JobServiceDep, prefix: PrefixDep) -> Envelope[JobPublic]:
+    request.state.job_id = job_id
+    record = jobs.get(job_id)
+    return Envelope(message=f"job {record.id} {record.state.value}", data=_public(record, prefix))
+
+
+@router.get("/{job_id}/events", response_class=EventSourceResponse)
+async def job_events(job_id: str, request: Request, jobs: JobServiceDep, prefix: PrefixDep) -> EventSourceResponse:
+    """Server-Sent Events: an ``event: job`` (data: the job as JSON) on every state, stage or progress
+    change; the stream ends after the terminal state. 404 (not a stream) for an unknown job."""
+    request.state.job_id = job_id
+    jobs.get(job_id)
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        async for record in jobs.events(job_id, poll_s=SSE_POLL_S):
+            public = _public(record, prefix)
+            yield ServerSentEvent(data=public.model_dump_json(), event="job", id=str(record.version))
+
+    return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+@router.get("/{job_id}/outputs/{name}", response_class=FileResponse)
+def download_output(job_id: str, name: str, request: Request, storage: StorageDep, jobs: JobServiceDep) -> FileResponse:
+    """One output file; Range requests give 206 so players can seek."""
+    request.state.job_id = job_id
+    jobs.get(job_id)
+    path = storage.output_path(job_id, name)
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if name.endswith(".srt"):
+        media_type = "application/x-subrip"
+    elif name.endswith(".vtt"):
+        media_type = "text/vtt"
+    disposition = "inline" if name.endswith(INLINE_SUFFIXES) else "attachment"
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=name,
+        content_disposition_type=disposition,
+    )
+
+
+@router.delete("/{job_id}", response_model=Envelope[JobPublic])
+def cancel_job(job_id: str, request: Request, jobs: JobServiceDep, prefix: PrefixDep) -> Envelope[JobPublic]:
+    """Cancel a queued job at once, or a running one at its next stage boundary; 409 when already over."""
+    request.state.job_id = job_id
+    record = jobs.cancel(job_id)
+    message = "cancelled" if record.state is JobState.CANCELLED else "cancel requested"
+    return Envelope(message=f"job {record.id}: {message}", data=_public(record, prefix))

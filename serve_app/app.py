@@ -1,0 +1,196 @@
+"""``build_app(args) -> serve.Application``: the ONE place where stage classes become Serve deployments.
+
+Following Ray Serve LLM's builder, the classes in ``serve_app.deployments`` are plain; here each is
+wrapped with ``serve.deployment(cls, **options).bind(...)``, the options (``ray_actor_options``,
+``max_ongoing_requests``, ``autoscaling_config``, ...) coming from the profile YAML
+(``configs/serve.cpu.yaml``, ``configs/serve.gpu.yaml``). ``serve run configs/serve.cpu.yaml`` calls
+``build_app`` with the file's ``args``:
+
+    settings:     overrides for the Settings tree (env, .env and settings.yaml still apply under them)
+    deployments:  {ingress|asr|translator|tts|job_runner: Serve deployment options}
+    llm:          optional; {llm_config: <ray.serve.llm.LLMConfig fields>}: the translator then calls a
+                  Ray Serve LLM (vLLM) deployment through its handle instead of loading a model itself
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from configs.settings import Settings
+from serve_app.deployments import ASRDeployment, JobRunner, TranslatorDeployment, TTSDeployment
+
+if TYPE_CHECKING:
+    from ray.serve import Application
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "videotranslator"
+DEPLOYMENT_KEYS = ("ingress", "asr", "translator", "tts", "job_runner")
+# What Serve accepts in serve.deployment(**options); anything else in the YAML is a mistake.
+ALLOWED_OPTIONS = frozenset({
+    "name", "num_replicas", "ray_actor_options", "max_ongoing_requests", "max_queued_requests",
+    "autoscaling_config", "user_config", "health_check_period_s", "health_check_timeout_s",
+    "graceful_shutdown_wait_loop_s", "graceful_shutdown_timeout_s", "placement_group_bundles",
+    "placement_group_strategy", "max_replicas_per_node", "request_router_config", "logging_config",
+})  # fmt: skip
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "ingress": {"num_replicas": 1, "max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.1}},
+    "asr": {"num_replicas": 1, "max_ongoing_requests": 4, "ray_actor_options": {"num_cpus": 0.5}},
+    "translator": {"num_replicas": 1, "max_ongoing_requests": 4, "ray_actor_options": {"num_cpus": 0.5}},
+    "tts": {"num_replicas": 1, "max_ongoing_requests": 4, "ray_actor_options": {"num_cpus": 0.25}},
+    # One replica: it owns the worker threads that claim jobs (more would run jobs twice as fast, not twice).
+    "job_runner": {"num_replicas": 1, "max_ongoing_requests": 16, "ray_actor_options": {"num_cpus": 0.05}},
+}
+LLMBuilder = Callable[[Mapping[str, Any]], tuple[Any, str]]
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def deployment_options(args: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """Serve options for one deployment: the defaults, overridden by ``args["deployments"][key]``.
+    ``autoscaling_config`` replaces ``num_replicas`` (Serve refuses both). Raises ValueError on unknown keys."""
+    given = dict((args.get("deployments") or {}).get(key) or {})
+    unknown = set(given) - ALLOWED_OPTIONS
+    if unknown:
+        raise ValueError(f"deployments.{key}: unknown Serve options {sorted(unknown)}")
+    options = deep_merge(DEFAULT_OPTIONS[key], given)
+    if "autoscaling_config" in given:
+        options.pop("num_replicas", None)
+    return options
+
+
+def _absolute(path: str | Path, base: Path) -> str:
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else base / p)
+
+
+def replica_settings(args: Mapping[str, Any], *, cwd: Path | None = None) -> dict[str, Any]:
+    """The settings overrides every replica is built from: ``args["settings"]`` with relative paths made
+    absolute against the driver's folder (replicas may start elsewhere). Validated here, so a bad profile
+    fails at build time, not in a replica."""
+    base = (cwd or Path.cwd()).resolve()
+    overrides = deep_merge({}, args.get("settings") or {})
+    settings = Settings(**overrides)
+    storage = overrides.setdefault("storage", {})
+    storage["root"] = _absolute(settings.storage.root, base)
+    storage["cache_dir"] = _absolute(settings.storage.cache_dir, base)
+    storage["models_dir"] = _absolute(settings.storage.models_dir, base)
+    overrides["LOG_DIR"] = _absolute(settings.LOG_DIR, base)
+    url = settings.service.job_store_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        overrides.setdefault("service", {})["job_store_url"] = "sqlite:///" + _absolute(url[len("sqlite:///") :], base)
+    Settings(**overrides)
+    return overrides
+
+
+def replica_logging(settings: Settings) -> None:
+    """Our INFO logs (per-request lines with job ids, job progress) to the replica's stderr, which Ray keeps
+    in its worker logs and forwards to the driver. Leaves Serve's own handlers alone."""
+    from configs.logging import FORMAT
+
+    for name in ("serve_app", "pipelines"):
+        log = logging.getLogger(name)
+        log.setLevel(settings.LOG_LEVEL.upper())
+        if not any(getattr(h, "_vt_replica", False) for h in log.handlers):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(FORMAT))
+            handler._vt_replica = True  # type: ignore[attr-defined]
+            log.addHandler(handler)
+            log.propagate = False
+
+
+class Ingress:
+    """The FastAPI ingress deployment; its app is built in the replica (``__serve_build_asgi_app__``)
+    from ``get_application`` with services over the model deployments' handles."""
+
+    def __init__(self, settings: Mapping[str, Any], asr: Any, translator: Any, tts: Any, job_runner: Any) -> None:
+        from serve_app.api.services import Services, StageClient
+        from serve_app.jobs import JobService, LocalStorage, make_job_store
+
+        s = Settings(**dict(settings))
+        replica_logging(s)
+        storage = LocalStorage(s.storage.root)
+        store = make_job_store(s.service.job_store_url)
+        jobs = JobService(
+            store, storage, max_queued_jobs=s.service.max_queued_jobs, retry_after_s=s.service.retry_after_s
+        )
+        self.services = Services(
+            settings=s,
+            jobs=jobs,
+            storage=storage,
+            asr=StageClient(asr),
+            translator=StageClient(translator),
+            tts=StageClient(tts),
+            job_runner=StageClient(job_runner),
+        )
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from serve_app.api.main import get_application
+
+        return get_application(self.services.settings, services=self.services)
+
+
+class ServeJobRunner(JobRunner):
+    """JobRunner with replica logging (the plain class stays free of logging set-up)."""
+
+    def __init__(self, settings: Mapping[str, Any], asr: Any, translator: Any, tts: Any) -> None:
+        replica_logging(Settings(**dict(settings)))
+        super().__init__(settings, asr, translator, tts)
+
+
+def build_llm_app(llm_args: Mapping[str, Any]) -> tuple[Any, str]:
+    """A Ray Serve LLM (vLLM) deployment from ``llm_args["llm_config"]``, and its model id."""
+    try:
+        from ray.serve.llm import LLMConfig, build_llm_deployment
+    except ImportError as exc:
+        raise ImportError(
+            "the GPU profile needs Ray Serve LLM with vLLM: pip install 'videotranslator[gpu]' 'ray[llm]'"
+        ) from exc
+    config = LLMConfig(**dict(llm_args["llm_config"]))
+    return build_llm_deployment(config, name_prefix="LLM:"), config.model_id
+
+
+def build_app(args: Mapping[str, Any]) -> Application:
+    """The Serve application: Ingress → {ASR, Translator (→ optional LLM), TTS} + JobRunner.
+
+    ``serve run`` calls this with the profile's ``args`` (Serve requires exactly one parameter). Nothing is
+    deployed here; ``serve.run`` or ``serve run`` does that.
+    """
+    return build_application(args)
+
+
+def build_application(args: Mapping[str, Any] | None = None, *, llm_builder: LLMBuilder | None = None) -> Application:
+    """``build_app`` with a seam: ``llm_builder`` replaces ``build_llm_app`` (tests build the GPU profile on
+    CPU, without vLLM)."""
+    from ray import serve
+
+    args = dict(args or {})
+    settings = replica_settings(args)
+
+    def wrap(cls: type, key: str, name: str) -> Any:
+        return serve.deployment(cls, **{"name": name, **deployment_options(args, key)})
+
+    asr = wrap(ASRDeployment, "asr", "ASRDeployment").bind(settings)
+    translator_cls = wrap(TranslatorDeployment, "translator", "TranslatorDeployment")
+    if args.get("llm"):
+        llm_app, model_id = (llm_builder or build_llm_app)(args["llm"])
+        translator = translator_cls.bind(settings, llm_app, llm_model_id=model_id)
+    else:
+        translator = translator_cls.bind(settings)
+    tts = wrap(TTSDeployment, "tts", "TTSDeployment").bind(settings)
+    job_runner = wrap(ServeJobRunner, "job_runner", "JobRunner").bind(settings, asr, translator, tts)
+    ingress = wrap(serve.ingress()(Ingress), "ingress", "Ingress")
+    return ingress.bind(settings, asr, translator, tts, job_runner)  # type: ignore[no-any-return]

@@ -1,0 +1,147 @@
+"""``run_server``: what ``videotranslator serve`` runs. Starts a local Ray (with its dashboard) and the
+Serve app from a profile YAML, prints where the UI, the API docs and the dashboard are, and blocks until
+SIGINT or SIGTERM, then shuts Serve and Ray down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path("configs/serve.cpu.yaml")
+DASHBOARD_PORT = 8265
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    ui_url: str
+    docs_url: str
+    dashboard_url: str | None
+    startup_s: float
+
+
+def load_profile(config_path: str | Path) -> dict[str, Any]:
+    """A Serve config file (the ``serve run`` format). Raises FileNotFoundError, ValueError."""
+    data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+    apps = data.get("applications") or []
+    if len(apps) != 1:
+        raise ValueError(f"{config_path}: expected exactly one application, found {len(apps)}")
+    return dict(data)
+
+
+def _print_info(info: ServerInfo) -> None:
+    lines = [
+        f"VideoTranslator is ready after {info.startup_s:.1f} s",
+        f"  UI:             {info.ui_url}",
+        f"  API docs:       {info.docs_url}",
+        f"  Ray dashboard:  {info.dashboard_url or 'not running'}",
+        "Press Ctrl+C (or send SIGTERM) to stop.",
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+_dashboard: dict[str, str | None] = {}
+
+
+def init_ray(dashboard_port: int = DASHBOARD_PORT) -> str | None:
+    """Start a local Ray with its dashboard on 127.0.0.1 (or join ``RAY_ADDRESS``); returns the dashboard's
+    address. Does nothing when Ray is already initialised (then returns what the first call returned)."""
+    import ray
+
+    if not ray.is_initialized():
+        context = ray.init(
+            address=os.environ.get("RAY_ADDRESS"),
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=dashboard_port,
+            configure_logging=False,
+        )
+        _dashboard["url"] = context.dashboard_url or None
+    return _dashboard.get("url")
+
+
+def start_app(config_path: str | Path, host: str | None = None, port: int | None = None,
+              *, dashboard_port: int = DASHBOARD_PORT, app_args: dict[str, Any] | None = None) -> ServerInfo:  # fmt: skip
+    """Start Ray (or join ``RAY_ADDRESS``) and deploy the profile's app; returns once every deployment is up.
+    ``app_args`` are merged over the profile's ``args`` (tests, benchmarks)."""
+    from ray import serve
+
+    from serve_app.app import build_app, deep_merge
+
+    started = time.perf_counter()
+    profile = load_profile(config_path)
+    http = dict(profile.get("http_options") or {})
+    host = host or http.get("host", "127.0.0.1")
+    port = int(port or http.get("port", 8000))
+    app_cfg = profile["applications"][0]
+    args = deep_merge(app_cfg.get("args") or {}, app_args or {})
+    dashboard = init_ray(dashboard_port)
+    serve.start(http_options={"host": host, "port": port}, proxy_location=profile.get("proxy_location", "HeadOnly"))
+    name = app_cfg.get("name", "videotranslator")
+    serve.run(build_app(args), name=name, route_prefix=app_cfg.get("route_prefix", "/"), blocking=False)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    dashboard_url = f"http://{dashboard}" if dashboard and not str(dashboard).startswith("http") else dashboard
+    return ServerInfo(
+        ui_url=f"http://{shown}:{port}/",
+        docs_url=f"http://{shown}:{port}/docs",
+        dashboard_url=dashboard_url or None,
+        startup_s=time.perf_counter() - started,
+    )
+
+
+def stop_app() -> None:
+    """Shut Serve and Ray down (what run_server does on a signal)."""
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()  # type: ignore[no-untyped-call]
+    finally:
+        ray.shutdown()
+
+
+def run_server(
+    config_path: str | Path = DEFAULT_CONFIG,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    dashboard_port: int = DASHBOARD_PORT,
+    on_ready: Callable[[ServerInfo], None] | None = None,
+) -> None:
+    """``videotranslator serve``: host/port default to the profile's ``http_options`` (127.0.0.1:8000).
+    Blocks until SIGINT/SIGTERM (call it from the main thread), then shuts down cleanly."""
+    stop = threading.Event()
+
+    def _handle(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, _handle) for sig in signals}
+    try:
+        init_ray(dashboard_port)
+        for sig in signals:  # ray.init installs its own SIGTERM handler (exit at once); ours shuts down cleanly
+            signal.signal(sig, _handle)
+        info = start_app(config_path, host, port, dashboard_port=dashboard_port)
+        if not stop.is_set():
+            (on_ready or _print_info)(info)
+        while not stop.wait(0.5):
+            pass
+        logger.info("stopping")
+    finally:
+        try:
+            stop_app()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -1,0 +1,153 @@
+"""Fixtures for the service tests: settings in a temp folder, fake stages behind the REAL deployment
+classes, an in-process FastAPI client (no Ray), and ONE Ray cluster per test session for the Serve tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from configs.settings import Settings, TTSSettings
+from pipelines.schema import Clip, Segment, Transcript, Translation, Word
+from serve_app.api.services import Services, StageClient
+from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
+from serve_app.jobs import JobService, LocalStorage, make_job_store
+
+FAKE_TEXT = "And so my fellow Americans, ask not what your country can do for you."
+
+
+class FakeASR:
+    """A Recognizer that always hears FAKE_TEXT (and records what it got)."""
+
+    name = "fake-asr"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, str | None]] = []
+        self.model = self  # lets ASRDeployment build its translate stage over this fake "model"
+
+    def __call__(self, audio: Any, *, language: str | None = None) -> Transcript:
+        self.calls.append((audio, language))
+        words = tuple(Word(i * 0.5, i * 0.5 + 0.4, " " + w) for i, w in enumerate(FAKE_TEXT.split()))
+        return Transcript(language or "en", 0.99, 11.0, (Segment(0.0, words[-1].end_s, FAKE_TEXT, words),))
+
+    def transcribe(self, audio: Any, **kwargs: Any) -> Any:  # the WhisperModel side, for task="translate"
+        raise AssertionError("not used by these tests")
+
+
+class FakeTranslator:
+    name = "fake-translator"
+
+    def translate(
+        self, sentences: Sequence[Any], *, source_language: str, target_language: str, glossary: Any = None
+    ) -> list[Translation]:
+        return [Translation(s.id, s.text, f"[{target_language}] {s.text}") for s in sentences]
+
+
+class FakeSynth:
+    name = "fake"
+    sample_rate_hz = 16000
+
+    def synthesize(self, text: str) -> np.ndarray:
+        t = np.arange(int(0.05 * len(text) * self.sample_rate_hz)) / self.sample_rate_hz
+        return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+class FakeTTS:
+    def __init__(self) -> None:
+        self.settings = TTSSettings(voices={"en": "piper:bundled:en_US-joe-medium"})
+        self.synthesized_count = 0
+
+    def voice_for(self, language: str) -> str:
+        return self.settings.voices.get(language, f"espeak:{language}")
+
+    def synthesizer(self, voice: str) -> FakeSynth:
+        return FakeSynth()
+
+    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
+        self.synthesized_count = len(translations)
+        return [Clip(t.id, FakeSynth().synthesize(t.text), 16000) for t in translations]
+
+
+def make_settings(root: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "storage": {"root": str(root), "cache_dir": str(root / "cache")},
+        "service": {"job_store_url": f"sqlite:///{root / 'jobs.db'}", "max_queued_jobs": 4},
+        "LOG_DIR": str(root / "log"),
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return Settings(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "var")
+
+
+@pytest.fixture
+def fakes() -> dict[str, Any]:
+    return {"asr": FakeASR(), "translator": FakeTranslator(), "tts": FakeTTS()}
+
+
+@pytest.fixture
+def services(settings: Settings, fakes: dict[str, Any]) -> Iterator[Services]:
+    storage = LocalStorage(settings.storage.root)
+    store = make_job_store(settings.service.job_store_url)
+    jobs = JobService(store, storage, max_queued_jobs=settings.service.max_queued_jobs, retry_after_s=7)
+    yield Services(
+        settings=settings,
+        jobs=jobs,
+        storage=storage,
+        asr=StageClient(ASRDeployment(settings, stage=fakes["asr"])),
+        translator=StageClient(TranslatorDeployment(settings, stage=fakes["translator"])),
+        tts=StageClient(TTSDeployment(settings, stage=fakes["tts"])),
+    )
+    store.close()
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from serve_app.api.main import get_application
+
+    with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+        yield c
+
+
+# ----------------------------------------------------------------------------- Ray
+
+
+def free_port(preferred: int | None = None) -> int:
+    """``preferred`` when it is free, else any free port."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """ONE local Ray cluster for the whole test session (2 CPUs, no dashboard, auth disabled)."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    import ray
+    from ray import serve
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()

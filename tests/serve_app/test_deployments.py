@@ -1,0 +1,152 @@
+"""The deployment classes constructed directly, without Ray: over fake stages, over the real stages
+(slow), and the handle adapters running a whole job through them (with an in-process stand-in handle)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from configs.settings import Settings
+from pipelines.errors import InvalidMedia, UnknownLanguage
+from pipelines.runner import Pipeline
+from pipelines.schema import Sentence, Translation
+from serve_app.deployments import (
+    ASRDeployment,
+    HandleASR,
+    HandleTranslator,
+    HandleTTS,
+    JobRunner,
+    TranslatorDeployment,
+    TTSDeployment,
+)
+from serve_app.jobs import JobState
+from tests.serve_app.conftest import FakeASR, FakeTranslator, FakeTTS
+
+
+class _Response:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+class LocalHandle:
+    """Stands in for a DeploymentHandle: ``handle.method.remote(...)`` calls the instance in-process."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._target, name)
+
+        class _Method:
+            @staticmethod
+            def remote(*args: Any, **kwargs: Any) -> _Response:
+                return _Response(method(*args, **kwargs))
+
+        return _Method
+
+
+def test_asr_deployment_decodes_bytes_and_checks_language(settings: Settings, jfk_flac: Path) -> None:
+    fake = FakeASR()
+    dep = ASRDeployment(settings, stage=fake)
+    transcript = dep.transcribe(jfk_flac.read_bytes(), "EN")
+    samples, language = fake.calls[-1]
+    assert language == "en" and isinstance(samples, np.ndarray) and abs(len(samples) / 16000 - 11.0) < 0.1
+    assert transcript.segments and dep.info()["name"] == "fake-asr" and dep.ready()
+    with pytest.raises(InvalidMedia):
+        dep.transcribe(b"not audio at all" * 10)
+    with pytest.raises(UnknownLanguage):
+        dep.transcribe(np.zeros(1600, dtype=np.float32), "klingon")
+
+
+def test_translator_and_tts_deployments(settings: Settings) -> None:
+    tr = TranslatorDeployment(settings, stage=FakeTranslator())
+    assert tr.translate_texts(["a", "b"], "en", "ru") == ["[ru] a", "[ru] b"]
+    tts = TTSDeployment(settings, stage=FakeTTS())
+    clips, count = tts.synthesize([Translation(0, "a", "hello")], "en")
+    assert count == 1 and clips[0].id == 0
+    assert tts.resolve_voice("alloy") == tts.resolve_voice("en_US-joe-medium") == "piper:bundled:en_US-joe-medium"
+    assert tts.resolve_voice("ru") == "espeak:ru"
+    samples, rate = tts.speech("hello", "ru")
+    assert rate == 16000 and samples.dtype == np.float32 and samples.size
+    for bad in ("piper:/etc/passwd", "../x", "zz"):
+        with pytest.raises(UnknownLanguage):
+            tts.resolve_voice(bad)
+
+
+def test_handle_adapters_run_a_job_through_the_deployments(settings: Settings, jfk_video: Path) -> None:
+    asr = ASRDeployment(settings, stage=FakeASR())
+    handles = (LocalHandle(asr), LocalHandle(TranslatorDeployment(settings, stage=FakeTranslator())),
+               LocalHandle(TTSDeployment(settings, stage=FakeTTS())))  # fmt: skip
+    runner = JobRunner(settings, *handles, poll_s=0.05)
+    try:
+        from pipelines.schema import JobRequest
+
+        record = runner.service.submit(JobRequest(input=str(jfk_video), target_languages=["ru"]))
+        deadline = time.monotonic() + 60
+        while not (done := runner.service.get(record.id)).terminal:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert done.state is JobState.SUCCEEDED, done.error
+        assert "jfk.ru.mp4" in done.outputs
+        audio, _ = asr.stage.calls[-1]
+        assert isinstance(audio, np.ndarray)  # the wav travelled as samples, so a replica may be elsewhere
+    finally:
+        runner.shutdown()
+
+
+def test_job_runner_shutdown_requeues_the_running_job(settings: Settings, jfk_video: Path) -> None:
+    from pipelines.schema import JobRequest
+
+    class SlowTranslator(FakeTranslator):
+        def translate(self, sentences: Any, **kwargs: Any) -> list[Translation]:
+            time.sleep(1.0)
+            return super().translate(sentences, **kwargs)
+
+    def factory() -> Pipeline:
+        return Pipeline(settings, asr=FakeASR(), translator=SlowTranslator(), tts=FakeTTS())
+
+    runner = JobRunner(settings, pipeline_factory=factory, poll_s=0.05)
+    record = runner.service.submit(JobRequest(input=str(jfk_video), target_languages=["ru"], mode="subtitles"))
+    deadline = time.monotonic() + 30
+    while runner.service.get(record.id).stage != "translate":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    runner.shutdown()  # in a replica the process ends here; in this test the worker thread runs on
+    after = runner.service.get(record.id)
+    assert after.state is JobState.QUEUED and not after.outputs  # its late result is not recorded
+
+
+def test_adapters_expose_names(settings: Settings) -> None:
+    assert HandleASR(LocalHandle(ASRDeployment(settings, stage=FakeASR()))).name == "fake-asr"
+    assert (
+        HandleTranslator(LocalHandle(TranslatorDeployment(settings, stage=FakeTranslator()))).name == "fake-translator"
+    )
+    tts = HandleTTS(LocalHandle(TTSDeployment(settings, stage=FakeTTS())))
+    clips = tts([Translation(0, "a", "hi"), Translation(1, "b", "there")], "en")
+    assert len(clips) == 2 and tts.synthesized_count == 2 and tts.voice_for("de") == "espeak:de"
+    sentences = [Sentence(0, 0.0, 1.0, "hello")]
+    out = HandleTranslator(LocalHandle(TranslatorDeployment(settings, stage=FakeTranslator()))).translate(
+        sentences, source_language="en", target_language="ru"
+    )
+    assert out[0].text == "[ru] hello"
+
+
+@pytest.mark.slow
+def test_real_stages(settings: Settings, jfk_flac: Path, data_dir: Path) -> None:
+    """The bundled models behind the deployment classes: transcription from bytes, Whisper's translate task,
+    and speech in the bundled piper voice."""
+    asr = ASRDeployment(settings)
+    text = " ".join(s.text for s in asr.transcribe(jfk_flac.read_bytes()).segments).lower()
+    assert "ask not what your country can do for you" in text
+    english = asr.translate_to_english((data_dir / "ru_num.wav").read_bytes(), "ru")
+    words = " ".join(s.text for s in english.segments)
+    assert english.language == "ru" and words and not any("а" <= c.lower() <= "я" for c in words)
+    samples, rate = TTSDeployment(settings).speech("Hello there.", "en")
+    assert rate == 22050 and len(samples) / rate > 0.4
