@@ -69,6 +69,10 @@ class JobRecord(BaseModel):
     idempotency_key: str | None = None
     version: int = 1
     cancel_requested: bool = False
+    # Versioned re-dub (serve_app/jobs/redub.py): which version of the outputs ``out/`` holds, and the
+    # pending re-dub ``{"version", "target_language", "edited"}`` while one is queued or running.
+    output_version: int = 1
+    redub: dict[str, Any] | None = None
 
     @property
     def terminal(self) -> bool:

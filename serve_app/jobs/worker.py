@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pipelines.errors import JobCancelled, VTError
 from pipelines.languages import normalize_language
+from serve_app.jobs import redub
 from serve_app.jobs.models import JobLogAdapter, JobRecord, JobState, job_logger, utcnow
 
 if TYPE_CHECKING:
@@ -197,12 +198,19 @@ class JobWorker:
     def _run(self, record: JobRecord) -> None:
         log = job_logger(logger, record.id)
         log.info("running (%s -> %s)", record.request.mode, ",".join(record.request.target_languages))
-        hooks = _JobHooks(self, record, log)
+        hooks = _JobHooks(self, redub.progress_record(record), log)
         out_dir = self.service.storage.job_dir(record.id) / "out"
         started = self.clock()
+        extra: dict[str, object] = {}
         try:
             pipeline = self.pipeline()
-            pipeline.run(record.request, out_dir, progress=hooks.progress, should_cancel=hooks.should_cancel)
+            if record.redub is not None:  # edited translations: a new version of the outputs
+                extra = redub.run_redub(
+                    pipeline, self.service.storage, record, progress=hooks.progress, should_cancel=hooks.should_cancel
+                )
+            else:
+                result = pipeline.run(record.request, out_dir, progress=hooks.progress, should_cancel=hooks.should_cancel)
+                redub.keep_transcript(out_dir.parent, result)
         except JobCancelled:
             log.info("cancelled")
             self._finish(record.id, log, state=JobState.CANCELLED)
@@ -217,7 +225,7 @@ class JobWorker:
             files = out_dir.iterdir() if out_dir.is_dir() else iter(())
             outputs = sorted(p.name for p in files if p.is_file() and not p.name.startswith("."))
             log.info("succeeded in %.1f s: %s", self.clock() - started, ", ".join(outputs))
-            self._finish(record.id, log, state=JobState.SUCCEEDED, outputs=outputs, progress=1.0)
+            self._finish(record.id, log, state=JobState.SUCCEEDED, outputs=outputs, progress=1.0, **extra)
 
     def _finish(self, job_id: str, log: JobLogAdapter, **fields: object) -> None:
         done = self.service.store.transition(job_id, {JobState.RUNNING}, finished_at=utcnow(), eta_s=None, **fields)
