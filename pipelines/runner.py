@@ -123,7 +123,8 @@ class Pipeline:
             final = {}
             for name, path in result.outputs.items():
                 dst = out_dir / path.name
-                path.replace(dst)
+                if path.exists():  # the same file may stand under two names (target == source language)
+                    path.replace(dst)
                 final[name] = dst
             result.outputs = final
             return result

@@ -140,3 +140,12 @@ def test_subtitles_mode_keeps_original_audio(settings: Settings, video: Path, tm
     assert tts.total == 0
     report = json.loads(result.outputs["report"].read_text())
     assert report["mode"] == "subtitles" and report["targets"]["es"]["fit"] is None
+
+
+def test_target_equal_to_source_language(settings: Settings, video: Path, tmp_path: Path) -> None:
+    tr = FakeTranslator()
+    pipe = Pipeline(settings, asr=FakeASR(), translator=tr, tts=FakeTTS())
+    result = pipe.run(JobRequest(input=str(video), target_languages=["en"]), tmp_path / "out")
+    assert tr.calls == 0  # nothing to translate
+    assert (tmp_path / "out" / "clip.en.srt").is_file() and (tmp_path / "out" / "clip.en.mp4").is_file()
+    assert result.report["targets"]["en"]["sentences"][0]["translation"] == result.report["targets"]["en"]["sentences"][0]["source"]

@@ -1,0 +1,171 @@
+"""Schema checks for cluster/: the `ray up` config against Ray's own schema, and the KubeRay manifests
+against a schema written from the KubeRay ray.io/v1 CRD fields (`kubectl --dry-run=client` needs an API
+server to know the CRDs, so it cannot run offline), plus their resources against configs/serve.gpu.yaml."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CLUSTER = ROOT / "cluster"
+
+_QTY = {"anyOf": [{"type": "string", "pattern": r"^[0-9.]+(m|Ki|Mi|Gi|Ti)?$"}, {"type": "integer"}, {"type": "number"}]}
+_RESOURCES = {
+    "type": "object", "additionalProperties": False,
+    "properties": {k: {"type": "object", "additionalProperties": _QTY} for k in ("requests", "limits")},
+}  # fmt: skip
+_CONTAINER = {
+    "type": "object", "required": ["name", "image"],
+    "properties": {"name": {"type": "string"}, "image": {"type": "string"}, "resources": _RESOURCES,
+                   "ports": {"type": "array"}, "env": {"type": "array"}, "volumeMounts": {"type": "array"}},
+    "additionalProperties": False,
+}  # fmt: skip
+_POD = {
+    "type": "object", "required": ["spec"],
+    "properties": {"metadata": {"type": "object"}, "spec": {
+        "type": "object", "required": ["containers"], "additionalProperties": False,
+        "properties": {"containers": {"type": "array", "minItems": 1, "items": _CONTAINER}, "volumes": {"type": "array"},
+                       "nodeSelector": {"type": "object", "additionalProperties": {"type": "string"}},
+                       "tolerations": {"type": "array"}, "serviceAccountName": {"type": "string"}}}},
+}  # fmt: skip
+_START_PARAMS = {"type": "object", "additionalProperties": {"type": "string"}}
+_CLUSTER_SPEC = {
+    "type": "object", "required": ["headGroupSpec"], "additionalProperties": False,
+    "properties": {
+        "rayVersion": {"type": "string"}, "enableInTreeAutoscaling": {"type": "boolean"},
+        "autoscalerOptions": {"type": "object"},
+        "headGroupSpec": {"type": "object", "required": ["template"], "additionalProperties": False,
+                          "properties": {"rayStartParams": _START_PARAMS, "template": _POD, "serviceType": {"type": "string"}}},
+        "workerGroupSpecs": {"type": "array", "items": {
+            "type": "object", "required": ["groupName", "template"], "additionalProperties": False,
+            "properties": {"groupName": {"type": "string"}, "replicas": {"type": "integer", "minimum": 0},
+                           "minReplicas": {"type": "integer", "minimum": 0}, "maxReplicas": {"type": "integer", "minimum": 1},
+                           "rayStartParams": _START_PARAMS, "template": _POD}}},
+    },
+}  # fmt: skip
+_META = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}}}
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "RayService": {
+        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"apiVersion": {"const": "ray.io/v1"}, "kind": {"const": "RayService"}, "metadata": _META, "spec": {
+            "type": "object", "required": ["serveConfigV2", "rayClusterConfig"], "additionalProperties": False,
+            "properties": {"serveConfigV2": {"type": "string"}, "rayClusterConfig": _CLUSTER_SPEC,
+                           "serviceUnhealthySecondThreshold": {"type": "integer"},
+                           "deploymentUnhealthySecondThreshold": {"type": "integer"}}}},
+    },
+    "RayJob": {
+        "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {"apiVersion": {"const": "ray.io/v1"}, "kind": {"const": "RayJob"}, "metadata": _META, "spec": {
+            "type": "object", "required": ["entrypoint", "rayClusterSpec"], "additionalProperties": False,
+            "properties": {"entrypoint": {"type": "string"}, "runtimeEnvYAML": {"type": "string"}, "rayClusterSpec": _CLUSTER_SPEC,
+                           "shutdownAfterJobFinishes": {"type": "boolean"}, "ttlSecondsAfterFinished": {"type": "integer"},
+                           "activeDeadlineSeconds": {"type": "integer"}, "backoffLimit": {"type": "integer"},
+                           "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode"]}}}},
+    },
+}  # fmt: skip
+
+
+def load(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((CLUSTER / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def cpu(q: str | float) -> float:
+    text = str(q)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+def pod_resources(group: dict[str, Any]) -> tuple[float, float]:
+    """(CPUs, GPUs) one pod of a worker group offers Ray: its container limits."""
+    limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    return cpu(limits["cpu"]), float(limits.get("nvidia.com/gpu", 0))
+
+
+@pytest.fixture(scope="module")
+def serve_gpu() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "configs" / "serve.gpu.yaml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_ray_up_config_matches_rays_schema() -> None:
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    config = load("ray-cluster.yaml")
+    jsonschema.validate(config, schema)
+    types = config["available_node_types"]
+    assert types[config["head_node_type"]]["resources"].get("GPU", 0) == 0
+    gpu_types = [t for t in types.values() if t["resources"].get("GPU", 0) > 0]
+    assert gpu_types and all(t["min_workers"] == 0 < t["max_workers"] for t in gpu_types)  # autoscaling from zero
+    assert sum(t["max_workers"] for t in types.values() if "max_workers" in t) <= config["max_workers"]
+
+
+@pytest.mark.parametrize("name", ["kuberay/rayservice.yaml", "kuberay/rayjob.yaml"])
+def test_kuberay_manifests_pass_the_schema(name: str) -> None:
+    import ray
+
+    doc = load(name)
+    jsonschema.validate(doc, SCHEMAS[doc["kind"]])
+    spec = doc["spec"].get("rayClusterConfig") or doc["spec"]["rayClusterSpec"]
+    assert spec["rayVersion"] == ray.__version__
+    for group in spec["workerGroupSpecs"]:
+        assert group.get("minReplicas", 0) <= group.get("replicas", 0) <= group["maxReplicas"]
+        res = group["template"]["spec"]["containers"][0]["resources"]
+        assert res["requests"] == res["limits"]  # Guaranteed QoS: Ray sees exactly what the pod gets
+    gpu = [g for g in spec["workerGroupSpecs"] if pod_resources(g)[1] > 0]
+    assert gpu, "a GPU worker group"
+
+
+def _gpu_group(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc["spec"].get("rayClusterConfig") or doc["spec"]["rayClusterSpec"]
+    return next(g for g in spec["workerGroupSpecs"] if pod_resources(g)[1] > 0)
+
+
+def test_rayservice_serves_configs_serve_gpu_and_fits_its_resources(serve_gpu: dict[str, Any]) -> None:
+    doc = load("kuberay/rayservice.yaml")
+    assert yaml.safe_load(doc["spec"]["serveConfigV2"]) == serve_gpu  # the same app, deployments and options
+    app = serve_gpu["applications"][0]
+    assert app["import_path"] == "serve_app.app:build_app"
+    groups = doc["spec"]["rayClusterConfig"]["workerGroupSpecs"]
+    pods = [pod_resources(g) for g in groups]
+    gpus_at_max = 0.0
+    for name, options in app["args"]["deployments"].items():
+        actor = options.get("ray_actor_options", {})
+        need = (actor.get("num_cpus", 1), actor.get("num_gpus", 0))
+        assert any(need[0] <= c and need[1] <= g for c, g in pods), f"{name} fits no pod"
+        replicas = options.get("autoscaling_config", {}).get("max_replicas", options.get("num_replicas", 1))
+        gpus_at_max += need[1] * replicas
+    llm = app["args"]["llm"]["llm_config"]
+    tp = llm.get("engine_kwargs", {}).get("tensor_parallel_size", 1) * llm.get("engine_kwargs", {}).get("pipeline_parallel_size", 1)
+    gpus_at_max += tp * llm["deployment_config"]["autoscaling_config"]["max_replicas"]
+    gpu = _gpu_group(doc)
+    per_pod = pod_resources(gpu)[1]
+    assert tp <= per_pod  # one engine replica fits one pod
+    assert gpu["maxReplicas"] == math.ceil(gpus_at_max / per_pod)  # enough GPUs at max scale, and no more
+    product = gpu["template"]["spec"]["nodeSelector"]["nvidia.com/gpu.product"]
+    assert llm["accelerator_type"] in product  # pods land on the GPU type the LLM deployment asks for
+
+
+def test_rayjob_runs_the_batch_on_the_same_gpu_pods() -> None:
+    job, svc = load("kuberay/rayjob.yaml"), load("kuberay/rayservice.yaml")
+    assert job["spec"]["entrypoint"].startswith("python -m pipelines.batch ")
+    assert _gpu_group(job)["template"] == _gpu_group(svc)["template"]  # the requests of configs/serve.gpu.yaml
+    env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    from configs.settings import BatchSettings
+
+    known = set(BatchSettings.model_fields)
+    batch = {k.removeprefix("VT_BATCH__").lower(): float(v) for k, v in env.items() if k.startswith("VT_BATCH__")}
+    assert set(batch) <= known, set(batch) - known
+    gpus = (batch["asr_actors"] + batch["translate_actors"]) * batch["num_gpus_per_actor"]
+    gpu = _gpu_group(job)
+    assert gpus <= gpu["maxReplicas"] * pod_resources(gpu)[1]  # every GPU actor can start
+    assert batch["num_cpus_per_actor"] <= pod_resources(gpu)[0]
