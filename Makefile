@@ -8,14 +8,15 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := ffmpeg espeak-ng fonts-dejavu-core
 DEMO_VIDEO := var/demo/jfk.mp4
 
-.PHONY: demo test test-gpu setup apt venv models clean-cache bench
+.PHONY: demo test test-gpu setup apt apt-test venv models clean-cache bench
 
 demo: setup $(DEMO_VIDEO)
 	$(VT) translate $(DEMO_VIDEO) --to ru -o out/demo
 	@echo "Outputs are in $$(pwd)/out/demo"
 
 PYTEST_ARGS ?= -m "not gpu"
-test: setup
+APT_TEST_PACKAGES := chromium rabbitmq-server
+test: setup apt-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-gpu: setup
@@ -27,6 +28,13 @@ apt:
 	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(APT_PACKAGES); \
+	fi
+
+# The browser tests drive Debian's chromium (never `playwright install`); the bridge tests need RabbitMQ.
+apt-test:
+	@if ! dpkg -s $(APT_TEST_PACKAGES) >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $(APT_TEST_PACKAGES); \
 	fi
 
 venv: $(STAMP)

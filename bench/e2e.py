@@ -24,13 +24,14 @@ from pipelines.schema import JobRequest
 
 
 def asr_overhead(pipe: Pipeline, wav: Path, repeats: int) -> dict[str, float]:
-    """Our WhisperASR call vs bare WhisperModel.transcribe, same model/audio/arguments, interleaved."""
+    """Our WhisperASR call vs the bare faster-whisper call it wraps (BatchedInferencePipeline.transcribe,
+    or WhisperModel.transcribe with batch_size 0): same model, audio and arguments, interleaved."""
     asr = pipe.asr
     kwargs = asr.transcribe_kwargs("en")
     ours, bare = [], []
     for _ in range(repeats):
         t = time.perf_counter()
-        segments, _info = asr.model.transcribe(str(wav), **kwargs)
+        segments, _info = asr.engine.transcribe(str(wav), **kwargs)
         list(segments)
         bare.append(time.perf_counter() - t)
         t = time.perf_counter()

@@ -8,14 +8,16 @@ are also read unprefixed.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -38,6 +40,10 @@ class ASRSettings(BaseModel):
     compute_type: str = Field(default="auto", description="'auto' = int8 on CPU, float16 on CUDA.")
     cpu_threads: int = 0
     beam_size: int = 1
+    batch_size: int = Field(
+        default=8,
+        description="VAD segments decoded together (faster-whisper's BatchedInferencePipeline); 0 = sequential.",
+    )
     vad_filter: bool = True
     min_silence_ms: int = 500
 
@@ -89,6 +95,23 @@ class StorageSettings(BaseModel):
     root: Path = Path("var")
     cache_dir: Path = Path("var/cache")
     models_dir: Path = Field(default_factory=_default_models_dir)
+    quota_bytes: int | None = Field(
+        default=None, ge=0, description="Cap on the bytes under root (uploads, job artifacts); None: no cap."
+    )
+    retention_ttl_s: float | None = Field(
+        default=None, gt=0, description="Remove uploads, job folders and stage-cache files older than this; None: keep."
+    )
+    retention_interval_s: float = Field(default=600.0, gt=0, description="How often the retention sweep runs.")
+
+
+def split_list(value: Any) -> Any:
+    """A list given in the environment: a JSON list, or comma-separated items."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
 
 
 class ServiceSettings(BaseModel):
@@ -100,7 +123,24 @@ class ServiceSettings(BaseModel):
     max_text_chars: int = 20_000
     max_audio_bytes: int = Field(default=25 * 1024**2, description="Largest file /v1/audio/* accepts (bytes).")
     max_speech_chars: int = Field(default=4096, description="Longest input /v1/audio/speech accepts (characters).")
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description="Bearer keys for the API, /v1 and the bridge (VT_API_KEYS: a JSON list or comma-separated). "
+        "Empty: no auth, allowed only on a loopback address.",
+    )
+    rate_limit_ip_per_s: float = Field(default=0.0, ge=0, description="Requests a second per client IP; 0: no limit.")
+    rate_limit_key_per_s: float = Field(default=0.0, ge=0, description="Requests a second per API key; 0: no limit.")
+    rate_limit_burst: int = Field(default=60, ge=1, description="Requests a client may send at once before the rate applies.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
+
+    @field_validator("api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        return split_list(value)
+    job_lease_s: float = Field(
+        default=20.0, gt=0, description="A running job whose worker has not heartbeaten for this long is requeued."
+    )
 
 
 class QueueSettings(BaseModel):
@@ -146,6 +186,10 @@ class Settings(BaseSettings):
     MAX_FILE_SIZE: int = Field(
         default=2 * 1024**3, validation_alias=AliasChoices("VT_MAX_FILE_SIZE", "MAX_FILE_SIZE")
     )
+    # The issue's name for the keys; merged into service.api_keys (VT_SERVICE__API_KEYS works too).
+    API_KEYS: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("VT_API_KEYS"), repr=False, exclude=True
+    )
 
     asr: ASRSettings = Field(default_factory=ASRSettings)
     translator: TranslatorSettings = Field(default_factory=TranslatorSettings)
@@ -156,6 +200,17 @@ class Settings(BaseSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+
+    @field_validator("API_KEYS", mode="before")
+    @classmethod
+    def _split_api_keys(cls, value: Any) -> Any:
+        return split_list(value)
+
+    @model_validator(mode="after")
+    def _merge_api_keys(self) -> Settings:
+        if self.API_KEYS:
+            self.service.api_keys = list(dict.fromkeys([*self.service.api_keys, *self.API_KEYS]))
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -23,6 +23,18 @@ from pipelines.schema import MediaInfo
 logger = logging.getLogger(__name__)
 
 ASR_SAMPLE_RATE_HZ = 16000
+# ffmpeg and ffprobe open local files and pipes only: a crafted playlist cannot fetch a URL.
+PROTOCOL_WHITELIST = "file,pipe"
+# Formats whose files name OTHER files or URLs (HLS, ffconcat, DASH, IMF): refused before ffprobe opens
+# them, so an upload can never make ffmpeg read another local file (another user's upload, /etc/passwd).
+REFERENCE_FORMATS = frozenset({"hls", "applehttp", "concat", "dash", "imf"})
+_REFERENCE_MAGIC = (b"#EXTM3U", b"ffconcat version")
+_REFERENCE_XML = (b"<MPD", b"CompositionPlaylist")
+# Guards against headers that lie: a video frame this large would take gigabytes to decode, and a file that
+# claims more than a minute with fewer bytes a second than any real codec (~1 KB/s at least) is truncated or
+# forged (a 20 KB file "lasting" 3 hours would make the mix allocate hours of samples).
+MAX_VIDEO_PIXELS = 8192 * 8192
+MIN_BYTES_PER_SECOND = 8.0
 
 
 def _binary(name: str) -> str:
@@ -32,9 +44,20 @@ def _binary(name: str) -> str:
     return path
 
 
+def _whitelisted(args: Sequence[str]) -> list[str]:
+    """``args`` with ``-protocol_whitelist file,pipe`` before every ``-i`` (it is a per-input option): an input
+    (or a playlist inside it) can name no URL, only local files and stdin."""
+    out: list[str] = []
+    for arg in args:
+        if arg == "-i":
+            out += ["-protocol_whitelist", PROTOCOL_WHITELIST]
+        out.append(arg)
+    return out
+
+
 def run_ffmpeg(args: Sequence[str], *, input_bytes: bytes | None = None, what: str = "ffmpeg") -> bytes:
     """Run ffmpeg with ``args`` (no leading 'ffmpeg'); return stdout. Raises MediaError with stderr."""
-    cmd = [_binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+    cmd = [_binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *_whitelisted(args)]
     proc = subprocess.run(cmd, input=input_bytes, capture_output=True, check=False)
     if proc.returncode != 0:
         stderr = proc.stderr.decode("utf-8", "replace").strip()
@@ -50,7 +73,9 @@ def probe(path: str | Path) -> MediaInfo:
         raise InputNotFound(f"input file not found: {p}")
     if p.stat().st_size == 0:
         raise InvalidMedia(f"input file is empty: {p.name}")
-    cmd = [_binary("ffprobe"), "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(p)]
+    _refuse_references(p)
+    cmd = [_binary("ffprobe"), "-v", "error", "-protocol_whitelist", PROTOCOL_WHITELIST, "-print_format", "json"]
+    cmd += ["-show_format", "-show_streams", str(p)]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     stderr = proc.stderr.decode("utf-8", "replace").strip()
     if proc.returncode != 0:
@@ -59,6 +84,7 @@ def probe(path: str | Path) -> MediaInfo:
     data = json.loads(proc.stdout or b"{}")
     streams = data.get("streams", [])
     fmt = data.get("format", {})
+    streams = [s for s in streams if s.get("codec_name") not in (None, "", "unknown", "none")]  # no decoder
     video = next(
         (s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")),
         None,
@@ -66,9 +92,10 @@ def probe(path: str | Path) -> MediaInfo:
     audio = next((s for s in streams if s.get("codec_type") == "audio"), None)
     duration = _duration(fmt, streams)
     if video is None and audio is None:
-        raise InvalidMedia(f"no audio or video stream in {p.name}")
+        raise InvalidMedia(f"no audio or video stream that ffmpeg can decode in {p.name}")
     if duration is None or duration <= 0:
         raise InvalidMedia(f"cannot determine the duration of {p.name}; the file may be truncated")
+    _check_plausible(p, fmt, video, duration)
     return MediaInfo(
         path=str(p),
         duration_s=duration,
@@ -80,6 +107,31 @@ def probe(path: str | Path) -> MediaInfo:
         height=video.get("height") if video else None,
         format_name=fmt.get("format_name", ""),
     )
+
+
+def _refuse_references(p: Path) -> None:
+    """InvalidMedia for a playlist or concat list (by its first bytes, before anything opens it)."""
+    with p.open("rb") as f:
+        head = f.read(4096)
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if start.startswith(_REFERENCE_MAGIC) or any(tag in head for tag in _REFERENCE_XML):
+        raise InvalidMedia(f"{p.name} is a playlist or a list of other files, not media; upload the media itself")
+
+
+def _check_plausible(p: Path, fmt: dict[str, object], video: dict[str, object] | None, duration: float) -> None:
+    """InvalidMedia for what ffprobe read but the pipeline must not trust (see the limits above)."""
+    formats = set(str(fmt.get("format_name", "")).split(","))
+    if formats & REFERENCE_FORMATS:
+        raise InvalidMedia(f"{p.name} is a playlist or a list of other files, not media; upload the media itself")
+    if video is not None:
+        width, height = int(str(video.get("width") or 0)), int(str(video.get("height") or 0))
+        if width * height > MAX_VIDEO_PIXELS:
+            raise InvalidMedia(f"the video of {p.name} is {width}x{height} pixels; at most 8192x8192 is accepted")
+    size = p.stat().st_size
+    if duration > 60 and size / duration < MIN_BYTES_PER_SECOND:
+        raise InvalidMedia(
+            f"{p.name} claims to last {duration:.0f} s but holds only {size} bytes; its header is wrong or it is truncated"
+        )
 
 
 def _short(reason: str, p: Path) -> str:
@@ -114,11 +166,19 @@ def extract_audio(info: MediaInfo, out_wav: str | Path, *, sample_rate_hz: int =
             run_ffmpeg(args, what="audio extraction")
         except MediaError as exc:
             raise InvalidMedia(f"cannot decode the audio of {Path(info.path).name}: {exc}", detail=exc.detail) from exc
+        if _wav_frames(tmp_name) == 0 and info.duration_s > 0.01:
+            raise InvalidMedia(f"no audio could be decoded from {Path(info.path).name}; the file holds no media data")
         os.replace(tmp_name, out)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return out
+
+
+def _wav_frames(path: str) -> int:
+    import soundfile as sf
+
+    return int(sf.info(path).frames)
 
 
 def decode_audio(path: str | Path, *, sample_rate_hz: int, channels: int = 1, stream: str = "0:a:0") -> np.ndarray:

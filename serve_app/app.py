@@ -122,7 +122,7 @@ class Ingress:
 
         s = Settings(**dict(settings))
         replica_logging(s)
-        storage = LocalStorage(s.storage.root)
+        storage = LocalStorage(s.storage.root, quota_bytes=s.storage.quota_bytes)
         store = make_job_store(s.service.job_store_url)
         jobs = JobService(
             store, storage, max_queued_jobs=s.service.max_queued_jobs, retry_after_s=s.service.retry_after_s

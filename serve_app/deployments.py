@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,16 +69,6 @@ def _as_samples(audio: Audio) -> str | np.ndarray:
     return audio
 
 
-class _TaskModel:
-    """A WhisperModel whose ``transcribe`` always runs ``task`` (e.g. "translate" into English)."""
-
-    def __init__(self, model: Any, task: str) -> None:
-        self.model, self.task = model, task
-
-    def transcribe(self, audio: Any, **kwargs: Any) -> Any:
-        return self.model.transcribe(audio, task=self.task, **kwargs)
-
-
 class ASRDeployment:
     """faster-whisper behind a deployment. ``stage`` may be injected (a ``Recognizer``); else ``WhisperASR``."""
 
@@ -108,7 +99,7 @@ class ASRDeployment:
             from pipelines.asr import WhisperASR
 
             self._translate_stage = WhisperASR(
-                self.settings.asr, self.settings.storage.models_dir, model=_TaskModel(model, "translate")
+                self.settings.asr, self.settings.storage.models_dir, model=model, task="translate"
             )
         lang = normalize_language(language) if language else None
         return self._translate_stage(_as_samples(audio), language=lang)  # type: ignore[no-any-return]
@@ -239,6 +230,38 @@ def _wait(response: Any) -> Any:
     return response.result()
 
 
+# A replica that dies under a call (OOM, a crash, ray.kill) is replaced by Serve; the stage calls are pure
+# functions of their arguments, so the adapters send the call again (to the new replica once it is up).
+REPLICA_RETRIES = 3
+REPLICA_RETRY_BACKOFF_S = 1.0
+
+
+def _replica_died(exc: BaseException) -> bool:
+    try:
+        from ray.exceptions import RayActorError, RayTaskError
+        from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
+    except ImportError:  # no Ray: handles are fakes, nothing to retry
+        return False
+    if isinstance(exc, RayTaskError):
+        return isinstance(getattr(exc, "cause", None), RayActorError)
+    return isinstance(exc, (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError))
+
+
+def _call(method: Any, *args: Any) -> Any:
+    """``method.remote(*args)``'s result, sent again (up to REPLICA_RETRIES times, backing off) when the
+    replica died under it. Any other error propagates at once."""
+    for attempt in range(REPLICA_RETRIES + 1):
+        try:
+            return _wait(method.remote(*args))
+        except Exception as exc:
+            if attempt == REPLICA_RETRIES or not _replica_died(exc):
+                raise
+            delay = REPLICA_RETRY_BACKOFF_S * 2**attempt
+            logger.warning("replica died under a stage call (%s); retrying in %.0f s", type(exc).__name__, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 class HandleASR:
     """The pipeline's ``Recognizer`` over an ASRDeployment handle (the audio travels as samples, so the
     replica may run on another node)."""
@@ -250,7 +273,7 @@ class HandleASR:
     @property
     def name(self) -> str:
         if self._name is None:
-            self._name = str(_wait(self.handle.info.remote())["name"])
+            self._name = str(_call(self.handle.info)["name"])
         return self._name
 
     def __call__(self, audio: str | Path | np.ndarray, *, language: str | None = None) -> Transcript:
@@ -261,7 +284,7 @@ class HandleASR:
             if rate != ASR_SAMPLE_RATE_HZ:
                 raise InvalidMedia(f"expected {ASR_SAMPLE_RATE_HZ} Hz audio, got {rate} Hz")
             audio = samples.reshape(-1)
-        return _wait(self.handle.transcribe.remote(audio, language))  # type: ignore[no-any-return]
+        return _call(self.handle.transcribe, audio, language)  # type: ignore[no-any-return]
 
 
 class HandleTranslator:
@@ -274,7 +297,7 @@ class HandleTranslator:
     @property
     def name(self) -> str:
         if self._name is None:
-            self._name = str(_wait(self.handle.info.remote())["name"])
+            self._name = str(_call(self.handle.info)["name"])
         return self._name
 
     def translate(
@@ -285,8 +308,8 @@ class HandleTranslator:
         target_language: str,
         glossary: Mapping[str, str] | None = None,
     ) -> list[Translation]:
-        response = self.handle.translate.remote(list(sentences), source_language, target_language, dict(glossary or {}))
-        return _wait(response)  # type: ignore[no-any-return]
+        args = (list(sentences), source_language, target_language, dict(glossary or {}))
+        return _call(self.handle.translate, *args)  # type: ignore[no-any-return]
 
 
 class HandleTTS:
@@ -301,10 +324,10 @@ class HandleTTS:
         return int(getattr(self._local, "count", 0))
 
     def voice_for(self, language: str) -> str:
-        return _wait(self.handle.voice_for.remote(language))  # type: ignore[no-any-return]
+        return _call(self.handle.voice_for, language)  # type: ignore[no-any-return]
 
     def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
-        clips, count = _wait(self.handle.synthesize.remote(list(translations), language))
+        clips, count = _call(self.handle.synthesize, list(translations), language)
         self._local.count = count
         return clips  # type: ignore[no-any-return]
 
@@ -330,10 +353,11 @@ class JobRunner:
         poll_s: float = 0.5,
     ) -> None:
         from serve_app.jobs import JobService, JobWorker, LocalStorage, make_job_store
+        from serve_app.jobs.retention import start_retention
 
         self.settings = s = settings_from(settings)
         self.store = make_job_store(s.service.job_store_url)
-        self.storage = LocalStorage(s.storage.root)
+        self.storage = LocalStorage(s.storage.root, quota_bytes=s.storage.quota_bytes)
         self.service = JobService(
             self.store, self.storage, max_queued_jobs=s.service.max_queued_jobs, retry_after_s=s.service.retry_after_s
         )
@@ -343,8 +367,10 @@ class JobRunner:
             pipeline_factory or (lambda: self._pipeline(*handles)),
             max_running_jobs=s.service.max_running_jobs,
             poll_s=poll_s,
+            lease_s=s.service.job_lease_s,
         )
-        self.worker.start()  # requeues jobs a dead process left running; they resume from the stage cache
+        self.worker.start()  # requeues jobs whose lease expired (a dead process); they resume from the stage cache
+        self.retention = start_retention(s, self.store, self.storage)
 
     def _pipeline(self, asr: Any, translator: Any, tts: Any) -> Pipeline:
         from pipelines.runner import Pipeline
@@ -362,10 +388,11 @@ class JobRunner:
     def shutdown(self) -> None:
         """Stop taking jobs. A job still running is put back in the queue (the model deployments are going
         away with this app), so the next start resumes it from its last finished stage."""
-        self.worker.stop(timeout=0)  # stop claiming; the running thread notices at its next stage
-        requeued = self.store.requeue_interrupted()
-        if requeued:
-            logger.info("shutdown: requeued running job(s) %s", ", ".join(requeued))
+        retention = getattr(self, "retention", None)
+        if retention is not None:
+            retention.stop(timeout=1.0)
+        # This replica's jobs only (others may share the store); the threads drop them at their next stage.
+        self.worker.stop(timeout=0, requeue=True)
         self.worker.stop(timeout=5.0)
 
     def __del__(self) -> None:  # Serve calls this when the replica shuts down gracefully

@@ -50,3 +50,28 @@ class InsufficientStorage(VTError):
 class BadRequest(VTError):
     code = "bad_request"
     http_status = 400
+
+
+class Unauthorized(VTError):
+    """No API key, or one that is not in ``service.api_keys`` (HTTP 401 + ``WWW-Authenticate: Bearer``)."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class RateLimited(VTError):
+    """Too many requests from one key or one address; ``retry_after_s`` goes into the Retry-After header."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class InsecureStartup(VTError):
+    """Refusing to serve a non-loopback address (or a remote broker) without API keys."""
+
+    code = "insecure_startup"
+    http_status = 500

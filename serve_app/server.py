@@ -87,6 +87,7 @@ def start_app(config_path: str | Path, host: str | None = None, port: int | None
     port = int(port or http.get("port", 8000))
     app_cfg = profile["applications"][0]
     args = deep_merge(app_cfg.get("args") or {}, app_args or {})
+    check_bind(host, args)
     dashboard = init_ray(dashboard_port)
     serve.start(http_options={"host": host, "port": port}, proxy_location=profile.get("proxy_location", "HeadOnly"))
     name = app_cfg.get("name", "videotranslator")
@@ -99,6 +100,22 @@ def start_app(config_path: str | Path, host: str | None = None, port: int | None
         dashboard_url=dashboard_url or None,
         startup_s=time.perf_counter() - started,
     )
+
+
+def check_bind(host: str, app_args: dict[str, Any] | None = None) -> None:
+    """Raise InsecureStartup when ``host`` is not loopback and no API keys are set (env or the profile's
+    ``args.settings.service.api_keys``)."""
+    from configs.settings import Settings
+    from serve_app.auth import require_keys
+
+    settings = Settings(**dict((app_args or {}).get("settings") or {}))
+    require_keys(host, settings.service.api_keys, what="the HTTP service")
+
+
+def _resolved_bind(config_path: str | Path, host: str | None) -> tuple[str, dict[str, Any]]:
+    profile = load_profile(config_path)
+    app_cfg = profile["applications"][0]
+    return host or dict(profile.get("http_options") or {}).get("host", "127.0.0.1"), dict(app_cfg.get("args") or {})
 
 
 def stop_app() -> None:
@@ -122,6 +139,7 @@ def run_server(
 ) -> None:
     """``videotranslator serve``: host/port default to the profile's ``http_options`` (127.0.0.1:8000).
     Blocks until SIGINT/SIGTERM (call it from the main thread), then shuts down cleanly."""
+    check_bind(*_resolved_bind(config_path, host))  # before Ray starts: refuse an open, keyless bind at once
     stop = threading.Event()
 
     def _handle(signum: int, frame: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,22 @@ def make_video(out: Path, audio: Path | None, duration_s: float, *, size: str = 
 def jfk_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
     """A 13 s test video: navy colour plus jfk.flac (11 s of speech) and trailing silence."""
     return make_video(tmp_path_factory.mktemp("media") / "jfk.mp4", jfk_flac, 13.0)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """ONE local Ray cluster for the whole test session (2 CPUs, no dashboard, auth disabled). A Ray that is
+    already up in this process (another session fixture started it) is reused and left to its owner."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()

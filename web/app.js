@@ -1,82 +1,172 @@
-// Minimal page: upload + create a job (POST /jobs/upload), list jobs (GET /jobs), follow one (SSE).
-"use strict";
+// The page's entry point: loads the strings and the config, then wires the upload form, the jobs list
+// and the result panel. No inline script or style anywhere, so the page runs under a strict CSP.
+import { call, upload, setMaxFileSize, ApiError } from "./api.js";
+import { t, loadStrings, translatePage, saveChoice, UI_LANGUAGES, uiLanguage } from "./i18n/index.js";
+import { el, formatBytes } from "./format.js";
+import { TargetPicker, fillSourceSelect, setLanguages } from "./languages.js";
+import { JobList } from "./jobs.js";
+import { ResultPanel } from "./result.js";
 
-const csrfToken = document.querySelector('meta[name="csrf-token"]').content;
+const $ = (id) => document.getElementById(id);
+const MEDIA_EXTENSIONS = new Set(["mp4", "m4v", "mov", "mkv", "webm", "avi", "flv", "wmv", "mpg", "mpeg", "ts", "3gp",
+  "ogv", "mp3", "m4a", "aac", "wav", "flac", "ogg", "oga", "opus", "wma", "aiff", "aif"]);
 
-function text(tag, value) {
-  const el = document.createElement(tag);
-  el.textContent = value == null ? "" : String(value);
-  return el;
+let config = { max_file_size: 0, languages: [], accept: [] };
+let chosenFile = null;
+let currentUpload = null;
+let picker = null;
+
+function showError(err) {
+  $("global-error-text").textContent = err instanceof Error ? err.message : String(err);
+  $("global-error").hidden = false;
 }
 
-function renderJobs(jobs) {
-  const rows = document.getElementById("job-rows");
-  rows.replaceChildren();
-  for (const job of jobs) {
-    const tr = document.createElement("tr");
-    tr.append(text("td", job.job_id.slice(0, 8)));
-    const state = text("td", job.state + (job.error ? ": " + job.error.message : ""));
-    state.className = "state-" + job.state;
-    tr.append(state, text("td", job.stage || ""), text("td", Math.round(job.progress * 100) + "%"));
-    const outputs = document.createElement("td");
-    outputs.className = "outputs";
-    for (const name of job.outputs) {
-      const a = text("a", name);
-      a.href = job.output_urls[name];
-      outputs.append(a);
-    }
-    tr.append(outputs);
-    const actions = document.createElement("td");
-    if (job.state === "queued" || job.state === "running") {
-      const cancel = text("button", "Cancel");
-      cancel.type = "button";
-      cancel.addEventListener("click", () => cancelJob(job.job_id));
-      actions.append(cancel);
-    }
-    tr.append(actions);
-    rows.append(tr);
+function formStatus(text, kind = "") {
+  const status = $("form-status");
+  status.textContent = text;
+  status.className = `status ${kind}`;
+  status.setAttribute("role", kind === "error" ? "alert" : "status");
+}
+
+// Client-side checks before any byte is sent: size (MAX_FILE_SIZE from GET /config) and type.
+export function checkFile(file, maxBytes) {
+  const ext = (file.name.split(".").pop() || "").toLowerCase();
+  const looksMedia = /^(video|audio)\//.test(file.type) || MEDIA_EXTENSIONS.has(ext);
+  if (!looksMedia) return t("file.badType", { name: file.name });
+  if (file.size === 0) return t("file.empty", { name: file.name });
+  if (maxBytes && file.size > maxBytes) return t("file.tooLarge", { name: file.name, size: formatBytes(file.size), limit: formatBytes(maxBytes) });
+  return null;
+}
+
+function chooseFile(file) {
+  chosenFile = null;
+  $("file-info").textContent = t("file.none");
+  if (!file) return;
+  const problem = checkFile(file, config.max_file_size);
+  if (problem) { formStatus(problem, "error"); $("file").value = ""; return; }
+  chosenFile = file;
+  $("file-info").textContent = t("file.selected", { name: file.name, size: formatBytes(file.size) });
+  formStatus("");
+}
+
+function glossaryProblem(text) {
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i += 1) {
+    const line = lines[i].trim();
+    if (!line || line.startsWith("#")) continue;
+    const [term, ...rest] = line.split("=");
+    if (!rest.length || !term.trim() || !rest.join("=").trim()) return t("glossary.bad", { line: i + 1 });
+  }
+  return null;
+}
+
+function setUploading(on) {
+  $("upload-panel").hidden = !on;
+  $("submit").disabled = on;
+  $("file").disabled = on;
+}
+
+async function submit(event, jobs) {
+  event.preventDefault();
+  if (currentUpload) return;
+  if (!chosenFile) { formStatus(t("form.needFile"), "error"); $("file").focus(); return; }
+  const targets = picker.values;
+  if (!targets.length) { formStatus(t("form.needTarget"), "error"); $("target-search").focus(); return; }
+  const glossary = $("glossary").value;
+  const bad = glossaryProblem(glossary);
+  if (bad) { formStatus(bad, "error"); $("glossary").focus(); return; }
+  const form = $("job-form");
+  const data = new FormData(); // the token and fields first: the server checks them before storing the file
+  data.append("csrf_token", form.elements.csrf_token.value);
+  data.append("target_languages", targets.join(","));
+  data.append("source_language", $("source-language").value);
+  data.append("mode", form.elements.mode.value);
+  data.append("burn_in", $("burn-in").checked ? "true" : "false");
+  if (glossary.trim()) data.append("glossary", glossary);
+  data.append("file", chosenFile, chosenFile.name);
+  setUploading(true);
+  formStatus("");
+  const bar = $("upload-progress");
+  bar.value = 0;
+  const onProgress = (loaded, total) => {
+    if (loaded < 0) { $("upload-text").textContent = t("upload.processing"); return; }
+    bar.value = total ? loaded / total : 0;
+    $("upload-text").textContent = t("upload.progress", { loaded: formatBytes(loaded), total: formatBytes(total),
+      percent: total ? Math.floor((loaded / total) * 100) : 0 });
+  };
+  onProgress(0, chosenFile.size);
+  currentUpload = upload(form.action, data, onProgress);
+  try {
+    const body = await currentUpload.promise;
+    formStatus(t("upload.started"), "ok");
+    jobs.update(body.data);
+    form.reset();
+    picker.sync();
+    chooseFile(null);
+    $(`job-${body.data.job_id}`)?.scrollIntoView({ block: "nearest" });
+  } catch (err) {
+    formStatus(err.message, err.aborted ? "" : "error");
+  } finally {
+    currentUpload = null;
+    setUploading(false);
   }
 }
 
-async function refresh() {
-  const res = await fetch("/jobs?limit=50", { headers: { Accept: "application/json" } });
-  if (res.ok) renderJobs((await res.json()).data.jobs);
+function setUpDropZone() {
+  const zone = $("drop-zone");
+  const stop = (e) => { e.preventDefault(); e.stopPropagation(); };
+  for (const name of ["dragenter", "dragover"]) zone.addEventListener(name, (e) => { stop(e); zone.classList.add("dragging"); });
+  for (const name of ["dragleave", "drop"]) zone.addEventListener(name, (e) => { stop(e); zone.classList.remove("dragging"); });
+  zone.addEventListener("drop", (e) => chooseFile(e.dataTransfer.files[0]));
+  // A file dropped outside the zone must not navigate away from the page.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => e.preventDefault());
+  $("file").addEventListener("change", (e) => chooseFile(e.target.files[0]));
 }
 
-async function cancelJob(jobId) {
-  await fetch("/jobs/" + jobId, { method: "DELETE", headers: { "X-CSRF-Token": csrfToken } });
-  refresh();
-}
-
-function follow(jobId) {
-  const events = new EventSource("/jobs/" + jobId + "/events");
-  events.addEventListener("job", () => refresh());
-  events.onerror = () => events.close();
-}
-
-function submitJob(event) {
-  event.preventDefault();
-  const form = event.target;
-  const status = document.getElementById("form-status");
-  const bar = document.getElementById("upload-progress");
-  const xhr = new XMLHttpRequest();  // XHR, not fetch: it reports upload progress
-  xhr.open("POST", form.action);
-  xhr.setRequestHeader("X-CSRF-Token", csrfToken);
-  xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) bar.value = e.loaded / e.total; });
-  xhr.addEventListener("load", () => {
-    bar.hidden = true;
-    let body = {};
-    try { body = JSON.parse(xhr.responseText); } catch (err) { body = { message: xhr.statusText }; }
-    status.textContent = body.message || "";
-    if (xhr.status === 202) { follow(body.data.job_id); refresh(); form.reset(); }
+function setUpUiLanguage() {
+  const select = $("ui-language");
+  select.replaceChildren(...Object.entries(UI_LANGUAGES).map(([code, name]) => el("option", { value: code }, name)));
+  select.value = uiLanguage;
+  select.addEventListener("change", () => {
+    saveChoice(select.value);
+    const url = new URL(location.href);
+    url.searchParams.set("lang", select.value);
+    location.assign(url);
   });
-  xhr.addEventListener("error", () => { bar.hidden = true; status.textContent = "upload failed"; });
-  bar.hidden = false;
-  bar.value = 0;
-  status.textContent = "uploading…";
-  xhr.send(new FormData(form));
 }
 
-document.getElementById("job-form").addEventListener("submit", submitJob);
-refresh();
-setInterval(refresh, 5000);
+async function main() {
+  await loadStrings();
+  translatePage();
+  setUpUiLanguage();
+  try {
+    config = (await call("GET", "/config")).body.data;
+  } catch (err) {
+    showError(err);
+  }
+  setMaxFileSize(config.max_file_size);
+  setLanguages(config.languages);
+  $("file-limit").textContent = t("file.limit", { size: formatBytes(config.max_file_size) });
+  $("file").accept = config.accept.join(",");
+  fillSourceSelect($("source-language"), config.languages);
+  picker = new TargetPicker({ list: $("target-list"), search: $("target-search"), chips: $("target-chips"), empty: $("target-empty") },
+    config.languages);
+  let result = null;
+  const jobs = new JobList($("job-list"), $("jobs-empty"), {
+    onOpen: (id) => result.open(id),
+    onChange: (job) => result.jobChanged(job),
+    onError: showError,
+  });
+  result = new ResultPanel(jobs, { onError: showError });
+  setUpDropZone();
+  $("job-form").addEventListener("submit", (e) => submit(e, jobs));
+  $("upload-cancel").addEventListener("click", () => currentUpload?.abort());
+  $("jobs-refresh").addEventListener("click", () => jobs.refresh().catch(showError));
+  $("global-error-close").addEventListener("click", () => { $("global-error").hidden = true; });
+  await jobs.refresh().catch(showError);
+  document.body.dataset.readyMs = String(Math.round(performance.now()));
+  document.body.dataset.ready = "true";
+}
+
+main().catch((err) => showError(err instanceof ApiError ? err : new Error(String(err?.message || err))));

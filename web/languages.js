@@ -1,11 +1,21 @@
 // The language pickers: a <select> for the spoken language and a searchable list of checkboxes for the
 // target languages, with the picked ones shown as removable chips.
-import { t } from "./i18n/index.js";
+import { t, uiLanguage } from "./i18n/index.js";
 import { el } from "./format.js";
 
 export let languageNames = {};
 
+// Names in the interface language where the browser knows them (Intl), else the server's English names;
+// search matches both and the code.
 export function setLanguages(list) {
+  let local = null;
+  try { local = uiLanguage === "en" ? null : new Intl.DisplayNames([uiLanguage], { type: "language" }); } catch { /* old browser */ }
+  for (const lang of list) {
+    const name = local?.of(lang.code);
+    lang.search = `${lang.name} ${name || ""} ${lang.code}`.toLowerCase();
+    if (name && name !== lang.code) lang.name = name.charAt(0).toUpperCase() + name.slice(1);
+  }
+  list.sort((a, b) => a.name.localeCompare(b.name, uiLanguage));
   languageNames = Object.fromEntries(list.map((l) => [l.code, l.name]));
 }
 
@@ -30,7 +40,7 @@ export class TargetPicker {
       const box = el("input", { type: "checkbox", value: lang.code, id: `target-${lang.code}`, name: "target" });
       box.checked = this.picked.has(lang.code);
       box.addEventListener("change", () => this.toggle(lang.code, box.checked));
-      const label = el("label", { for: box.id, class: "lang-option", dataset: { search: `${lang.name} ${lang.code}`.toLowerCase() } },
+      const label = el("label", { for: box.id, class: "lang-option", dataset: { search: lang.search || `${lang.name} ${lang.code}`.toLowerCase() } },
         box, el("span", {}, lang.name), el("span", { class: "code" }, lang.code));
       this.boxes.set(lang.code, { box, label });
       this.listEl.append(label);
@@ -68,6 +78,12 @@ export class TargetPicker {
       el("button", { type: "button", class: "chip-remove", "aria-label": t("targets.remove", { name: languageName(code) }),
         onclick: () => this.toggle(code, false) }, "×")));
     this.chipsEl.replaceChildren(...(chips.length ? chips : [el("li", { class: "muted" }, t("targets.nonePicked"))]));
+  }
+
+  // After a form reset: the picked languages stay picked (the next video likely wants the same ones).
+  sync() {
+    for (const [code, { box }] of this.boxes) box.checked = this.picked.has(code);
+    this.filter();
   }
 
   get values() { return [...this.picked]; }

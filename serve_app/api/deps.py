@@ -42,6 +42,12 @@ def get_csrf_expected(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def get_owner(request: Request) -> str | None:
+    """The caller's job owner (a hash of its API key, set by GuardMiddleware); None when auth is off."""
+    value = request.scope.get("state", {}).get("owner")
+    return value if isinstance(value, str) else None
+
+
 def get_url_prefix(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
@@ -52,3 +58,4 @@ StorageDep = Annotated[Storage, Depends(get_storage)]
 InferenceDep = Annotated[InferenceService, Depends(get_inference)]
 CSRFExpectedDep = Annotated[str | None, Depends(get_csrf_expected)]
 PrefixDep = Annotated[str, Depends(get_url_prefix)]
+OwnerDep = Annotated[str | None, Depends(get_owner)]

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.errors import VTError
-from serve_app.errors import QueueFull
+from serve_app.errors import QueueFull, RateLimited, Unauthorized
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,9 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, str, list[dict
 def error_response(exc: BaseException) -> JSONResponse:
     """Map any exception to the envelope with its status code."""
     if isinstance(exc, VTError):
-        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFull) else None
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, (QueueFull, RateLimited)) else None
+        if isinstance(exc, Unauthorized):
+            headers = {"WWW-Authenticate": 'Bearer realm="videotranslator"'}
         detail = _redact(exc.detail) if exc.detail and exc.http_status < 500 else None
         return envelope(exc.http_status, exc.code, exc.message, detail, headers)
     if isinstance(exc, RequestValidationError):

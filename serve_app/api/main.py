@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,8 @@ from configs.settings import Settings
 from serve_app.api import errors
 from serve_app.api.csrf import CSRFMiddleware
 from serve_app.api.routes import files, health, jobs, segments, v1, web
+from serve_app.api.schemas import ErrorEnvelope
+from serve_app.api.security import GuardMiddleware, SecurityHeadersMiddleware
 from serve_app.api.services import Services
 
 logger = logging.getLogger("serve_app.api.access")
@@ -72,7 +75,10 @@ def get_application(
         description="Translate videos: subtitles and a dubbed voice track. Every JSON answer is the envelope "
         "{status, message, data} or {status: error, message, error: {code, detail}}.",
         debug=False,  # never a traceback in a body, whatever DEBUG says
-    )
+        # Every error is the envelope; documenting 4XX also replaces FastAPI's own 422 schema (HTTPValidationError).
+        responses={"4XX": {"model": ErrorEnvelope, "description": "the error envelope"},
+                   "5XX": {"model": ErrorEnvelope, "description": "the error envelope"}},
+    )  # fmt: skip
     app.state.services = services
     app.state.web_dir = Path(web_dir) if web_dir is not None else web.default_web_dir()
     errors.install(app)
@@ -81,5 +87,12 @@ def get_application(
     app.include_router(segments.router)  # the web page's config, translation edits (re-dub), versions
     app.mount("/static", StaticFiles(directory=app.state.web_dir), name="static")
     app.add_middleware(CSRFMiddleware)
+    app.add_middleware(GuardMiddleware, service=settings.service, jobs=services.jobs)  # keys, rate limits, owners
+    if settings.service.cors_origins:  # CORS is off unless origins are configured
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.service.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-CSRF-Token", "Range"],
+        )  # fmt: skip
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

@@ -7,19 +7,37 @@ the envelope ``{status, message, data}`` (errors: ``{status, message, error}``, 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve_app.jobs import FileInfo, JobRecord
 
 T = TypeVar("T")
+# One glossary entry's bounds (a job's glossary goes into every translation prompt).
+GlossaryTerm = Annotated[str, Field(min_length=1, max_length=200)]
+GlossaryText = Annotated[str, Field(max_length=500)]
 
 
 class Envelope(BaseModel, Generic[T]):
     status: Literal["success"] = "success"
     message: str
     data: T
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable name, e.g. job_not_found")
+    detail: Any = None
+    message: str
+    type: str = Field(description="invalid_request_error (4xx) or server_error (5xx), as OpenAI SDKs expect")
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error body (``serve_app.api.errors``): documented as the 4XX/5XX response of every operation."""
+
+    status: Literal["error"] = "error"
+    message: str
+    error: ErrorDetail
 
 
 class FilePublic(BaseModel):
@@ -50,7 +68,7 @@ class JobCreate(BaseModel):
     source_language: str | None = None
     mode: Literal["dub", "subtitles"] = "dub"
     burn_in: bool = False
-    glossary: dict[str, str] = Field(default_factory=dict, max_length=2000)
+    glossary: dict[GlossaryTerm, GlossaryText] = Field(default_factory=dict, max_length=2000)
 
 
 class JobError(BaseModel):

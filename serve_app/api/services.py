@@ -100,7 +100,7 @@ class Services:
         from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
         from serve_app.jobs import JobService, LocalStorage, make_job_store
 
-        storage = LocalStorage(settings.storage.root)
+        storage = LocalStorage(settings.storage.root, quota_bytes=settings.storage.quota_bytes)
         store = make_job_store(settings.service.job_store_url)
         jobs = JobService(
             store,

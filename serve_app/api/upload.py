@@ -11,6 +11,7 @@ import codecs
 from collections.abc import AsyncIterator
 from typing import Any
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
@@ -137,11 +138,21 @@ class StreamingForm:
             chunk = await self._stream.__anext__()
         except StopAsyncIteration:
             self._ended = True
-            self._parser.finalize()
+            self._feed(None)
             return False
         if chunk:
-            self._parser.write(chunk)
+            self._feed(chunk)
         return True
+
+    def _feed(self, chunk: bytes | None) -> None:
+        """Parse ``chunk`` (None: the end). A body that breaks the multipart syntax is InvalidRequest."""
+        try:
+            if chunk is None:
+                self._parser.finalize()
+            else:
+                self._parser.write(chunk)
+        except MultipartParseError as exc:
+            raise InvalidRequest(f"malformed multipart body: {exc}") from None
 
     def _decode(self, raw: bytes) -> str:
         return raw.decode(self._charset, errors="replace")

@@ -33,7 +33,7 @@ def build_service(settings: Settings) -> JobService:
     store = make_job_store(settings.service.job_store_url)
     return JobService(
         store,
-        LocalStorage(settings.storage.root),
+        LocalStorage(settings.storage.root, quota_bytes=settings.storage.quota_bytes),
         max_queued_jobs=settings.service.max_queued_jobs,
         retry_after_s=settings.service.retry_after_s,
     )
@@ -65,7 +65,9 @@ def build_bridge(
         max_text_items=settings.service.max_text_items,
         max_text_chars=settings.service.max_text_chars,
     )
-    handler = RpcHandler(build_methods(ctx), max_batch_size=settings.queue.max_batch_size)
+    handler = RpcHandler(
+        build_methods(ctx), max_batch_size=settings.queue.max_batch_size, api_keys=settings.service.api_keys
+    )
     return Bridge(settings.queue, handler, service, amqp_url=amqp_url, name=name)
 
 
@@ -73,18 +75,31 @@ def run_bridge(settings: Settings, amqp_url: str | None = None, *, with_worker: 
     """Run one bridge instance (and a JobWorker unless ``with_worker`` is False) until SIGTERM/SIGINT.
 
     Returns the exit status: 0 after a clean shutdown, 1 when the broker cannot be reached at start-up.
+    Raises InsecureStartup for a broker that is not on loopback when no API keys are set.
     """
+    from urllib.parse import urlsplit
+
+    from serve_app.auth import require_keys
+
+    host = urlsplit(amqp_url or settings.queue.amqp_url).hostname or "127.0.0.1"
+    require_keys(host, settings.service.api_keys, what="the bridge for the broker", otherwise="use a broker on 127.0.0.1")
     return asyncio.run(_serve(settings, amqp_url, with_worker))
 
 
 async def _serve(settings: Settings, amqp_url: str | None, with_worker: bool) -> int:
-    from serve_app.jobs import JobWorker
+    from serve_app.jobs import JobWorker, LocalStorage
+    from serve_app.jobs.retention import start_retention
 
     service = build_service(settings)
     bridge = build_bridge(settings, service, amqp_url=amqp_url)
     worker = None
     if with_worker:
-        worker = JobWorker(service, _pipeline_factory(settings), max_running_jobs=settings.service.max_running_jobs)
+        worker = JobWorker(
+            service,
+            _pipeline_factory(settings),
+            max_running_jobs=settings.service.max_running_jobs,
+            lease_s=settings.service.job_lease_s,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -95,15 +110,20 @@ async def _serve(settings: Settings, amqp_url: str | None, with_worker: bool) ->
         logger.error("bridge: cannot connect to %s: %s", bridge.amqp_url.split("@")[-1], exc)
         service.store.close()
         return 1
+    retention = None
     if worker is not None:
         worker.start()
+        if isinstance(service.storage, LocalStorage):
+            retention = start_retention(settings, service.store, service.storage)
     logger.info("bridge ready%s", " (with a job worker)" if worker else "")
     await stop.wait()
     logger.info("bridge: shutting down")
     await bridge.stop()
+    if retention is not None:
+        retention.stop()
     if worker is not None:
-        # A job still running past the timeout stays 'running' and is requeued by the next start.
         await asyncio.to_thread(worker.stop, settings.queue.shutdown_timeout_s)
+        worker.release()  # a job still running past the timeout goes back to the queue now, not at lease expiry
     service.store.close()
     return 0
 
@@ -118,7 +138,13 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings()
     setup_logging(settings.LOG_DIR, settings.LOG_LEVEL, console=True)
-    return run_bridge(settings, args.amqp_url, with_worker=not args.no_worker)
+    from serve_app.errors import InsecureStartup
+
+    try:
+        return run_bridge(settings, args.amqp_url, with_worker=not args.no_worker)
+    except InsecureStartup as exc:
+        logger.error("%s", exc.message)
+        return 2
 
 
 if __name__ == "__main__":

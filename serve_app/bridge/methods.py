@@ -21,7 +21,7 @@ from pipelines.errors import VTError
 from pipelines.languages import normalize_language
 from pipelines.schema import JobRequest
 from serve_app.bridge.rpc import CallState, Watch, current_call, domain_error, invalid_params
-from serve_app.errors import BadRequest, QueueFull
+from serve_app.errors import BadRequest, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, is_valid_id
 
 if TYPE_CHECKING:
@@ -171,6 +171,8 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         wait = _bool(wait, "wait")
         # A redelivery, or a job JobPublisher recorded before publishing: the key finds it, whatever the params.
         record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key())
+        if record is not None and call.scoped and record.owner != call.owner:
+            raise domain_error(BadRequest("this message id was already used for another key's job"))
         if record is None:
             record = await _submit(call, input, target_languages, source_language, mode, burn_in)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
@@ -231,10 +233,10 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         return {"translations": result, "source_language": source, "target_language": target}
 
     async def get_job(job_id: Any) -> dict[str, Any]:
-        return job_view(await _job_call(service.get, job_id), service)
+        return job_view(await _job_call(service.get, job_id, service), service)
 
     async def cancel_job(job_id: Any) -> dict[str, Any]:
-        return job_view(await _job_call(service.cancel, job_id), service)
+        return job_view(await _job_call(service.cancel, job_id, service), service)
 
     return {
         "translate_video": translate_video,
@@ -245,10 +247,13 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
     }
 
 
-async def _job_call(function: Callable[[str], JobRecord], job_id: Any) -> JobRecord:
+async def _job_call(function: Callable[[str], JobRecord], job_id: Any, service: JobService) -> JobRecord:
     if not isinstance(job_id, str):
         raise invalid_params("job_id must be a string")
+    call = current_call()
     try:
+        if call.scoped and (await asyncio.to_thread(service.get, job_id)).owner != call.owner:
+            raise JobNotFound(f"no job with id {job_id}")  # another key's job looks like no job at all
         return await asyncio.to_thread(function, job_id)
     except VTError as exc:
         raise domain_error(exc) from None

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,13 @@ from jsonrpc import AsyncDispatcher, BatchRequest, Error, ErrorEnum, JSONSeriali
 from jsonrpc.openrpc import UndefinedType
 
 from pipelines.errors import VTError
-from serve_app.errors import QueueFull
+from serve_app.auth import KeyRing
+from serve_app.errors import QueueFull, Unauthorized
+
+logger = logging.getLogger(__name__)
+
+# With ``service.api_keys`` set, every request carries its key in this by-name param (see ``RpcHandler``).
+API_KEY_PARAM = "api_key"
 
 # Errors that mean the message itself is bad: it can never succeed, so it is dead-lettered (never requeued).
 # -32603 is there too: an unexpected failure is parked in the DLQ for an operator instead of looping.
@@ -55,7 +62,20 @@ DOMAIN_CODES: dict[str, int] = {
     "media_error": -32015,
     "input_outside_storage": -32016,
     "cancelled": -32017,
+    "unauthorized": -32018,
 }
+
+# Protocol errors as jsonrpc-py raises them carry no envelope (and echo the bad request back in ``data``);
+# ours replace that with the envelope and, where the library's message is vague, a clearer one.
+_PROTOCOL: dict[int, tuple[str, str | None]] = {
+    ErrorEnum.PARSE_ERROR: ("parse_error", "the message body is not valid JSON (UTF-8)"),
+    ErrorEnum.INVALID_REQUEST: ("invalid_request", None),
+    ErrorEnum.METHOD_NOT_FOUND: ("method_not_found", None),
+    ErrorEnum.INVALID_PARAMETERS: ("invalid_params", None),
+    ErrorEnum.INTERNAL_ERROR: ("internal_error", "internal error while handling the request"),
+}
+_VAGUE = {"Invalid request object": 'a JSON-RPC request must be an object with "jsonrpc": "2.0" and a "method" '
+          "(a batch: an array of such objects)"}  # fmt: skip
 
 _serializer = JSONSerializer()
 
@@ -70,6 +90,15 @@ def domain_error(exc: VTError) -> Error:
     return Error(
         code=DOMAIN_CODES.get(exc.code, -32000), message=exc.message, data=envelope(exc.code, exc.message, exc.detail)
     )
+
+
+def with_envelope(error: Error) -> Error:
+    """``error`` with our envelope in ``data`` (domain errors already have it and are returned as they are)."""
+    if isinstance(error.data, dict) and error.data.get("status") == "error":
+        return error
+    name, fixed = _PROTOCOL.get(int(error.code), ("error", None))
+    message = fixed or _VAGUE.get(error.message, error.message)
+    return Error(code=error.code, message=message, data=envelope(name, message))
 
 
 def invalid_params(message: str, *, code: str = "invalid_params") -> Error:
@@ -98,6 +127,7 @@ class CallState:
 
     key: str
     owner: str | None
+    scoped: bool = False  # API keys are on: ``owner`` is the caller's key owner, and jobs are private to it
     index: int = 0
     batch: bool = False
     request_id: str | float | None = None
@@ -134,15 +164,18 @@ def current_call() -> CallState:
 class RpcHandler:
     """Handles one message body against a method table (plain async functions, see ``methods.py``)."""
 
-    def __init__(self, methods: dict[str, Callable[..., Any]], *, max_batch_size: int = 32) -> None:
+    def __init__(
+        self, methods: dict[str, Callable[..., Any]], *, max_batch_size: int = 32, api_keys: Iterable[str] = ()
+    ) -> None:
         self.dispatcher = AsyncDispatcher()
         for name, function in methods.items():
             self.dispatcher.register(function, name=name)
         self.max_batch_size = max_batch_size
+        self.keys = KeyRing(api_keys)
 
     async def handle(self, body: bytes, *, key: str, owner: str | None = None) -> Outcome:
         """Parse and run ``body``; never raises for anything the sender did wrong."""
-        state = CallState(key=key, owner=owner)
+        state = CallState(key=key, owner=None if self.keys.enabled else owner, scoped=self.keys.enabled)
         token = _current.set(state)
         try:
             return await self._handle(body, state)
@@ -176,12 +209,24 @@ class RpcHandler:
 
     async def _one(self, request: Request | Error, state: CallState, errors: list[Error]) -> Response | None:
         if isinstance(request, Error):
-            errors.append(request)
-            return Response(error=request, response_id=None)
+            error = with_envelope(request)
+            errors.append(error)
+            return Response(error=error, response_id=None)
         state.request_id = None if isinstance(request.request_id, UndefinedType) else request.request_id
+        kwargs = request.kwargs
+        presented = kwargs.pop(API_KEY_PARAM, None)  # accepted (and ignored) when auth is off
         try:
-            result = await self.dispatcher.dispatch(request.method, *request.args, **request.kwargs)
+            if self.keys.enabled:
+                state.owner = self.keys.owner(presented if isinstance(presented, str) else None)
+                if state.owner is None:
+                    message = f"missing or invalid API key: send it in the by-name param {API_KEY_PARAM!r}"
+                    errors.append(domain_error(Unauthorized(message)))  # it can never succeed: dead-letter it
+                    raise errors[-1]
+            result = await self.dispatcher.dispatch(request.method, *request.args, **kwargs)
         except Error as error:
+            if error.code == ErrorEnum.INTERNAL_ERROR:
+                logger.error("bridge: %s failed unexpectedly", request.method, exc_info=error.__cause__ or error)
+            error = with_envelope(error)
             if error.code in POISON_CODES:
                 errors.append(error)
             response = Response(error=error, response_id=request.request_id)
@@ -202,6 +247,7 @@ class RpcHandler:
 
 
 def _protocol_failure(error: Error) -> Outcome:
+    error = with_envelope(error)
     return Outcome(
         reply=Response(error=error, response_id=None).json,
         poison=f"{int(error.code)} {error.message}",

@@ -73,6 +73,10 @@ class JobRecord(BaseModel):
     # pending re-dub ``{"version", "target_language", "edited"}`` while one is queued or running.
     output_version: int = 1
     redub: dict[str, Any] | None = None
+    # Job leases (serve_app/jobs/worker.py): the worker running the job and when it last said so. A running
+    # job whose heartbeat is older than the lease is requeued by any worker sharing the store.
+    worker_id: str | None = None
+    heartbeat_at: AwareDatetime | None = None
 
     @property
     def terminal(self) -> bool:

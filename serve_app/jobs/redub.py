@@ -146,7 +146,9 @@ def check_edits(rows: list[dict[str, Any]], edits: list[tuple[int, str]]) -> dic
         if not text:
             raise InvalidEdit(f"the translation of sentence {sid} is empty")
         if len(text) > MAX_TRANSLATION_CHARS:
-            raise InvalidEdit(f"the translation of sentence {sid} is too long (at most {MAX_TRANSLATION_CHARS} characters)")
+            raise InvalidEdit(
+                f"the translation of sentence {sid} is too long (at most {MAX_TRANSLATION_CHARS} characters)"
+            )
         result[sid] = text
     return result
 
@@ -165,7 +167,9 @@ def request_redub(
         raise JobBusy(f"job {job_id} is {record.state.value}; wait until it is finished, then edit")
     lang = normalize_language(target_language)
     if lang not in record.request.target_languages:
-        raise InvalidEdit(f"job {job_id} has no {lang!r} translation (it has {', '.join(record.request.target_languages)})")
+        raise InvalidEdit(
+            f"job {job_id} has no {lang!r} translation (it has {', '.join(record.request.target_languages)})"
+        )
     report = load_report(service.storage, record)
     rows = report.get("targets", {}).get(lang, {}).get("sentences")
     if rows is None:
@@ -174,7 +178,9 @@ def request_redub(
     if not changed:
         return record, []
     if service.store.count({JobState.QUEUED}) >= service.max_queued_jobs:
-        raise QueueFull(f"too many queued jobs ({service.max_queued_jobs}); try again later", retry_after_s=service.retry_after_s)
+        raise QueueFull(
+            f"too many queued jobs ({service.max_queued_jobs}); try again later", retry_after_s=service.retry_after_s
+        )
     version = record.output_version + 1
     spec = {"version": version, "target_language": lang, "edited": changed,
             "translations": [{"id": t.id, "source": t.source, "text": t.text, "flags": list(t.flags)} for t in translations]}  # fmt: skip

@@ -1,7 +1,8 @@
 """File storage for the service: uploads (``root/uploads/<file_id>/``) and job artifacts (``root/jobs/<job_id>/``).
 
 Uploads are stored under a generated ``file_id``, never under the client's name, and appear only once
-complete and probed as media.
+complete and probed as media. An optional quota caps the bytes under the root: an upload that would pass it is
+refused while streaming (InsufficientStorage, HTTP 507), and ``check_quota`` lets running jobs fail cleanly.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import asyncio
 import errno
 import json
 import logging
+import os
 import re
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
@@ -31,6 +34,28 @@ _MEDIA_EXTS = {
 _FORMAT_EXTS = {"mov": "mp4", "mp4": "mp4", "matroska": "mkv", "webm": "webm", "mp3": "mp3", "wav": "wav",
                 "flac": "flac", "ogg": "ogg", "avi": "avi", "aac": "aac", "mpegts": "ts", "flv": "flv"}  # fmt: skip
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PART_PREFIX = ".upload-"  # uploads in flight: ``uploads/.upload-<file_id>.part``
+
+
+def tree_bytes(root: Path, *, skip_prefix: str | None = None) -> int:
+    """Total size in bytes of the regular files under ``root`` (0 if it does not exist); files whose name
+    starts with ``skip_prefix`` are left out. Files that vanish meanwhile are ignored."""
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False) and not (skip_prefix and entry.name.startswith(skip_prefix)):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
 
 
 class Storage(Protocol):
@@ -74,12 +99,31 @@ def _extension(filename: str, format_name: str) -> str:
 
 
 class LocalStorage:
-    """Files under one local folder ``root``."""
+    """Files under one local folder ``root``. ``quota_bytes``: the most bytes the files under ``root`` may
+    take (None: no cap). The quota is enforced by this process; uploads streaming in parallel reserve their
+    bytes so that together they cannot pass it."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, quota_bytes: int | None = None) -> None:
         self.root = Path(root)
         self.uploads_dir = self.root / "uploads"
         self.jobs_dir = self.root / "jobs"
+        self.quota_bytes = quota_bytes
+        self._inflight: dict[str, int] = {}  # file_id -> bytes streamed so far
+        self._inflight_lock = threading.Lock()
+
+    def usage_bytes(self) -> int:
+        """Bytes under ``root`` now (walks the tree)."""
+        return tree_bytes(self.root)
+
+    def check_quota(self, extra_bytes: int = 0) -> None:
+        """Raise InsufficientStorage when the files under ``root`` plus ``extra_bytes`` pass the quota."""
+        if self.quota_bytes is None:
+            return
+        used = self.usage_bytes()
+        if used + extra_bytes > self.quota_bytes:
+            raise InsufficientStorage(
+                f"the storage quota of {self.quota_bytes} bytes is exhausted ({used + extra_bytes} bytes needed)"
+            )
 
     async def save_upload(
         self, chunks: AsyncIterator[bytes], *, filename: str | None, content_type: str | None, max_bytes: int
@@ -91,7 +135,7 @@ class LocalStorage:
         tmp = self.uploads_dir / f".upload-{file_id}.part"
         final_dir = self.uploads_dir / file_id
         try:
-            size = await self._stream(chunks, tmp, max_bytes)
+            size = await self._stream(chunks, tmp, max_bytes, file_id)
             info = await asyncio.to_thread(media.probe, tmp)
             path = final_dir / f"{file_id}.{_extension(display, info.format_name)}"
             record = FileInfo(
@@ -112,25 +156,48 @@ class LocalStorage:
             shutil.rmtree(final_dir, ignore_errors=True)
             if isinstance(exc, InvalidMedia):
                 logger.info("rejected upload %r: %s", display, exc)
+                # name the client's file, not our temporary one
+                raise InvalidMedia(exc.message.replace(tmp.name, repr(display)), detail=exc.detail) from None
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 raise InsufficientStorage("not enough disk space to store the upload") from exc
             raise
+        finally:
+            with self._inflight_lock:
+                self._inflight.pop(file_id, None)
         logger.info("stored upload %s (%r, %d bytes)", file_id, display, size)
         return record
 
-    async def _stream(self, chunks: AsyncIterator[bytes], tmp: Path, max_bytes: int) -> int:
+    async def _stream(self, chunks: AsyncIterator[bytes], tmp: Path, max_bytes: int, file_id: str) -> int:
         size = 0
+        # What is stored already, less the uploads in flight (they count through their reservations).
+        base = (
+            None
+            if self.quota_bytes is None
+            else await asyncio.to_thread(tree_bytes, self.root, skip_prefix=_PART_PREFIX)
+        )
         f: IO[bytes] = await asyncio.to_thread(open, tmp, "xb")
         try:
             async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
                     raise FileTooLarge(f"the upload is larger than the limit of {max_bytes} bytes")
+                if base is not None:
+                    self._reserve(file_id, size, base)
                 if chunk:
                     await asyncio.to_thread(f.write, chunk)
         finally:
             await asyncio.to_thread(f.close)
         return size
+
+    def _reserve(self, file_id: str, size: int, base: int) -> None:
+        assert self.quota_bytes is not None
+        with self._inflight_lock:
+            others = sum(n for fid, n in self._inflight.items() if fid != file_id)
+            if base + others + size > self.quota_bytes:
+                raise InsufficientStorage(
+                    f"the upload would exceed the storage quota of {self.quota_bytes} bytes; try again later"
+                )
+            self._inflight[file_id] = size
 
     def get_file(self, file_id: str) -> FileInfo:
         """See ``Storage.get_file``."""

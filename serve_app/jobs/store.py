@@ -4,6 +4,10 @@ Both keep each record as JSON plus indexed columns (id, state, created_at, idemp
 are safe to use from many threads; records survive reopening the store. ``claim_next`` is atomic across
 processes: SQLite takes the database write lock (``BEGIN IMMEDIATE``), Postgres uses
 ``SELECT ... FOR UPDATE SKIP LOCKED`` so concurrent workers never claim the same job.
+
+Leases: ``claim_next(worker_id)`` records who runs the job; that worker ``heartbeat``s it, and
+``requeue_interrupted(stale_after_s=...)`` puts back only running jobs whose heartbeat is stale, so several
+workers (Serve replicas, bridges) can share one store and none requeues another's live job.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -46,29 +50,48 @@ class JobStore(Protocol):
         """The record created with ``key``, or None."""
         ...
 
-    def list(self, *, owner: str | None = None, limit: int = 100, offset: int = 0) -> builtins.list[JobRecord]:
-        """Records newest first, optionally only ``owner``'s."""
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        states: Iterable[JobState] | None = None,
+    ) -> builtins.list[JobRecord]:
+        """Records newest first, optionally only ``owner``'s and only those in ``states``."""
         ...
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
         """Set ``fields`` (JobRecord field names) and ``updated_at``; raises JobNotFound, ValueError on bad fields."""
         ...
 
-    def transition(self, job_id: str, from_states: Iterable[JobState], **fields: Any) -> JobRecord | None:
-        """Like ``update`` but only if the job is in one of ``from_states`` (atomic compare-and-set); else None."""
+    def transition(
+        self, job_id: str, from_states: Iterable[JobState], *, if_worker_id: str | None = None, **fields: Any
+    ) -> JobRecord | None:
+        """Like ``update`` but only if the job is in one of ``from_states`` (and, with ``if_worker_id``, still
+        held by that worker): an atomic compare-and-set; else None."""
         ...
 
-    def claim_next(self) -> JobRecord | None:
-        """Atomically move the oldest ``queued`` job to ``running`` and return it; None when none is queued."""
+    def claim_next(self, worker_id: str | None = None) -> JobRecord | None:
+        """Atomically move the oldest ``queued`` job to ``running`` (held by ``worker_id``, heartbeat now) and
+        return it; None when none is queued."""
+        ...
+
+    def heartbeat(self, worker_id: str, job_ids: Iterable[str]) -> builtins.list[str]:
+        """Renew the lease on those of ``job_ids`` that are running and held by ``worker_id``; returns them.
+        An id missing from the answer was taken over (or finished) and must no longer be written to."""
         ...
 
     def count(self, states: Iterable[JobState]) -> int:
         """How many jobs are in any of ``states``."""
         ...
 
-    def requeue_interrupted(self) -> builtins.list[str]:
-        """Start-up recovery: ``running`` jobs go back to ``queued`` (those with a pending cancel become
-        ``cancelled``). Returns the ids requeued."""
+    def requeue_interrupted(
+        self, stale_after_s: float | None = None, *, worker_id: str | None = None
+    ) -> builtins.list[str]:
+        """Recovery: ``running`` jobs go back to ``queued`` (those with a pending cancel become ``cancelled``).
+        With ``stale_after_s`` only jobs whose last heartbeat (else last update) is older than that many
+        seconds; with ``worker_id`` only that worker's jobs (its graceful stop). Returns the ids requeued."""
         ...
 
     def close(self) -> None:
@@ -155,20 +178,44 @@ class _SQLJobStore:
             row = conn.execute(self._q("SELECT record FROM {t} WHERE idempotency_key = ?"), (key,)).fetchone()
         return None if row is None else self._load(row[0])
 
-    def list(self, *, owner: str | None = None, limit: int = 100, offset: int = 0) -> builtins.list[JobRecord]:
-        where, params = ("WHERE owner = ? ", [owner]) if owner is not None else ("", [])
+    def list(
+        self,
+        *,
+        owner: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        states: Iterable[JobState] | None = None,
+    ) -> builtins.list[JobRecord]:
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
+        if states is not None:
+            values = [JobState(s).value for s in states] or [""]
+            clauses.append(f"state IN ({', '.join('?' * len(values))})")
+            params += values
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         sql = f"SELECT record FROM {{t}} {where}ORDER BY created_at DESC, {self._seq} DESC LIMIT ? OFFSET ?"
         with self._tx(write=False) as conn:
             rows = conn.execute(self._q(sql), (*params, max(0, limit), max(0, offset))).fetchall()
         return [self._load(r[0]) for r in rows]
 
-    def _modify(self, job_id: str, from_states: Iterable[JobState] | None, fields: dict[str, Any]) -> JobRecord | None:
+    def _modify(
+        self,
+        job_id: str,
+        from_states: Iterable[JobState] | None,
+        fields: dict[str, Any],
+        if_worker_id: str | None = None,
+    ) -> JobRecord | None:
         with self._tx() as conn:
             row = conn.execute(self._q("SELECT record FROM {t} WHERE id = ?" + self._for_update), (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(f"no job with id {job_id}")
             record = self._load(row[0])
             if from_states is not None and record.state not in set(from_states):
+                return None
+            if if_worker_id is not None and record.worker_id != if_worker_id:
                 return None
             new = _apply(record, fields)
             self._write(conn, new)
@@ -179,10 +226,12 @@ class _SQLJobStore:
         assert record is not None
         return record
 
-    def transition(self, job_id: str, from_states: Iterable[JobState], **fields: Any) -> JobRecord | None:
-        return self._modify(job_id, builtins.list(from_states), fields)
+    def transition(
+        self, job_id: str, from_states: Iterable[JobState], *, if_worker_id: str | None = None, **fields: Any
+    ) -> JobRecord | None:
+        return self._modify(job_id, builtins.list(from_states), fields, if_worker_id)
 
-    def claim_next(self) -> JobRecord | None:
+    def claim_next(self, worker_id: str | None = None) -> JobRecord | None:
         sql = f"SELECT record FROM {{t}} WHERE state = ? ORDER BY created_at, {self._seq} LIMIT 1{self._skip_locked}"
         with self._tx() as conn:
             row = conn.execute(self._q(sql), (JobState.QUEUED.value,)).fetchone()
@@ -190,9 +239,28 @@ class _SQLJobStore:
                 return None
             record = self._load(row[0])
             now = utcnow()
-            new = _apply(record, {"state": JobState.RUNNING, "started_at": record.started_at or now, "eta_s": None})
+            fields = {"state": JobState.RUNNING, "started_at": record.started_at or now, "eta_s": None}
+            new = _apply(record, {**fields, "worker_id": worker_id, "heartbeat_at": now})
             self._write(conn, new)
             return new
+
+    def heartbeat(self, worker_id: str, job_ids: Iterable[str]) -> builtins.list[str]:
+        held: builtins.list[str] = []
+        ids = builtins.list(dict.fromkeys(job_ids))
+        if not ids:
+            return held
+        with self._tx() as conn:
+            for job_id in ids:
+                row = conn.execute(
+                    self._q("SELECT record FROM {t} WHERE id = ?" + self._for_update), (job_id,)
+                ).fetchone()
+                record = None if row is None else self._load(row[0])
+                if record is None or record.state is not JobState.RUNNING or record.worker_id != worker_id:
+                    continue
+                # Not a revision: version and updated_at stay, so watchers see no change.
+                self._write(conn, record.model_copy(update={"heartbeat_at": utcnow()}))
+                held.append(job_id)
+        return held
 
     def count(self, states: Iterable[JobState]) -> int:
         values = [JobState(s).value for s in states]
@@ -203,17 +271,26 @@ class _SQLJobStore:
             row = conn.execute(self._q(f"SELECT COUNT(*) FROM {{t}} WHERE state IN ({marks})"), values).fetchone()
         return int(row[0])
 
-    def requeue_interrupted(self) -> builtins.list[str]:
+    def requeue_interrupted(
+        self, stale_after_s: float | None = None, *, worker_id: str | None = None
+    ) -> builtins.list[str]:
         requeued: builtins.list[str] = []
+        now = utcnow()
+        cutoff = None if stale_after_s is None else now - timedelta(seconds=stale_after_s)
+        released = {"worker_id": None, "heartbeat_at": None, "eta_s": None}
         with self._tx() as conn:
             sql = "SELECT record FROM {t} WHERE state = ?" + self._for_update
             rows = conn.execute(self._q(sql), (JobState.RUNNING.value,)).fetchall()
             for row in rows:
                 record = self._load(row[0])
+                if worker_id is not None and record.worker_id != worker_id:
+                    continue
+                if cutoff is not None and (record.heartbeat_at or record.updated_at) > cutoff:
+                    continue  # a live worker holds it
                 if record.cancel_requested:
-                    new = _apply(record, {"state": JobState.CANCELLED, "finished_at": utcnow(), "eta_s": None})
+                    new = _apply(record, {**released, "state": JobState.CANCELLED, "finished_at": now})
                 else:
-                    new = _apply(record, {"state": JobState.QUEUED, "eta_s": None})
+                    new = _apply(record, {**released, "state": JobState.QUEUED})
                     requeued.append(record.id)
                 self._write(conn, new)
         if requeued:

@@ -2,18 +2,31 @@
 
 It runs in background threads (``start``/``stop``); ``run_once`` runs one job synchronously (tests, scripts).
 Each job's progress, ETA, outputs and errors go back into the store, where ``JobService.events`` reads them.
+
+Leases: every worker has a ``worker_id``; a claimed job carries it, and a heartbeat thread renews the lease
+every ``lease_s / 3`` seconds and requeues running jobs whose lease has expired (their worker died). A worker
+whose job was taken over notices (heartbeat or a refused write), stops at the next stage and records nothing.
+Several workers (Serve replicas, bridge instances) may therefore share one store. Host clocks must agree to
+well within ``lease_s``. ``run_once`` does not heartbeat (only its progress writes renew the lease).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.errors import JobCancelled, VTError
 from pipelines.languages import normalize_language
+from serve_app.errors import InsufficientStorage
 from serve_app.jobs import redub
 from serve_app.jobs.models import JobLogAdapter, JobRecord, JobState, job_logger, utcnow
 
@@ -34,6 +47,13 @@ TARGET_STAGES: dict[str, dict[str, float]] = {
 }
 # Below 1 until the job has really succeeded (the report is written after the last mux).
 _MAX_RUNNING_PROGRESS = 0.99
+DEFAULT_LEASE_S = 20.0
+_STAGING_GLOB = ".vt-staging-*"  # the runner's temp folders in out/ (a killed run leaves one behind)
+
+
+def default_worker_id() -> str:
+    """``host-pid-random``: unique per JobWorker object, readable in the job record."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class ProgressTracker:
@@ -84,6 +104,8 @@ class _JobHooks:
 
     def __init__(self, worker: JobWorker, record: JobRecord, log: JobLogAdapter) -> None:
         self.store = worker.service.store
+        self.worker_id = worker.worker_id
+        self.check_quota: Callable[[], object] | None = getattr(worker.service.storage, "check_quota", None)
         self.job_id, self.log = record.id, log
         self.clock = worker.clock
         self.min_update_s, self.cancel_check_s = worker.min_update_s, worker.cancel_check_s
@@ -95,27 +117,43 @@ class _JobHooks:
         self.last_write = float("-inf")
         self.last_cancel_check = float("-inf")
         self.cancelled = False
+        self.lost = False  # the lease went to another worker (or back to the queue): write nothing more
 
     def progress(self, stage: str, fraction: float) -> None:
         overall = self.tracker.update(stage, fraction)
+        if self.check_quota is not None and (stage != self.written_stage or fraction >= 1.0):
+            self.check_quota()  # InsufficientStorage fails the job (the runner removes its staging folder)
         now = self.clock()
-        if stage == self.written_stage and now - self.last_write < self.min_update_s:
+        if self.lost or (stage == self.written_stage and now - self.last_write < self.min_update_s):
             return
         if stage != self.written_stage:
             self.log.info("stage %s", stage)
         self.written_stage, self.last_write = stage, now
         try:
-            self.store.update(self.job_id, stage=stage, progress=overall, eta_s=self.tracker.eta_s())
+            done = self.store.transition(
+                self.job_id, {JobState.RUNNING}, if_worker_id=self.worker_id,
+                stage=stage, progress=overall, eta_s=self.tracker.eta_s(), heartbeat_at=utcnow(),
+            )  # fmt: skip
         except Exception:  # progress is best effort; the job itself must not fail for it
             self.log.warning("could not record progress", exc_info=True)
+            return
+        if done is None:
+            self.lose("the job is no longer running under this worker")
+
+    def lose(self, why: str) -> None:
+        if not self.lost:
+            self.lost = True
+            self.log.warning("lease lost (%s); this run stops at the next stage and records nothing", why)
 
     def should_cancel(self) -> bool:
         now = self.clock()
-        if not self.cancelled and now - self.last_cancel_check >= self.cancel_check_s:
+        if not self.lost and not self.cancelled and now - self.last_cancel_check >= self.cancel_check_s:
             self.last_cancel_check = now
             record = self.store.get(self.job_id)
             self.cancelled = record is None or record.cancel_requested
-        return self.cancelled
+            if record is not None and (record.state is not JobState.RUNNING or record.worker_id != self.worker_id):
+                self.lose(f"the job is {record.state.value} under worker {record.worker_id}")
+        return self.cancelled or self.lost
 
 
 class JobWorker:
@@ -123,6 +161,7 @@ class JobWorker:
 
     ``pipeline_factory`` is called once, lazily, on the first job. ``max_running_jobs`` threads run jobs
     concurrently (they share the one pipeline). ``poll_s``: how long an idle thread waits before looking again.
+    ``lease_s``: a job whose heartbeat is older than this is requeued (by this worker or any other on the store).
     """
 
     def __init__(
@@ -135,16 +174,23 @@ class JobWorker:
         min_update_s: float = 0.25,
         cancel_check_s: float = 0.5,
         clock: Clock = time.monotonic,
+        lease_s: float = DEFAULT_LEASE_S,
+        worker_id: str | None = None,
     ) -> None:
         self.service = service
         self.pipeline_factory = pipeline_factory
         self.max_running_jobs = max(1, max_running_jobs)
         self.poll_s, self.min_update_s, self.cancel_check_s = poll_s, min_update_s, cancel_check_s
         self.clock = clock
+        self.lease_s = lease_s
+        self.worker_id = worker_id or default_worker_id()
         self._pipeline: Pipeline | None = None
         self._pipeline_lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._lease_thread: threading.Thread | None = None
+        self._active: dict[str, _JobHooks] = {}
+        self._active_lock = threading.Lock()
 
     def pipeline(self) -> Pipeline:
         with self._pipeline_lock:
@@ -153,29 +199,73 @@ class JobWorker:
             return self._pipeline
 
     def start(self) -> None:
-        """Requeue jobs a dead process left ``running``, then start the worker threads. Idempotent."""
+        """Requeue jobs whose lease expired (a dead process left them ``running``), then start the worker
+        threads and the heartbeat thread (which keeps requeueing expired jobs every ``lease_s / 3``). Idempotent."""
         if self._threads:
             return
-        self.service.store.requeue_interrupted()
+        self.service.store.requeue_interrupted(stale_after_s=self.lease_s)
         self._stop.clear()
         for i in range(self.max_running_jobs):
             thread = threading.Thread(target=self._loop, name=f"vt-job-worker-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        logger.info("job worker started (%d thread(s))", self.max_running_jobs)
+        if self._lease_thread is None or not self._lease_thread.is_alive():
+            self._lease_thread = threading.Thread(target=self._lease_loop, name="vt-job-lease", daemon=True)
+            self._lease_thread.start()
+        logger.info(
+            "job worker %s started (%d thread(s), lease %.0f s)", self.worker_id, self.max_running_jobs, self.lease_s
+        )
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop taking jobs and wait up to ``timeout`` seconds for the running ones to finish. A job still
-        running when the process exits stays ``running`` in the store and is requeued by the next ``start``."""
+    def stop(self, timeout: float | None = None, *, requeue: bool = False) -> None:
+        """Stop taking jobs and wait up to ``timeout`` seconds for the running ones to finish. With ``requeue``
+        this worker's running jobs go back to the queue at once (a graceful shutdown: another worker, or the
+        next start, resumes them from the stage cache) and its threads drop them at the next stage. Without
+        it, a job still running when the process exits is requeued once its lease expires."""
         self._stop.set()
+        if requeue:
+            self.release()
         for thread in self._threads:
             thread.join(timeout)
         self._threads = [t for t in self._threads if t.is_alive()]
-        logger.info("job worker stopped")
+        logger.info("job worker %s stopped", self.worker_id)
+
+    def release(self) -> list[str]:
+        """Put this worker's running jobs back in the queue now; returns their ids."""
+        requeued = self.service.store.requeue_interrupted(worker_id=self.worker_id)
+        with self._active_lock:
+            hooks = [self._active[j] for j in requeued if j in self._active]
+        for h in hooks:
+            h.lose("released by this worker's shutdown")
+        return requeued
 
     @property
     def running(self) -> bool:
         return any(t.is_alive() for t in self._threads)
+
+    def heartbeat(self) -> None:
+        """Renew the leases of this worker's running jobs (flagging the ones it lost), then requeue any job
+        whose lease expired. The heartbeat thread calls this every ``lease_s / 3`` seconds."""
+        with self._active_lock:
+            active = dict(self._active)
+        if active:
+            held = set(self.service.store.heartbeat(self.worker_id, active))
+            for job_id, hooks in active.items():
+                if job_id not in held and not hooks.lost:
+                    current = self.service.store.get(job_id)
+                    if current is None or current.state is JobState.RUNNING:  # not merely finished meanwhile
+                        hooks.lose("its heartbeat was refused")
+        if not self._stop.is_set():
+            self.service.store.requeue_interrupted(stale_after_s=self.lease_s)
+
+    def _lease_loop(self) -> None:
+        interval = self.lease_s / 3
+        while not (self._stop.is_set() and not self.running):
+            if self._stop.wait(interval):
+                time.sleep(min(interval, 1.0))  # stopping: keep beating while job threads still finish
+            try:
+                self.heartbeat()
+            except Exception:  # a store outage must not kill the thread
+                logger.warning("job worker: heartbeat failed", exc_info=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -189,45 +279,93 @@ class JobWorker:
 
     def run_once(self) -> bool:
         """Claim one queued job and run it to the end in this thread. Returns False when none was queued."""
-        record = self.service.store.claim_next()
+        record = self.service.store.claim_next(self.worker_id)
         if record is None:
             return False
-        self._run(record)
+        log = job_logger(logger, record.id)
+        hooks = _JobHooks(self, redub.progress_record(record), log)
+        with self._active_lock:
+            self._active[record.id] = hooks
+        try:
+            self._run(record, hooks, log)
+        finally:
+            with self._active_lock:
+                self._active.pop(record.id, None)
         return True
 
-    def _run(self, record: JobRecord) -> None:
-        log = job_logger(logger, record.id)
-        log.info("running (%s -> %s)", record.request.mode, ",".join(record.request.target_languages))
-        hooks = _JobHooks(self, redub.progress_record(record), log)
+    def _run(self, record: JobRecord, hooks: _JobHooks, log: JobLogAdapter) -> None:
+        log.info(
+            "running (%s -> %s) on %s", record.request.mode, ",".join(record.request.target_languages), self.worker_id
+        )
         out_dir = self.service.storage.job_dir(record.id) / "out"
         started = self.clock()
         extra: dict[str, object] = {}
         try:
             pipeline = self.pipeline()
+            if hooks.check_quota is not None:
+                hooks.check_quota()  # a full store fails the job before any work
             if record.redub is not None:  # edited translations: a new version of the outputs
                 extra = redub.run_redub(
                     pipeline, self.service.storage, record, progress=hooks.progress, should_cancel=hooks.should_cancel
                 )
             else:
-                result = pipeline.run(record.request, out_dir, progress=hooks.progress, should_cancel=hooks.should_cancel)
+                _remove_stale_staging(out_dir)  # we hold the lease: no other run uses them
+                result = pipeline.run(
+                    record.request, out_dir, progress=hooks.progress, should_cancel=hooks.should_cancel
+                )
                 redub.keep_transcript(out_dir.parent, result)
+                if hooks.check_quota is not None:
+                    self._check_outputs_fit(out_dir, hooks)
         except JobCancelled:
+            if hooks.lost:
+                log.info("dropped: another worker (or the queue) has the job now")
+                return
             log.info("cancelled")
             self._finish(record.id, log, state=JobState.CANCELLED)
         except VTError as exc:
             log.warning("failed: %s: %s", exc.code, exc.message)
             self._finish(record.id, log, state=JobState.FAILED, error={"code": exc.code, "message": exc.message})
-        except Exception:
-            log.exception("failed with an unexpected error")
-            error = {"code": "internal_error", "message": f"internal error while running job {record.id}"}
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                self._fail_internal(record.id, log)
+                return
+            log.warning("failed: the disk is full")
+            error = {"code": InsufficientStorage.code, "message": "not enough disk space to write the job's outputs"}
             self._finish(record.id, log, state=JobState.FAILED, error=error)
+        except Exception:  # noqa: BLE001  (logged with its traceback by _fail_internal)
+            self._fail_internal(record.id, log)
         else:
             files = out_dir.iterdir() if out_dir.is_dir() else iter(())
             outputs = sorted(p.name for p in files if p.is_file() and not p.name.startswith("."))
             log.info("succeeded in %.1f s: %s", self.clock() - started, ", ".join(outputs))
             self._finish(record.id, log, state=JobState.SUCCEEDED, outputs=outputs, progress=1.0, **extra)
 
+    @staticmethod
+    def _check_outputs_fit(out_dir: Path, hooks: _JobHooks) -> None:
+        """After the outputs landed: over the quota means they go again and the job fails."""
+        assert hooks.check_quota is not None
+        try:
+            hooks.check_quota()
+        except InsufficientStorage:
+            for path in out_dir.iterdir():
+                if path.is_file():
+                    path.unlink(missing_ok=True)
+            raise
+
+    def _fail_internal(self, job_id: str, log: JobLogAdapter) -> None:
+        log.exception("failed with an unexpected error")
+        error = {"code": "internal_error", "message": f"internal error while running job {job_id}"}
+        self._finish(job_id, log, state=JobState.FAILED, error=error)
+
     def _finish(self, job_id: str, log: JobLogAdapter, **fields: object) -> None:
-        done = self.service.store.transition(job_id, {JobState.RUNNING}, finished_at=utcnow(), eta_s=None, **fields)
+        done = self.service.store.transition(
+            job_id, {JobState.RUNNING}, if_worker_id=self.worker_id, finished_at=utcnow(), eta_s=None, **fields
+        )
         if done is None:
-            log.warning("the job left the running state meanwhile; its result is not recorded")
+            log.warning("the job left the running state or this worker meanwhile; its result is not recorded")
+
+
+def _remove_stale_staging(out_dir: Path) -> None:
+    if out_dir.is_dir():
+        for path in out_dir.glob(_STAGING_GLOB):
+            shutil.rmtree(path, ignore_errors=True)

@@ -3,7 +3,6 @@ classes, an in-process FastAPI client (no Ray), and ONE Ray cluster per test ses
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -137,17 +136,4 @@ def free_port(preferred: int | None = None) -> int:
             return int(s.getsockname()[1])
     raise RuntimeError("no free port")
 
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    """ONE local Ray cluster for the whole test session (2 CPUs, no dashboard, auth disabled)."""
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    import ray
-    from ray import serve
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+# ``ray_cluster`` (ONE Ray cluster per test session) lives in tests/conftest.py, shared with tests/reliability.

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from pipelines.schema import JobRequest
-from serve_app.api.deps import CSRFExpectedDep, JobServiceDep, PrefixDep, SettingsDep, StorageDep
+from serve_app.api.deps import CSRFExpectedDep, JobServiceDep, OwnerDep, PrefixDep, SettingsDep, StorageDep
 from serve_app.api.errors import InvalidRequest
 from serve_app.api.routes.files import discard_upload, receive_upload
 from serve_app.api.schemas import Envelope, JobCreate, JobList, JobPublic
@@ -51,7 +51,7 @@ JOB_UPLOAD_BODY = {
 }
 
 
-def _submit(jobs: JobService, body: JobCreate, idempotency_key: str | None) -> JobRecord:
+def _submit(jobs: JobService, body: JobCreate, idempotency_key: str | None, owner: str | None = None) -> JobRecord:
     request = JobRequest(
         input="",  # replaced by the upload's path
         target_languages=body.target_languages,
@@ -60,7 +60,7 @@ def _submit(jobs: JobService, body: JobCreate, idempotency_key: str | None) -> J
         burn_in=body.burn_in,
         glossary=body.glossary,
     )
-    return jobs.submit(request, file_id=body.file_id, idempotency_key=idempotency_key)
+    return jobs.submit(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
 
 
 def _check_queue(jobs: JobService) -> None:
@@ -119,9 +119,10 @@ def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreat
 
 @router.post("", status_code=202, response_model=Envelope[JobPublic])
 def create_job(
-    body: JobCreate, request: Request, jobs: JobServiceDep, prefix: PrefixDep, idempotency_key: IdempotencyKey = None
-) -> Envelope[JobPublic]:
-    record = _submit(jobs, body, idempotency_key)
+    body: JobCreate, request: Request, jobs: JobServiceDep, prefix: PrefixDep, owner: OwnerDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Envelope[JobPublic]:  # fmt: skip
+    record = _submit(jobs, body, idempotency_key, owner)
     request.state.job_id = record.id
     return Envelope(message=f"job {record.id} {record.state.value}", data=_public(record, prefix))
 
@@ -134,6 +135,7 @@ async def upload_and_create_job(
     settings: SettingsDep,
     csrf_expected: CSRFExpectedDep,
     prefix: PrefixDep,
+    owner: OwnerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Envelope[JobPublic]:
     form = StreamingForm(request, csrf_expected=csrf_expected)
@@ -144,7 +146,7 @@ async def upload_and_create_job(
         raise
     info = await receive_upload(form, storage, settings.MAX_FILE_SIZE)
     try:
-        record = _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key)
+        record = _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner)
     except Exception:
         discard_upload(storage, info.file_id)  # a refused job leaves no orphan upload
         raise
@@ -154,10 +156,10 @@ async def upload_and_create_job(
 
 @router.get("", response_model=Envelope[JobList])
 def list_jobs(
-    jobs: JobServiceDep, prefix: PrefixDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    jobs: JobServiceDep, prefix: PrefixDep, owner: OwnerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> Envelope[JobList]:  # fmt: skip
-    records = jobs.list(limit=limit, offset=offset)
+    records = jobs.list(owner=owner, limit=limit, offset=offset)
     data = JobList(jobs=[_public(r, prefix) for r in records], limit=limit, offset=offset)
     return Envelope(message=f"{len(records)} job(s)", data=data)
 

@@ -135,7 +135,9 @@ def _version_urls(prefix: str, job_id: str, version: int, names: list[str], curr
 
 
 @router.get("/jobs/{job_id}/versions", response_model=Envelope[Versions])
-def list_versions(job_id: str, request: Request, jobs: JobServiceDep, storage: StorageDep, prefix: PrefixDep) -> Envelope[Versions]:
+def list_versions(
+    job_id: str, request: Request, jobs: JobServiceDep, storage: StorageDep, prefix: PrefixDep
+) -> Envelope[Versions]:
     """Every version of the job's outputs, oldest first; the current one is what ``outputs`` lists."""
     request.state.job_id = job_id
     record = jobs.get(job_id)
@@ -143,7 +145,11 @@ def list_versions(job_id: str, request: Request, jobs: JobServiceDep, storage: S
     for n in range(1, record.output_version):
         names = version_files(storage, job_id, n)
         if names:
-            versions.append(Version(version=n, current=False, outputs=names, output_urls=_version_urls(prefix, job_id, n, names, False)))
+            versions.append(
+                Version(
+                    version=n, current=False, outputs=names, output_urls=_version_urls(prefix, job_id, n, names, False)
+                )
+            )
     current = list(record.outputs)
     versions.append(Version(version=record.output_version, current=True, outputs=current,
                             output_urls=_version_urls(prefix, job_id, record.output_version, current, True)))  # fmt: skip
@@ -152,7 +158,9 @@ def list_versions(job_id: str, request: Request, jobs: JobServiceDep, storage: S
 
 
 @router.get("/jobs/{job_id}/versions/{version}/outputs/{name}", response_class=FileResponse)
-def download_version_output(job_id: str, version: int, name: str, request: Request, jobs: JobServiceDep, storage: StorageDep) -> FileResponse:
+def download_version_output(
+    job_id: str, version: int, name: str, request: Request, jobs: JobServiceDep, storage: StorageDep
+) -> FileResponse:
     """A file of an earlier version (Range requests give 206)."""
     request.state.job_id = job_id
     jobs.get(job_id)

@@ -139,6 +139,66 @@ def test_requeue_interrupted(store: JobStore, make_record: MakeRecord) -> None:
     assert store.requeue_interrupted() == []
 
 
+def test_claim_records_the_worker_and_its_heartbeat(store: JobStore, make_record: MakeRecord) -> None:
+    record = store.create(make_record())
+    claimed = store.claim_next("w1")
+    assert claimed is not None and claimed.id == record.id and claimed.worker_id == "w1"
+    assert claimed.heartbeat_at is not None and (utcnow() - claimed.heartbeat_at).total_seconds() < 5
+
+
+def test_heartbeat_renews_only_the_workers_own_running_jobs(store: JobStore, make_record: MakeRecord) -> None:
+    mine, theirs, queued = (store.create(make_record()) for _ in range(3))
+    store.claim_next("w1")
+    store.claim_next("w2")
+    old = utcnow() - timedelta(minutes=5)
+    store.update(mine.id, heartbeat_at=old)
+    before = store.get(mine.id)
+    assert sorted(store.heartbeat("w1", [mine.id, theirs.id, queued.id, "0" * 32])) == [mine.id]
+    after = store.get(mine.id)
+    assert after is not None and before is not None and after.heartbeat_at is not None and after.heartbeat_at > old
+    assert after.version == before.version  # a heartbeat is not a revision: watchers see no change
+    assert store.heartbeat("w1", []) == []
+
+
+def test_requeue_only_expired_leases(store: JobStore, make_record: MakeRecord) -> None:
+    """The multi-worker bug: a second worker's start-up must not requeue the first worker's live job."""
+    live, dead, legacy = (store.create(make_record()) for _ in range(3))
+    store.claim_next("alive")
+    store.claim_next("dead")
+    store.claim_next(None)  # a record from before leases: its last update counts as its heartbeat
+    store.update(dead.id, heartbeat_at=utcnow() - timedelta(seconds=60))
+    assert store.requeue_interrupted(stale_after_s=20) == [dead.id]
+    got = store.get(dead.id)
+    assert got is not None and got.state is JobState.QUEUED and got.worker_id is None and got.heartbeat_at is None
+    assert store.get(live.id).state is JobState.RUNNING  # type: ignore[union-attr]
+    assert store.get(legacy.id).state is JobState.RUNNING  # type: ignore[union-attr]
+    assert sorted(store.requeue_interrupted(stale_after_s=0)) == sorted([live.id, legacy.id])
+
+
+def test_requeue_one_workers_jobs(store: JobStore, make_record: MakeRecord) -> None:
+    a, b = store.create(make_record()), store.create(make_record())
+    store.claim_next("w1")
+    store.claim_next("w2")
+    assert store.requeue_interrupted(worker_id="w1") == [a.id]
+    assert store.get(b.id).state is JobState.RUNNING  # type: ignore[union-attr]
+
+
+def test_transition_checks_the_lease_holder(store: JobStore, make_record: MakeRecord) -> None:
+    record = store.create(make_record())
+    store.claim_next("w1")
+    assert store.transition(record.id, {JobState.RUNNING}, if_worker_id="w2", stage="asr") is None
+    done = store.transition(record.id, {JobState.RUNNING}, if_worker_id="w1", stage="asr")
+    assert done is not None and done.stage == "asr"
+
+
+def test_list_by_states(store: JobStore, make_record: MakeRecord) -> None:
+    queued = store.create(make_record())
+    done = store.create(make_record(state=JobState.SUCCEEDED))
+    assert [r.id for r in store.list(states={JobState.QUEUED})] == [queued.id]
+    assert {r.id for r in store.list(states=[JobState.QUEUED, JobState.SUCCEEDED])} == {queued.id, done.id}
+    assert store.list(states=set()) == []
+
+
 def test_records_survive_reopening(store_factory: StoreFactory, make_record: MakeRecord) -> None:
     first = store_factory()
     record = first.create(make_record(owner="o", idempotency_key="key"))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 
 from pipelines.errors import JobCancelled, NoAudioStream
 from pipelines.schema import JobRequest
-from serve_app.jobs.models import JobRecord, JobState
+from serve_app.jobs.models import JobRecord, JobState, utcnow
 from serve_app.jobs.service import JobService
 from serve_app.jobs.storage import LocalStorage
 from serve_app.jobs.store import JobStore
@@ -191,8 +193,8 @@ def test_a_job_cancelled_before_it_runs_is_skipped(service: JobService, test_mp3
 
 def test_start_requeues_interrupted_jobs_and_runs_in_the_background(service: JobService, test_mp3: Path) -> None:
     interrupted = submit(service, test_mp3)
-    service.store.claim_next()  # "running" when the previous process died
-    service.store.update(interrupted.id, stage="asr", progress=0.2)
+    service.store.claim_next("dead-worker")  # "running" when the previous process died: its lease expired
+    service.store.update(interrupted.id, stage="asr", progress=0.2, heartbeat_at=utcnow() - timedelta(minutes=5))
     fresh = submit(service, test_mp3)
     worker, _ = make_worker(service, FakePipeline(), poll_s=0.02, max_running_jobs=2)
     worker.start()
@@ -232,7 +234,7 @@ def test_real_pipeline_end_to_end(tmp_path: Path, test_mp3: Path, sqlite_store: 
     assert worker.run_once()
     done = service.get(record.id)
     assert done.state is JobState.SUCCEEDED, done.error
-    stem = upload.file_id
+    stem = "talk"  # named after the client's file, like the CLI names its outputs
     assert done.outputs == sorted(
         [
             f"{stem}.es.mp4",
@@ -245,3 +247,106 @@ def test_real_pipeline_end_to_end(tmp_path: Path, test_mp3: Path, sqlite_store: 
     )
     srt = storage.output_path(record.id, f"{stem}.es.srt").read_text(encoding="utf-8")
     assert srt.strip() and done.progress == 1.0
+
+
+# ----------------------------------------------------------------------------- leases (several workers, one store)
+
+
+class Gate:
+    """Blocks a FakePipeline inside one stage until ``open()``; ``reached`` says it got there."""
+
+    def __init__(self, stage: str = "asr") -> None:
+        self.stage = stage
+        self.reached, self.released = threading.Event(), threading.Event()
+
+    def __call__(self, stage: str) -> None:
+        if stage == self.stage:
+            self.reached.set()
+            assert self.released.wait(30)
+
+    def open(self) -> None:
+        self.released.set()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_second_worker_leaves_a_live_job_alone(
+    store_factory: Callable[[], JobStore], storage: LocalStorage, test_mp3: Path
+) -> None:
+    """The bug this fixes: starting worker B (another replica, another bridge) requeued A's running job."""
+    service_a = JobService(store_factory(), storage, max_queued_jobs=10)
+    service_b = JobService(store_factory(), storage, max_queued_jobs=10)
+    record = submit(service_a, test_mp3)
+    gate = Gate()
+    pipe_a, pipe_b = FakePipeline(on_stage=gate), FakePipeline()
+    a = JobWorker(service_a, lambda: pipe_a, poll_s=0.05, lease_s=0.6, min_update_s=0.0, cancel_check_s=0.0)
+    b = JobWorker(service_b, lambda: pipe_b, poll_s=0.05, lease_s=0.6, min_update_s=0.0, cancel_check_s=0.0)
+    a.start()
+    try:
+        assert gate.reached.wait(20)
+        b.start()
+        time.sleep(2.0)  # > 3 leases: A's heartbeats keep the job; B's sweeps must not take it
+        held = service_b.get(record.id)
+        assert held.state is JobState.RUNNING and held.worker_id == a.worker_id and pipe_b.runs == 0
+        gate.open()
+        wait_for(lambda: service_b.get(record.id).state is JobState.SUCCEEDED)
+    finally:
+        gate.open()
+        a.stop(timeout=10)
+        b.stop(timeout=10)
+    assert (pipe_a.runs, pipe_b.runs) == (1, 0)  # ran once, by A
+    assert service_b.get(record.id).worker_id == a.worker_id
+
+
+def test_a_dead_workers_job_is_taken_over_and_the_old_run_records_nothing(
+    store_factory: Callable[[], JobStore], storage: LocalStorage, test_mp3: Path
+) -> None:
+    """A hangs (no heartbeats): B requeues and finishes the job; when A wakes up it writes nothing."""
+    service_a = JobService(store_factory(), storage, max_queued_jobs=10)
+    service_b = JobService(store_factory(), storage, max_queued_jobs=10)
+    record = submit(service_a, test_mp3)
+    gate = Gate()
+    pipe_a, pipe_b = FakePipeline(on_stage=gate), FakePipeline()
+    a = JobWorker(service_a, lambda: pipe_a, lease_s=0.5, min_update_s=0.0, cancel_check_s=0.0)
+    hung = threading.Thread(target=a.run_once)  # run_once: no heartbeat thread, like a frozen process
+    hung.start()
+    b = JobWorker(service_b, lambda: pipe_b, poll_s=0.05, lease_s=0.5, min_update_s=0.0, cancel_check_s=0.0)
+    try:
+        assert gate.reached.wait(20)
+        b.start()
+        wait_for(lambda: service_b.get(record.id).state is JobState.SUCCEEDED)
+        finished = service_b.get(record.id)
+        assert finished.worker_id == b.worker_id and pipe_b.runs == 1
+    finally:
+        gate.open()
+        hung.join(20)
+        b.stop(timeout=10)
+    assert not hung.is_alive()
+    assert service_a.get(record.id) == finished  # A's late progress and result were refused
+
+
+def test_graceful_stop_requeues_at_once(service: JobService, test_mp3: Path) -> None:
+    record = submit(service, test_mp3)
+    gate = Gate()
+    pipe = FakePipeline(on_stage=gate)
+    worker = JobWorker(service, lambda: pipe, poll_s=0.05, lease_s=60.0, min_update_s=0.0, cancel_check_s=0.0)
+    worker.start()
+    try:
+        assert gate.reached.wait(20)
+        started = time.monotonic()
+        worker.stop(timeout=0, requeue=True)
+        requeued = service.get(record.id)
+        assert requeued.state is JobState.QUEUED and requeued.worker_id is None
+        assert time.monotonic() - started < 2.0  # no waiting for the 60 s lease
+    finally:
+        gate.open()
+        worker.stop(timeout=10)
+    assert service.get(record.id).state is JobState.QUEUED  # the dropped run wrote nothing
+    other, _ = make_worker(service, FakePipeline())
+    assert other.run_once()
+    assert service.get(record.id).state is JobState.SUCCEEDED
