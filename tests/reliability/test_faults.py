@@ -101,7 +101,7 @@ def test_a_killed_translator_replica_is_replaced_and_the_job_completes(
             assert http.get(job["output_urls"][srt]).text.strip()
             print(f"\nreplica killed mid-translate; job done {recovered_s:.1f} s later")
     finally:
-        serve.delete(APP)
+        serve.shutdown()  # also stops the HTTP proxy, so the next app in this Ray cluster can bind its own port
 
 
 # ----------------------------------------------------------------------------- (b) SIGKILL of the service

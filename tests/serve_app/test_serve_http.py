@@ -62,7 +62,7 @@ def base_url(ray_cluster: None, app_args: dict[str, Any]) -> Iterator[str]:
     try:
         yield info.ui_url.rstrip("/")
     finally:
-        serve.delete(APP)
+        serve.shutdown()  # also stops the HTTP proxy, so the next app in this Ray cluster can bind its own port
 
 
 @pytest.fixture(scope="module")
