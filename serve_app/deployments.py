@@ -262,9 +262,8 @@ def _call(method: Any, *args: Any) -> Any:
     raise AssertionError("unreachable")
 
 
-class HandleASR:
-    """The pipeline's ``Recognizer`` over an ASRDeployment handle (the audio travels as samples, so the
-    replica may run on another node)."""
+class _HandleStage:
+    """A pipeline stage over a deployment handle; ``name`` is asked of the replica once."""
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
@@ -275,6 +274,11 @@ class HandleASR:
         if self._name is None:
             self._name = str(_call(self.handle.info)["name"])
         return self._name
+
+
+class HandleASR(_HandleStage):
+    """The pipeline's ``Recognizer`` over an ASRDeployment handle (the audio travels as samples, so the
+    replica may run on another node)."""
 
     def __call__(self, audio: str | Path | np.ndarray, *, language: str | None = None) -> Transcript:
         if isinstance(audio, (str, Path)):
@@ -287,18 +291,8 @@ class HandleASR:
         return _call(self.handle.transcribe, audio, language)  # type: ignore[no-any-return]
 
 
-class HandleTranslator:
+class HandleTranslator(_HandleStage):
     """The pipeline's ``Translator`` over a TranslatorDeployment handle."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self._name: str | None = None
-
-    @property
-    def name(self) -> str:
-        if self._name is None:
-            self._name = str(_call(self.handle.info)["name"])
-        return self._name
 
     def translate(
         self,
