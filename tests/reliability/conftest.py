@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from configs.settings import Settings, TTSSettings
-from pipelines.schema import Clip, Segment, Transcript, Translation, Word
+from configs.settings import Settings
+from pipelines.schema import Segment, Transcript, Translation, Word
 from serve_app.api.services import Services, StageClient
 from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
 from serve_app.jobs import JobService, JobWorker, LocalStorage, make_job_store
 from tests.reliability import corpus
+from tests.serve_app import conftest as base
 
 SPEECH = "Ask not what your country can do for you. Ask what you can do for your country."
 # What a hostile translation tries to smuggle into the subtitle files: a cue break, a timestamp, a second
@@ -70,10 +71,8 @@ class ListeningASR:
         return iter(segments), info
 
 
-class FakeTranslator:
+class FakeTranslator(base.FakeTranslator):
     """Translates by tagging (``[ru] text``); with ``inject`` set, every line carries INJECTION."""
-
-    name = "fake-translator"
 
     def __init__(self) -> None:
         self.inject = False
@@ -81,31 +80,18 @@ class FakeTranslator:
     def translate(
         self, sentences: Sequence[Any], *, source_language: str, target_language: str, glossary: Any = None
     ) -> list[Translation]:
+        lines = super().translate(sentences, source_language=source_language, target_language=target_language)
         extra = f" {INJECTION}" if self.inject else ""
-        return [Translation(s.id, s.text, f"[{target_language}] {s.text}{extra}") for s in sentences]
+        return [Translation(t.id, t.source, t.text + extra) for t in lines]
 
 
-class FakeSynth:
-    name = "fake"
-    sample_rate_hz = 16000
-
-    def synthesize(self, text: str) -> np.ndarray:
-        t = np.arange(int(0.02 * len(text) * self.sample_rate_hz)) / self.sample_rate_hz
-        return (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+class FakeSynth(base.FakeSynth):
+    seconds_per_char = 0.02
+    amplitude = 0.2
 
 
-class FakeTTS:
-    def __init__(self) -> None:
-        self.settings = TTSSettings(voices={"en": "piper:bundled:en_US-joe-medium"})
-
-    def voice_for(self, language: str) -> str:
-        return self.settings.voices.get(language, f"espeak:{language}")
-
-    def synthesizer(self, voice: str) -> FakeSynth:
-        return FakeSynth()
-
-    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
-        return [Clip(t.id, FakeSynth().synthesize(t.text), 16000) for t in translations]
+class FakeTTS(base.FakeTTS):
+    synth_cls = FakeSynth
 
 
 def make_settings(root: Path, **service: Any) -> Settings:

@@ -48,12 +48,16 @@ class FakeTranslator:
 
 
 class FakeSynth:
+    """A 220 Hz tone, ``seconds_per_char`` long per character of text."""
+
     name = "fake"
     sample_rate_hz = 16000
+    seconds_per_char = 0.05
+    amplitude = 0.3
 
     def synthesize(self, text: str) -> np.ndarray:
-        t = np.arange(int(0.05 * len(text) * self.sample_rate_hz)) / self.sample_rate_hz
-        return (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+        t = np.arange(int(self.seconds_per_char * len(text) * self.sample_rate_hz)) / self.sample_rate_hz
+        return (self.amplitude * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
 
 
 class FakeTTS:
@@ -64,12 +68,14 @@ class FakeTTS:
     def voice_for(self, language: str) -> str:
         return self.settings.voices.get(language, f"espeak:{language}")
 
+    synth_cls: type[FakeSynth] = FakeSynth
+
     def synthesizer(self, voice: str) -> FakeSynth:
-        return FakeSynth()
+        return self.synth_cls()
 
     def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
         self.synthesized_count = len(translations)
-        return [Clip(t.id, FakeSynth().synthesize(t.text), 16000) for t in translations]
+        return [Clip(t.id, self.synth_cls().synthesize(t.text), 16000) for t in translations]
 
 
 def make_settings(root: Path, **overrides: Any) -> Settings:
