@@ -5,36 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipelines.fileio import atomic_write_text, sha256_file
 
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's content (hex)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+__all__ = ["StageCache", "atomic_write_text", "file_digest", "key"]
+
+
+file_digest = sha256_file  # the cache's name for a file's content hash
 
 
 def key(*parts: object) -> str:
     """A short stable hash of JSON-serialisable ``parts``."""
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to a temp file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 class StageCache:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from pipelines.errors import InputNotFound, InvalidMedia, MediaError, NoAudioStream
+from pipelines.fileio import atomic_path
 from pipelines.schema import MediaInfo
 
 logger = logging.getLogger(__name__)
@@ -157,21 +156,15 @@ def extract_audio(info: MediaInfo, out_wav: str | Path, *, sample_rate_hz: int =
         raise NoAudioStream(f"the input has no audio stream to translate: {Path(info.path).name}")
     out = Path(out_wav)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(suffix=".wav", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=".wav") as tmp:
         args = ["-i", info.path, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate_hz)]
-        args += ["-c:a", "pcm_s16le", "-f", "wav", tmp_name]
+        args += ["-c:a", "pcm_s16le", "-f", "wav", str(tmp)]
         try:
             run_ffmpeg(args, what="audio extraction")
         except MediaError as exc:
             raise InvalidMedia(f"cannot decode the audio of {Path(info.path).name}: {exc}", detail=exc.detail) from exc
-        if _wav_frames(tmp_name) == 0 and info.duration_s > 0.01:
+        if _wav_frames(str(tmp)) == 0 and info.duration_s > 0.01:
             raise InvalidMedia(f"no audio could be decoded from {Path(info.path).name}; the file holds no media data")
-        os.replace(tmp_name, out)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return out
 
 
@@ -194,10 +187,8 @@ def write_wav(path: str | Path, samples: np.ndarray, sample_rate_hz: int) -> Pat
     import soundfile as sf
 
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.wav")
-    sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate_hz, subtype="PCM_16")
-    os.replace(tmp, out)
+    with atomic_path(out, suffix=".wav") as tmp:
+        sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate_hz, subtype="PCM_16")
     return out
 
 

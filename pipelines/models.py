@@ -14,7 +14,6 @@ import importlib
 import importlib.util
 import json
 import logging
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.errors import ModelError
+from pipelines.fileio import atomic_copy, atomic_path, atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +103,6 @@ def _package_dir(module: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(8 * 1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _stamp(path: Path) -> Path:
     return path.with_name(path.name + ".verified")
 
@@ -130,7 +122,7 @@ def _is_verified(model: BundledModel, path: Path) -> bool:
 
 def _write_stamp(path: Path, sha: str | None) -> None:
     stat = path.stat()
-    _stamp(path).write_text(json.dumps({"sha256": sha, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+    atomic_write_text(_stamp(path), json.dumps({"sha256": sha, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
 
 
 def model_path(name: str, models_dir: Path) -> Path:
@@ -177,25 +169,21 @@ def ensure_model(name: str, models_dir: Path, *, install: bool = True) -> Path:
         src = _source(module, rel)
         dst = target.parent / Path(rel).name
         if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
-            tmp = dst.with_name(dst.name + ".tmp")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
+            atomic_copy(src, dst)
     if model.parts:
-        tmp = target.with_name(target.name + ".tmp")
-        digest = hashlib.sha256()
-        with tmp.open("wb") as out:
-            for module, rel in model.parts:
-                with _source(module, rel).open("rb") as fh:
-                    for block in iter(lambda: fh.read(8 * 1024 * 1024), b""):
-                        digest.update(block)
-                        out.write(block)
-        sha = digest.hexdigest()
-        if model.sha256 and sha != model.sha256:
-            tmp.unlink(missing_ok=True)
-            raise ModelError(f"checksum mismatch for {name}: got {sha}, expected {model.sha256}")
-        tmp.replace(target)
+        with atomic_path(target) as tmp:
+            digest = hashlib.sha256()
+            with tmp.open("wb") as out:
+                for module, rel in model.parts:
+                    with _source(module, rel).open("rb") as fh:
+                        for block in iter(lambda: fh.read(8 * 1024 * 1024), b""):
+                            digest.update(block)
+                            out.write(block)
+            sha = digest.hexdigest()
+            if model.sha256 and sha != model.sha256:
+                raise ModelError(f"checksum mismatch for {name}: got {sha}, expected {model.sha256}")
     else:
-        sha = _sha256(target)
+        sha = sha256_file(target)
     _write_stamp(target, sha)
     logger.info("model %s ready at %s", name, target)
     return target

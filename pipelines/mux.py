@@ -8,13 +8,12 @@ language tag and a title. The output is written to a temp file and renamed into 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import BurnInNeedsVideo, MediaError, NoAudioStream
+from pipelines.fileio import atomic_path
 from pipelines.media import run_ffmpeg
 from pipelines.schema import MediaInfo
 
@@ -116,14 +115,8 @@ def mux(
         burn_in = None
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".mp4", dir=out.parent)
-    os.close(fd)
-    try:
-        _run_mux(info, Path(tmp_name), audio_tracks, subs, burn_in)
-        os.replace(tmp_name, out)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+    with atomic_path(out, suffix=".mp4") as tmp:
+        _run_mux(info, tmp, audio_tracks, subs, burn_in)
     logger.info("muxed %s: %d audio, %d subtitle tracks", out.name, len(audio_tracks), len(subs))
     return out
 

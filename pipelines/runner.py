@@ -7,8 +7,6 @@ cached under a hash of its inputs (see ``pipelines.cache``), so a rerun resumes 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +17,7 @@ from typing import Any
 from configs.settings import Settings
 from pipelines import cache, media
 from pipelines.errors import BurnInNeedsVideo, JobCancelled, NoAudioStream
+from pipelines.fileio import publish, staging_dir
 from pipelines.languages import normalize_language
 from pipelines.schema import (
     Clip,
@@ -116,20 +115,16 @@ class Pipeline:
         info, targets, source = self.validate(request)
         job = _Job(self, request, info, targets, source, progress, should_cancel)
         job.preset_transcript, job.preset_translations = transcript, translations or {}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".vt-staging-", dir=out_dir))
-        try:
+        with staging_dir(out_dir) as staging:
             result = job.execute(staging)
             final = {}
             for name, path in result.outputs.items():
                 dst = out_dir / path.name
                 if path.exists():  # the same file may stand under two names (target == source language)
-                    path.replace(dst)
+                    publish(path, dst)
                 final[name] = dst
             result.outputs = final
             return result
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 class _Job:

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -21,6 +19,7 @@ from typing import Literal
 import pysubs2
 
 from pipelines.errors import InputNotFound
+from pipelines.fileio import atomic_write_text
 from pipelines.schema import Cue, ensure_path
 
 logger = logging.getLogger(__name__)
@@ -130,18 +129,7 @@ def to_vtt(cues: Sequence[Cue]) -> str:
 
 def _write_atomic(text: str, path: str | Path) -> Path:
     """Write UTF-8 text through a temporary file in the same folder, so readers never see half a file."""
-    target = ensure_path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fp:
-            fp.write(text)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_text(ensure_path(path), text)
 
 
 def write_srt(cues: Sequence[Cue], path: str | Path) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
@@ -48,7 +47,6 @@ TARGET_STAGES: dict[str, dict[str, float]] = {
 # Below 1 until the job has really succeeded (the report is written after the last mux).
 _MAX_RUNNING_PROGRESS = 0.99
 DEFAULT_LEASE_S = 20.0
-_STAGING_GLOB = ".vt-staging-*"  # the runner's temp folders in out/ (a killed run leaves one behind)
 
 
 def default_worker_id() -> str:
@@ -309,7 +307,6 @@ class JobWorker:
                     pipeline, self.service.storage, record, progress=hooks.progress, should_cancel=hooks.should_cancel
                 )
             else:
-                _remove_stale_staging(out_dir)  # we hold the lease: no other run uses them
                 result = pipeline.run(
                     record.request, out_dir, progress=hooks.progress, should_cancel=hooks.should_cancel
                 )
@@ -363,9 +360,3 @@ class JobWorker:
         )
         if done is None:
             log.warning("the job left the running state or this worker meanwhile; its result is not recorded")
-
-
-def _remove_stale_staging(out_dir: Path) -> None:
-    if out_dir.is_dir():
-        for path in out_dir.glob(_STAGING_GLOB):
-            shutil.rmtree(path, ignore_errors=True)
