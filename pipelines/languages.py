@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pipelines.errors import UnknownLanguage
 
 LANGUAGES: dict[str, str] = {
@@ -57,6 +59,15 @@ def normalize_language(code: str) -> str:
     if key not in LANGUAGES:
         raise UnknownLanguage(f"unknown language code {code!r}; use an ISO 639-1 code such as en, ru, es")
     return key
+
+
+def normalize_targets(codes: str | Iterable[str]) -> list[str]:
+    """Canonical target codes, first occurrence order, no repeats: ``"ru,ES, ru-RU"`` gives ``["ru", "es"]``.
+
+    A comma-separated string or an iterable of codes; blanks are ignored. Raises UnknownLanguage.
+    """
+    items = codes.split(",") if isinstance(codes, str) else list(codes)
+    return list(dict.fromkeys(normalize_language(c) for c in items if c.strip()))
 
 
 def language_name(code: str) -> str:

@@ -6,6 +6,7 @@ This module is the single job-request model for every entrypoint (CLI, HTTP, Rab
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -138,6 +139,25 @@ class Translation:
     source: str
     text: str
     flags: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"id", "source", "text", "flags": [...]}`` (the stage cache, Ray rows, re-dub specs)."""
+        return {"id": self.id, "source": self.source, "text": self.text, "flags": list(self.flags)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Translation:
+        """The inverse of :meth:`to_dict`; ``flags`` and ``source`` may be missing. KeyError without ``id``/``text``."""
+        return cls(int(data["id"]), str(data.get("source", "")), str(data["text"]), tuple(data.get("flags", ())))
+
+
+def dump_translations(translations: Iterable[Translation]) -> list[dict[str, Any]]:
+    """``[t.to_dict() for t in translations]``: the one serialised form of a target's translations."""
+    return [t.to_dict() for t in translations]
+
+
+def load_translations(rows: Iterable[dict[str, Any]]) -> list[Translation]:
+    """The inverse of :func:`dump_translations`."""
+    return [Translation.from_dict(r) for r in rows]
 
 
 @dataclass
