@@ -73,3 +73,10 @@ class BurnInNeedsVideo(VTError):
 
     code = "burn_in_needs_video"
     http_status = 422
+
+
+class InvalidGlossary(VTError):
+    """A glossary (file, form field or JSON text) that is neither a JSON object of strings nor 'term = translation' lines."""
+
+    code = "invalid_glossary"
+    http_status = 422

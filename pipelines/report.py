@@ -47,7 +47,7 @@ def sentence_rows(
 def build_report(job: Any, transcript: Transcript, sentences: Sequence[Sentence], per_target: dict[str, Any]) -> dict[str, Any]:
     """Assemble the report of one run (``job`` is the runner's internal job object)."""
     from pipelines.fit import fit_summary
-    from pipelines.segment import compliance
+    from pipelines.cues import compliance
 
     targets: dict[str, Any] = {}
     for lang, details in per_target.items():

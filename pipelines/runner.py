@@ -203,7 +203,7 @@ class _Job:
         return transcript
 
     def write_source_subtitles(self, staging: Path, sentences: list[Sentence], src: str) -> dict[str, Path]:
-        from pipelines.segment import split_cues, timed_from_sentences
+        from pipelines.cues import split_cues, timed_from_sentences
         from pipelines.subtitles import write_srt, write_vtt
 
         self.source_cues = split_cues(timed_from_sentences(sentences))
@@ -232,7 +232,7 @@ class _Job:
     def run_target(
         self, staging: Path, lang: str, src: str, sentences: list[Sentence]
     ) -> tuple[dict[str, Path], dict[str, Any]]:
-        from pipelines.segment import split_cues, timed_from_translations
+        from pipelines.cues import split_cues, timed_from_translations
         from pipelines.subtitles import write_srt, write_vtt
 
         names = output_names(self.stem, lang, src)

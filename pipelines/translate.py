@@ -18,18 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.backends import LLMBackend, Message, make_backend
-from pipelines.errors import BackendUnavailable, TranslationFailed, VTError
+from pipelines.errors import BackendUnavailable, TranslationFailed
+from pipelines.glossary import filter_glossary, load_glossary
 from pipelines.languages import language_name, normalize_language, script_ratio
 from pipelines.schema import Sentence, Translation
 
 if TYPE_CHECKING:
     from configs.settings import TranslatorSettings
 
+# The glossary helpers live in pipelines.glossary; they stay importable from here for older importers.
+__all__ = ["LLMTranslator", "Translator", "filter_glossary", "load_glossary", "make_translator"]
+
 logger = logging.getLogger(__name__)
 
 FLAG_UNTRANSLATED = "untranslated"
 FLAG_FAILED = "translation_failed"
-MAX_GLOSSARY_TERMS = 40
 
 _WORD = re.compile(r"[^\W\d_]+")
 _TOKEN = re.compile(r"\w+")
@@ -53,46 +56,6 @@ class Translator(Protocol):
         Raises UnknownLanguage for a bad code and TranslationFailed when the backend is unusable.
         """
         ...
-
-
-# ----------------------------------------------------------------------------- glossary
-
-
-def load_glossary(path: str | Path) -> dict[str, str]:
-    """Read ``term = translation`` lines (blank lines and ``#`` comments skipped).
-
-    Raises VTError naming the file and line on a malformed line or an unreadable file.
-    """
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise VTError(f"cannot read glossary {path}: {exc.strerror or exc}") from exc
-    glossary: dict[str, str] = {}
-    for number, line in enumerate(lines, start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        term, sep, translation = stripped.partition("=")
-        if not sep or not term.strip() or not translation.strip():
-            raise VTError(f"{path}:{number}: expected 'term = translation', got {stripped!r}")
-        glossary[term.strip()] = translation.strip()
-    return glossary
-
-
-def filter_glossary(glossary: Mapping[str, str] | None, texts: Sequence[str]) -> dict[str, str]:
-    """The entries whose term occurs (case-insensitively, as whole words) in ``texts``, at most 40."""
-    if not glossary:
-        return {}
-    haystack = "\n".join(texts).casefold()
-    found: dict[str, str] = {}
-    for term, translation in glossary.items():
-        key = term.casefold()
-        # The substring test is cheap and rejects nearly all of a large glossary.
-        if key and key in haystack and re.search(rf"(?<!\w){re.escape(key)}(?!\w)", haystack):
-            found[term] = translation
-            if len(found) >= MAX_GLOSSARY_TERMS:
-                break
-    return found
 
 
 # ----------------------------------------------------------------------------- checks
@@ -202,7 +165,7 @@ def system_prompt(source_language: str, target_language: str) -> str:
 
 
 @dataclass
-class _Job:
+class _TranslateCall:
     """The state of one ``translate`` call: inputs, finished lines and call counts."""
 
     sentences: list[Sentence]
@@ -249,7 +212,7 @@ class LLMTranslator:
     ) -> list[Translation]:
         """See ``Translator.translate``."""
         source, target = normalize_language(source_language), normalize_language(target_language)
-        job = _Job(list(sentences), source, target, glossary, system_prompt(source, target))
+        job = _TranslateCall(list(sentences), source, target, glossary, system_prompt(source, target))
         todo = [i for i, s in enumerate(job.sentences) if s.text.strip()]
         if source == target:
             job.texts.update({i: job.sentences[i].text for i in todo})
@@ -305,7 +268,7 @@ class LLMTranslator:
 
     # ------------------------------------------------------------------------- internals
 
-    def _solve(self, job: _Job, positions: list[int]) -> None:
+    def _solve(self, job: _TranslateCall, positions: list[int]) -> None:
         outcome = self._attempt(job, positions, hint="")
         job.texts.update(outcome.accepted)
         pending = sorted(outcome.failed)
@@ -318,7 +281,7 @@ class LLMTranslator:
         elif pending:
             self._retry_single(job, pending[0], outcome)
 
-    def _retry_single(self, job: _Job, pos: int, outcome: _Outcome) -> None:
+    def _retry_single(self, job: _TranslateCall, pos: int, outcome: _Outcome) -> None:
         for _ in range(self.settings.max_retries):
             outcome = self._attempt(job, [pos], hint=_hint(outcome, pos, job.target))
             if outcome.accepted:
@@ -329,7 +292,7 @@ class LLMTranslator:
             "sentence %d: kept in the source language (%s: %s)", job.sentences[pos].id, job.flags[pos], outcome.problem
         )
 
-    def _attempt(self, job: _Job, positions: list[int], *, hint: str) -> _Outcome:
+    def _attempt(self, job: _TranslateCall, positions: list[int], *, hint: str) -> _Outcome:
         keys = [str(n) for n in range(1, len(positions) + 1)]
         try:
             raw = self.backend.complete(
@@ -355,7 +318,7 @@ class LLMTranslator:
                 outcome.accepted[pos] = answer[key]
         return outcome
 
-    def _messages(self, job: _Job, positions: list[int], hint: str) -> list[Message]:
+    def _messages(self, job: _TranslateCall, positions: list[int], hint: str) -> list[Message]:
         batch = [job.sentences[p].text for p in positions]
         context_n = self.settings.context_sentences
         first, last = positions[0], positions[-1]
@@ -373,12 +336,12 @@ class LLMTranslator:
             parts.append(hint)
         return [{"role": "system", "content": job.system}, {"role": "user", "content": "\n\n".join(parts)}]
 
-    def _budget(self, job: _Job, positions: list[int]) -> int:
+    def _budget(self, job: _TranslateCall, positions: list[int]) -> int:
         """Generous max_tokens: about 1.5 tokens per source character plus JSON overhead."""
         chars = sum(len(job.sentences[p].text) for p in positions)
         return 32 + 12 * len(positions) + int(1.5 * chars)
 
-    def _result(self, job: _Job, pos: int, sentence: Sentence) -> Translation:
+    def _result(self, job: _TranslateCall, pos: int, sentence: Sentence) -> Translation:
         if pos in job.texts:
             return Translation(id=sentence.id, source=sentence.text, text=job.texts[pos])
         if not sentence.text.strip():

@@ -17,7 +17,7 @@ def _modules_after(code: str) -> set[str]:
 def test_pipelines_imports_without_ray() -> None:
     mods = _modules_after(
         "import pipelines, pipelines.runner, pipelines.asr, pipelines.translate, pipelines.tts, "
-        "pipelines.segment, pipelines.mux, pipelines.mix, pipelines.fit, pipelines.media, pipelines.models"
+        "pipelines.segment, pipelines.cues, pipelines.mux, pipelines.mix, pipelines.fit, pipelines.media, pipelines.models"
     )
     assert "pipelines.runner" in mods
     assert not {m for m in mods if m == "ray" or m.startswith("ray.")}

@@ -108,14 +108,14 @@ def translate(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("out"),
     mode: Annotated[str, typer.Option("--mode", help="dub or subtitles")] = "dub",
     burn_in: Annotated[bool, typer.Option("--burn-in", help="Render the target subtitles into the picture.")] = False,
-    glossary: Annotated[Path | None, typer.Option("--glossary", help="File of 'term = translation' lines.")] = None,
+    glossary: Annotated[Path | None, typer.Option("--glossary", help="File of 'term = translation' lines, or a JSON object.")] = None,
 ) -> None:
     """Translate INPUT: subtitles, a dubbed track and a quality report per target language."""
     settings = load_settings()
     with cli_errors():
         from pipelines.runner import Pipeline
         from pipelines.schema import JobRequest
-        from pipelines.translate import load_glossary
+        from pipelines.glossary import load_glossary
 
         if mode not in ("dub", "subtitles"):
             fail(f"--mode must be dub or subtitles, not {mode!r}")
@@ -154,7 +154,8 @@ def transcribe(
         from pipelines import media
         from pipelines.asr import WhisperASR
         from pipelines.languages import normalize_language
-        from pipelines.segment import merge_sentences, split_cues, timed_from_sentences
+        from pipelines.cues import split_cues, timed_from_sentences
+        from pipelines.segment import merge_sentences
         from pipelines.subtitles import write_srt, write_vtt
 
         language = normalize_language(from_) if from_ else None

@@ -132,7 +132,8 @@ def transcript_text(transcript: Transcript) -> str:
 
 def format_transcript(transcript: Transcript, response_format: str, *, task: str = "transcribe") -> tuple[Any, str]:
     """A transcript as OpenAI's ``response_format``: returns (body, media type); a dict body is JSON."""
-    from pipelines.segment import merge_sentences, split_cues, timed_from_sentences
+    from pipelines.cues import split_cues, timed_from_sentences
+    from pipelines.segment import merge_sentences
     from pipelines.subtitles import to_srt, to_vtt
 
     text = transcript_text(transcript)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from configs.settings import StorageSettings, TranslatorSettings
 from pipelines.backends import LLMBackend
-from pipelines.errors import BackendUnavailable, ModelError, TranslationFailed, UnknownLanguage, VTError
+from pipelines.errors import BackendUnavailable, ModelError, TranslationFailed, UnknownLanguage
 from pipelines.languages import script_ratio
 from pipelines.schema import Sentence
 from pipelines.translate import (
@@ -20,9 +19,7 @@ from pipelines.translate import (
     FLAG_UNTRANSLATED,
     LLMTranslator,
     batch_schema,
-    filter_glossary,
     is_untranslated,
-    load_glossary,
     make_translator,
     parse_answer,
     system_prompt,
@@ -199,33 +196,6 @@ def test_script_ratio_detects_cyrillic() -> None:
     assert script_ratio("Это тест.", "ru") == 1.0
     assert script_ratio("This is a test.", "ru") == 0.0
     assert script_ratio("Esto es una prueba.", "es") is None
-
-
-def test_filter_glossary_keeps_only_terms_in_batch() -> None:
-    glossary = {f"term{n}": f"термин{n}" for n in range(10_000)}
-    glossary.update({"Ray Serve": "Рэй Серв", "GPU": "ГПУ", "cat": "кот"})
-    found = filter_glossary(glossary, ["We deploy on ray serve with a gpu.", "Concatenate term42 files."])
-    assert found == {"Ray Serve": "Рэй Серв", "GPU": "ГПУ", "term42": "термин42"}
-    assert filter_glossary(None, ["x"]) == {}
-
-
-def test_load_glossary(tmp_path: Path) -> None:
-    path = tmp_path / "glossary.txt"
-    path.write_text("# product names\nRay Serve = Рэй Серв\n\n  GPU =  ГПУ  \nkey = a = b\n", encoding="utf-8")
-    assert load_glossary(path) == {"Ray Serve": "Рэй Серв", "GPU": "ГПУ", "key": "a = b"}
-
-
-@pytest.mark.parametrize("line", ["no separator here", "= missing term", "missing translation ="])
-def test_load_glossary_rejects_malformed_line(tmp_path: Path, line: str) -> None:
-    path = tmp_path / "glossary.txt"
-    path.write_text(f"ok = fine\n{line}\n", encoding="utf-8")
-    with pytest.raises(VTError, match=r"glossary.txt:2: expected 'term = translation'"):
-        load_glossary(path)
-
-
-def test_load_glossary_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(VTError, match="cannot read glossary"):
-        load_glossary(tmp_path / "absent.txt")
 
 
 def test_system_prompt_is_constant_per_pair() -> None:

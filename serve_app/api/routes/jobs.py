@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -12,6 +11,8 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from pipelines.errors import InvalidGlossary
+from pipelines.glossary import parse_glossary
 from pipelines.schema import JobRequest
 from serve_app.api.deps import CSRFExpectedDep, JobServiceDep, OwnerDep, PrefixDep, SettingsDep, StorageDep
 from serve_app.api.errors import InvalidRequest
@@ -76,25 +77,11 @@ def _public(record: JobRecord, prefix: str) -> JobPublic:
 
 
 def _parse_glossary(raw: str | None) -> dict[str, str]:
-    if not raw or not raw.strip():
-        return {}
-    text = raw.strip()
-    if text.startswith("{"):
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise InvalidRequest("glossary: not a JSON object") from exc
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise InvalidRequest("glossary: a JSON object of strings is expected")
-        return {str(k): v for k, v in value.items()}
-    glossary: dict[str, str] = {}
-    for line in text.splitlines():
-        term, sep, translation = line.partition("=")
-        if line.strip() and not line.lstrip().startswith("#"):
-            if not sep or not term.strip() or not translation.strip():
-                raise InvalidRequest(f"glossary: expected 'term = translation', got {line.strip()[:80]!r}")
-            glossary[term.strip()] = translation.strip()
-    return glossary
+    """The form field in either glossary syntax (pipelines.glossary, as the CLI file). Raises InvalidRequest."""
+    try:
+        return parse_glossary(raw)
+    except InvalidGlossary as exc:
+        raise InvalidRequest(exc.message) from exc
 
 
 def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreate:
