@@ -118,19 +118,15 @@ class Ingress:
 
     def __init__(self, settings: Mapping[str, Any], asr: Any, translator: Any, tts: Any, job_runner: Any) -> None:
         from serve_app.api.services import Services, StageClient
-        from serve_app.jobs import JobService, LocalStorage, make_job_store
+        from serve_app.jobs.wiring import build_job_service
 
         s = Settings(**dict(settings))
         replica_logging(s)
-        storage = LocalStorage(s.storage.root, quota_bytes=s.storage.quota_bytes)
-        store = make_job_store(s.service.job_store_url)
-        jobs = JobService(
-            store, storage, max_queued_jobs=s.service.max_queued_jobs, retry_after_s=s.service.retry_after_s
-        )
+        jobs = build_job_service(s)
         self.services = Services(
             settings=s,
             jobs=jobs,
-            storage=storage,
+            storage=jobs.storage,
             asr=StageClient(asr),
             translator=StageClient(translator),
             tts=StageClient(tts),

@@ -98,20 +98,13 @@ class Services:
         """In-process services: the job store and storage from ``settings``, stages built on first use.
         No job worker runs (start a ``JobWorker`` yourself, or use the Serve app)."""
         from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
-        from serve_app.jobs import JobService, LocalStorage, make_job_store
+        from serve_app.jobs.wiring import build_job_service
 
-        storage = LocalStorage(settings.storage.root, quota_bytes=settings.storage.quota_bytes)
-        store = make_job_store(settings.service.job_store_url)
-        jobs = JobService(
-            store,
-            storage,
-            max_queued_jobs=settings.service.max_queued_jobs,
-            retry_after_s=settings.service.retry_after_s,
-        )
+        jobs = build_job_service(settings)
         return cls(
             settings=settings,
             jobs=jobs,
-            storage=storage,
+            storage=jobs.storage,
             asr=StageClient(factory=lambda: ASRDeployment(settings)),
             translator=StageClient(factory=lambda: TranslatorDeployment(settings)),
             tts=StageClient(factory=lambda: TTSDeployment(settings)),

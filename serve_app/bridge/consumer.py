@@ -28,7 +28,6 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from serve_app.bridge.methods import job_view
 from serve_app.bridge.rpc import Outcome, RpcHandler, Watch, message_key, response_body
-from serve_app.jobs.models import JobState
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractExchange, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
@@ -242,15 +241,13 @@ class Bridge:
         self._resume_task = asyncio.create_task(self._resume_when_room())
 
     async def _resume_when_room(self) -> None:
-        queued = {JobState.QUEUED}
         while not self._stopping:
             await asyncio.sleep(self.settings.backpressure_poll_s)
             try:
-                count = await asyncio.to_thread(self.service.store.count, queued)
-                if count < self.service.max_queued_jobs:
+                if await asyncio.to_thread(self.service.has_queue_room):
                     self._paused = False
                     await self._consume()
-                    logger.info("bridge: the job queue has room again (%d queued); consuming resumed", count)
+                    logger.info("bridge: the job queue has room again; consuming resumed")
                     return
             except Exception:
                 logger.warning("bridge: could not resume consuming yet", exc_info=True)

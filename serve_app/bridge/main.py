@@ -18,25 +18,13 @@ from aio_pika.exceptions import AMQPError
 from serve_app.bridge.consumer import Bridge
 from serve_app.bridge.methods import MethodContext, PipelineStages, Stages, build_methods
 from serve_app.bridge.rpc import RpcHandler
+from serve_app.jobs.wiring import build_job_service
 
 if TYPE_CHECKING:
     from configs.settings import Settings
     from serve_app.jobs.service import JobService
 
 logger = logging.getLogger(__name__)
-
-
-def build_service(settings: Settings) -> JobService:
-    """The job service over the configured store and storage root."""
-    from serve_app.jobs import JobService, LocalStorage, make_job_store
-
-    store = make_job_store(settings.service.job_store_url)
-    return JobService(
-        store,
-        LocalStorage(settings.storage.root, quota_bytes=settings.storage.quota_bytes),
-        max_queued_jobs=settings.service.max_queued_jobs,
-        retry_after_s=settings.service.retry_after_s,
-    )
 
 
 def _pipeline_factory(settings: Settings):  # type: ignore[no-untyped-def]
@@ -90,7 +78,7 @@ async def _serve(settings: Settings, amqp_url: str | None, with_worker: bool) ->
     from serve_app.jobs import JobWorker, LocalStorage
     from serve_app.jobs.retention import start_retention
 
-    service = build_service(settings)
+    service = build_job_service(settings)
     bridge = build_bridge(settings, service, amqp_url=amqp_url)
     worker = None
     if with_worker:

@@ -24,7 +24,6 @@ from pipelines import cache
 from pipelines.errors import VTError
 from pipelines.languages import normalize_language
 from pipelines.schema import Transcript, Translation
-from serve_app.errors import QueueFull
 from serve_app.jobs.models import JobRecord, JobState, job_logger
 
 if TYPE_CHECKING:
@@ -177,10 +176,7 @@ def request_redub(
     translations, changed = _preset(rows, check_edits(rows, edits))
     if not changed:
         return record, []
-    if service.store.count({JobState.QUEUED}) >= service.max_queued_jobs:
-        raise QueueFull(
-            f"too many queued jobs ({service.max_queued_jobs}); try again later", retry_after_s=service.retry_after_s
-        )
+    service.check_queue_room()
     version = record.output_version + 1
     spec = {"version": version, "target_language": lang, "edited": changed,
             "translations": [{"id": t.id, "source": t.source, "text": t.text, "flags": list(t.flags)} for t in translations]}  # fmt: skip

@@ -49,10 +49,7 @@ class JobService:
             if existing is not None:
                 return self._same_owner(existing, owner)
         request = self._resolve(request, file_id)
-        if self.store.count({JobState.QUEUED}) >= self.max_queued_jobs:
-            raise QueueFull(
-                f"too many queued jobs ({self.max_queued_jobs}); try again later", retry_after_s=self.retry_after_s
-            )
+        self.check_queue_room()
         candidate = JobRecord(request=request, file_id=file_id, owner=owner, idempotency_key=idempotency_key)
         record = self.store.create(candidate)
         if record.id != candidate.id:  # lost a race on the same idempotency key
@@ -61,6 +58,17 @@ class JobService:
             "queued: %s -> %s (%s)", Path(request.input).name, ",".join(request.target_languages), request.mode
         )
         return record
+
+    def has_queue_room(self) -> bool:
+        """True while fewer than ``max_queued_jobs`` jobs are queued (the cap every intake checks)."""
+        return self.store.count({JobState.QUEUED}) < self.max_queued_jobs
+
+    def check_queue_room(self) -> None:
+        """Raise QueueFull (with ``retry_after_s``) when ``max_queued_jobs`` jobs are already queued."""
+        if not self.has_queue_room():
+            raise QueueFull(
+                f"too many queued jobs ({self.max_queued_jobs}); try again later", retry_after_s=self.retry_after_s
+            )
 
     @staticmethod
     def _same_owner(record: JobRecord, owner: str | None) -> JobRecord:

@@ -64,14 +64,6 @@ def _submit(jobs: JobService, body: JobCreate, idempotency_key: str | None, owne
     return jobs.submit(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
 
 
-def _check_queue(jobs: JobService) -> None:
-    """Refuse before a big upload is streamed when the queue is already full (submit checks again)."""
-    if jobs.store.count({JobState.QUEUED}) >= jobs.max_queued_jobs:
-        raise QueueFull(
-            f"too many queued jobs ({jobs.max_queued_jobs}); try again later", retry_after_s=jobs.retry_after_s
-        )
-
-
 def _public(record: JobRecord, prefix: str) -> JobPublic:
     return JobPublic.from_record(record, prefix=prefix)
 
@@ -127,7 +119,7 @@ async def upload_and_create_job(
 ) -> Envelope[JobPublic]:
     form = StreamingForm(request, csrf_expected=csrf_expected)
     try:
-        _check_queue(jobs)
+        jobs.check_queue_room()  # refuse before a big upload is streamed (submit checks again)
     except QueueFull:
         await form.drain()
         raise

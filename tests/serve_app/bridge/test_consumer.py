@@ -27,7 +27,7 @@ from aio_pika.exceptions import AMQPError
 
 from configs.settings import QueueSettings, Settings
 from pipelines.schema import Segment, Transcript
-from serve_app.bridge import Bridge, build_bridge, build_service
+from serve_app.bridge import Bridge, build_bridge, build_job_service
 from serve_app.jobs import JobService, JobState, JobWorker
 from tests.conftest import make_video
 
@@ -197,7 +197,7 @@ def req(method: str, params: Any, id_: Any = 1) -> dict[str, Any]:
 def test_round_trip_translate_video_with_the_real_pipeline(settings: Settings, test_mp3: Path) -> None:
     """translate_video with reply_to and wait: the {job_id, state} reply, events, then the final result."""
     video = make_video(settings.storage.root / "this_is_a_test.mp4", test_mp3, 5.0)
-    service = build_service(settings)
+    service = build_job_service(settings)
 
     async def scenario() -> None:
         from pipelines.runner import Pipeline
@@ -235,7 +235,7 @@ def test_round_trip_translate_video_with_the_real_pipeline(settings: Settings, t
 
 
 def test_error_codes_dead_letters_and_keeps_consuming(settings: Settings) -> None:
-    service = build_service(settings)
+    service = build_job_service(settings)
     bad = {
         "-32700": b"{not json",
         "-32600": json.dumps({"method": "get_job", "id": 1}).encode(),
@@ -274,7 +274,7 @@ def test_error_codes_dead_letters_and_keeps_consuming(settings: Settings) -> Non
 def test_same_message_twice_gives_one_job(settings: Settings, media: Path) -> None:
     """The same message_id twice (as a redelivery or a re-publish would bring it): one job. (aiormq stamps a random
     message_id on every publish, so the body-hash fallback for other clients is covered in test_rpc.py.)"""
-    service = build_service(settings)
+    service = build_job_service(settings)
     params = {"input": "in/clip.mp4", "target_languages": ["es"]}
 
     async def scenario() -> None:
@@ -302,7 +302,7 @@ def test_broker_restart_mid_stream(settings: Settings) -> None:
     is a fake that takes 0.5 s a call (the broker restart is what is under test): every request gets exactly one
     successful reply, and the bridge reconnects by itself."""
     settings.queue.prefetch_count = 2
-    service = build_service(settings)
+    service = build_job_service(settings)
 
     async def scenario() -> None:
         client = await Client(settings.queue).open()
@@ -358,7 +358,7 @@ def _bridge_process(settings: Settings, *extra_env: tuple[str, str]) -> subproce
 
 def test_bridge_killed_between_record_and_ack(settings: Settings, media: Path) -> None:
     """SIGKILL after the job is in the store but before the ack: the message comes back, still one job."""
-    service = build_service(settings)
+    service = build_job_service(settings)
     key = "amqp:kill-1"
 
     async def scenario() -> None:
@@ -396,7 +396,7 @@ def test_bridge_killed_between_record_and_ack(settings: Settings, media: Path) -
 
 def test_two_instances_share_the_load(settings: Settings) -> None:
     settings.queue.prefetch_count = 1
-    service = build_service(settings)
+    service = build_job_service(settings)
 
     async def scenario() -> None:
         client = await Client(settings.queue).open()
@@ -420,7 +420,7 @@ def test_two_instances_share_the_load(settings: Settings) -> None:
 
 def test_full_job_queue_pauses_consuming_until_there_is_room(settings: Settings, media: Path) -> None:
     settings.service.max_queued_jobs = 1
-    service = build_service(settings)
+    service = build_job_service(settings)
     params = {"input": "in/clip.mp4", "target_languages": ["es"]}
 
     async def scenario() -> None:
@@ -451,7 +451,7 @@ def test_job_publisher_records_then_publishes(settings: Settings, media: Path) -
     from pipelines.schema import JobRequest
     from serve_app.bridge import JobPublisher
 
-    service = build_service(settings)
+    service = build_job_service(settings)
 
     async def scenario() -> None:
         publisher = JobPublisher(settings.queue, service, amqp_url=AMQP_URL)

@@ -71,6 +71,21 @@ def test_queue_full_past_the_cap(service: JobService, store: JobStore, upload: F
     service.submit(req(), file_id=upload.file_id)
 
 
+def test_queue_room_is_the_one_cap_check(service: JobService, store: JobStore) -> None:
+    """``has_queue_room``/``check_queue_room``: what submit, the upload route, re-dub and the bridge ask."""
+    for _ in range(2):
+        store.create(JobRecord(request=req()))
+    assert service.has_queue_room()
+    service.check_queue_room()
+    store.create(JobRecord(request=req()))
+    assert not service.has_queue_room()
+    with pytest.raises(QueueFull) as exc:
+        service.check_queue_room()
+    assert exc.value.retry_after_s == 7 and "3" in exc.value.message
+    store.claim_next()
+    assert service.has_queue_room()
+
+
 def test_idempotent_submit(service: JobService, upload: FileInfo) -> None:
     first = service.submit(req(), file_id=upload.file_id, owner="a", idempotency_key="abc")
     for _ in range(2):

@@ -1,0 +1,30 @@
+"""``build_job_service(settings)``: the ONE place where the job store, the storage and ``JobService`` are wired.
+
+Every entrypoint gets its job service here: the Serve ingress and job runner, ``Services.local`` and the
+RabbitMQ bridge. Tests that need other limits build ``JobService`` themselves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from serve_app.jobs.service import JobService
+from serve_app.jobs.storage import LocalStorage
+from serve_app.jobs.store import make_job_store
+
+if TYPE_CHECKING:
+    from configs.settings import Settings
+
+
+def build_job_service(settings: Settings) -> JobService:
+    """The job service over ``service.job_store_url`` and the local storage root (with its quota), with the
+    queue limits of ``settings.service``. Raises ValueError for an unsupported store url; the store's own
+    errors (an unreachable PostgreSQL) propagate."""
+    store = make_job_store(settings.service.job_store_url)
+    storage = LocalStorage(settings.storage.root, quota_bytes=settings.storage.quota_bytes)
+    return JobService(
+        store,
+        storage,
+        max_queued_jobs=settings.service.max_queued_jobs,
+        retry_after_s=settings.service.retry_after_s,
+    )
