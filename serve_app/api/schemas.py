@@ -1,6 +1,7 @@
 """Request and response schemas, one per direction (``JobCreate`` in, ``JobPublic`` out).
 
-Internal records (``JobRecord``, ``FileInfo``) never leave an endpoint; these do. Every JSON answer is
+Internal records (``JobRecord``, ``FileInfo``) never leave an endpoint; these do (``JobPublic``, the one
+public view of a job, lives in ``serve_app.jobs.public``: the bridge sends it too). Every JSON answer is
 the envelope ``{status, message, data}`` (errors: ``{status, message, error}``, see ``errors.py``).
 """
 
@@ -11,7 +12,13 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.jobs import FileInfo, JobRecord
+from serve_app.jobs import FileInfo
+from serve_app.jobs.public import JobError, JobPublic
+
+__all__ = [
+    "Envelope", "ErrorDetail", "ErrorEnvelope", "FilePublic", "Health", "JobCreate", "JobError", "JobList",
+    "JobPublic", "ModelList", "SpeechRequest", "TranslateRequest", "TranslateResponse",
+]  # fmt: skip
 
 T = TypeVar("T")
 # One glossary entry's bounds (a job's glossary goes into every translation prompt).
@@ -69,61 +76,6 @@ class JobCreate(BaseModel):
     mode: Literal["dub", "subtitles"] = "dub"
     burn_in: bool = False
     glossary: dict[GlossaryTerm, GlossaryText] = Field(default_factory=dict, max_length=2000)
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
-
-
-class JobPublic(BaseModel):
-    """A job as clients see it: ``progress`` 0–1 overall, ``eta_s`` seconds left, ``outputs`` file names
-    (download each from ``output_urls[name]``)."""
-
-    job_id: str
-    state: Literal["queued", "running", "succeeded", "failed", "cancelled"]
-    stage: str | None
-    progress: float
-    eta_s: float | None
-    error: JobError | None
-    outputs: list[str]
-    output_urls: dict[str, str]
-    file_id: str | None
-    target_languages: list[str]
-    source_language: str | None
-    mode: str
-    burn_in: bool
-    cancel_requested: bool
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-    @classmethod
-    def from_record(cls, record: JobRecord, *, prefix: str = "") -> JobPublic:
-        error = None
-        if record.error:
-            error = JobError(code=str(record.error.get("code", "error")), message=str(record.error.get("message", "")))
-        return cls(
-            job_id=record.id,
-            state=record.state.value,
-            stage=record.stage,
-            progress=round(record.progress, 4),
-            eta_s=record.eta_s,
-            error=error,
-            outputs=list(record.outputs),
-            output_urls={name: f"{prefix}/jobs/{record.id}/outputs/{name}" for name in record.outputs},
-            file_id=record.file_id,
-            target_languages=list(record.request.target_languages),
-            source_language=record.request.source_language,
-            mode=record.request.mode,
-            burn_in=record.request.burn_in,
-            cancel_requested=record.cancel_requested,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            started_at=record.started_at,
-            finished_at=record.finished_at,
-        )
 
 
 class JobList(BaseModel):

@@ -23,6 +23,7 @@ from pipelines.schema import JobRequest
 from serve_app.bridge.rpc import CallState, Watch, current_call, domain_error, invalid_params
 from serve_app.errors import BadRequest, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, is_valid_id
+from serve_app.jobs.public import JobPublic
 
 if TYPE_CHECKING:
     from pipelines.runner import Pipeline
@@ -92,23 +93,11 @@ class MethodContext:
 
 
 def job_view(record: JobRecord, service: JobService) -> dict[str, Any]:
-    """The public view of a job (never the internal record)."""
-    return {
-        "job_id": record.id,
-        "state": record.state.value,
-        "stage": record.stage,
-        "progress": record.progress,
-        "eta_s": record.eta_s,
-        "error": record.error,
-        "outputs": record.outputs,
-        "output_dir": str(service.storage.job_dir(record.id) / "out"),
-        "mode": record.request.mode,
-        "target_languages": record.request.target_languages,
-        "cancel_requested": record.cancel_requested,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-        "finished_at": record.finished_at.isoformat() if record.finished_at else None,
-    }
+    """The public view of a job, as the HTTP API sends it (``JobPublic``, JSON-ready), plus ``output_dir``:
+    the job's output folder on the shared storage, for consumers that read the files from there."""
+    view = JobPublic.from_record(record).model_dump(mode="json")
+    view["output_dir"] = str(service.storage.job_dir(record.id) / "out")
+    return view
 
 
 def resolve_input(value: Any, storage_root: Path) -> tuple[str, str | None]:

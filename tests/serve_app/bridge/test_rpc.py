@@ -15,6 +15,7 @@ from pipelines.schema import Segment, Transcript
 from serve_app.bridge.methods import MethodContext, build_methods, resolve_input
 from serve_app.bridge.rpc import DOMAIN_CODES, Outcome, RpcHandler, message_key, request_body
 from serve_app.jobs import JobService, JobState, LocalStorage, SQLiteJobStore
+from serve_app.jobs.public import JobPublic
 
 
 class FakeStages:
@@ -174,6 +175,26 @@ def test_translate_video_is_idempotent_per_message_key(handler: RpcHandler, serv
     assert isinstance(view, dict) and view["result"]["state"] == "queued" and view["result"]["job_id"] == job_id
     cancelled = call(handler, req("cancel_job", {"job_id": job_id})).reply
     assert isinstance(cancelled, dict) and cancelled["result"]["state"] == JobState.CANCELLED.value
+
+
+# What the bridge's job replies carried before they became the HTTP API's public view (clients rely on these).
+BRIDGE_JOB_FIELDS = {"job_id", "state", "stage", "progress", "eta_s", "error", "outputs", "output_dir", "mode",
+                     "target_languages", "cancel_requested", "created_at", "updated_at", "finished_at"}  # fmt: skip
+
+
+def test_job_replies_are_the_http_public_view_plus_output_dir(
+    handler: RpcHandler, service: JobService, root: Path
+) -> None:
+    reply = call(handler, video(), key="amqp:view").reply
+    assert isinstance(reply, dict)
+    job_id = reply["result"]["job_id"]
+    service.store.update(job_id, progress=0.123456, error={"code": "x", "message": "y"})
+    view = call(handler, req("get_job", [job_id])).reply
+    assert isinstance(view, dict)
+    expected = JobPublic.from_record(service.get(job_id)).model_dump(mode="json")
+    assert view["result"] == {**expected, "output_dir": str(root / "jobs" / job_id / "out")}
+    assert BRIDGE_JOB_FIELDS <= set(view["result"])
+    assert view["result"]["progress"] == 0.1235 and view["result"]["error"] == {"code": "x", "message": "y"}
 
 
 def test_full_job_queue_is_backpressure_not_poison(handler: RpcHandler, service: JobService) -> None:
