@@ -7,7 +7,6 @@ In the Serve app, ``serve_app.app.build_app`` passes services over deployment ha
 from __future__ import annotations
 
 import logging
-import re
 import time
 from pathlib import Path
 
@@ -21,13 +20,10 @@ from serve_app.api import errors
 from serve_app.api.csrf import CSRFMiddleware
 from serve_app.api.routes import files, health, jobs, segments, v1, web
 from serve_app.api.schemas import ErrorEnvelope
-from serve_app.api.security import GuardMiddleware, SecurityHeadersMiddleware
+from serve_app.api.security import GuardMiddleware, SecurityHeadersMiddleware, job_id_in_path
 from serve_app.api.services import Services
 
 logger = logging.getLogger("serve_app.api.access")
-
-_JOB_PATH = re.compile(r"^/jobs/([0-9a-f]{32})(?:/|$)")
-
 
 class AccessLogMiddleware:
     """One log line per request (method, path, status, ms), with ``job_id`` when the request concerns a
@@ -53,8 +49,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             path = scope.get("path", "")
-            match = _JOB_PATH.match(path)
-            job_id = scope.get("state", {}).get("job_id") or (match.group(1) if match else None)
+            job_id = scope.get("state", {}).get("job_id") or job_id_in_path(path)
             ms = (time.perf_counter() - started) * 1000
             extra = {"job_id": job_id} if job_id else {}
             suffix = f" [job {job_id}]" if job_id else ""

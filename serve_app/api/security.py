@@ -58,6 +58,12 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
+def job_id_in_path(path: str) -> str | None:
+    """The job id a ``/jobs/{id}`` or ``/jobs/{id}/...`` path names (32 hex digits), else None."""
+    match = _JOB_PATH.match(path)
+    return match.group(1) if match else None
+
+
 def client_ip(scope: Scope) -> str:
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
@@ -102,11 +108,11 @@ class GuardMiddleware:
             raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
         self._limit(self.per_key, owner, "this API key")
         scope.setdefault("state", {})["owner"] = owner
-        match = _JOB_PATH.match(path)
-        if match:
-            record = await asyncio.to_thread(self.jobs.store.get, match.group(1))
+        job_id = job_id_in_path(path)
+        if job_id:
+            record = await asyncio.to_thread(self.jobs.store.get, job_id)
             if record is not None and record.owner != owner:  # another key's job looks like no job at all
-                raise JobNotFound(f"no job with id {match.group(1)}")
+                raise JobNotFound(f"no job with id {job_id}")
 
     @staticmethod
     def _limit(buckets: TokenBuckets, identity: str, who: str) -> None:

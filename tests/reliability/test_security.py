@@ -475,3 +475,14 @@ def test_logs_hold_no_keys_and_no_file_contents(
     assert "POST /jobs/upload 202" in logs and "GET /jobs 401" in logs  # the logs did record the requests
     for secret in (KEY_A, KEY_B, "sk-not-a-key-5555", "sk-bridge-wrong-6666", marker):
         assert secret not in logs, secret
+
+
+def test_job_id_in_path_is_the_one_job_path_rule() -> None:
+    """The guard (ownership) and the access log read the job id from a path with the same rule."""
+    from serve_app.api.security import job_id_in_path
+
+    job_id = "0123456789abcdef" * 2
+    assert job_id_in_path(f"/jobs/{job_id}") == job_id
+    assert job_id_in_path(f"/jobs/{job_id}/outputs/a.srt") == job_id
+    for path in ("/jobs", "/jobs/", f"/jobs/{job_id}x", f"/jobs/{job_id.upper()}", f"/v1/jobs/{job_id}", "/jobs/abc"):
+        assert job_id_in_path(path) is None, path
