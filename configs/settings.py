@@ -59,6 +59,11 @@ class TranslatorSettings(BaseModel):
     api_key: str = "EMPTY"
     n_ctx: int = 4096
     n_threads: int = 0
+    extra_buffers: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="llama.cpp's extra buffer types (CPU weight repack, AMX). 'auto' turns them off only where "
+        "the build has AMX kernels and the CPU has AMX (ggml's AMX path crashes there).",
+    )
     batch_size: int = 8
     context_sentences: int = 2
     max_retries: int = 2

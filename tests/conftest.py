@@ -12,6 +12,11 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``guard`` tests run before everything else, so a crashing real component stops the run at once."""
+    items.sort(key=lambda item: item.get_closest_marker("guard") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _hermetic_state(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Stage cache and logs in a fresh folder per test session: no result leaks in from earlier runs.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.backends import Message
+from pipelines.backends.llama_cpu import load_llama
 from pipelines.errors import BackendUnavailable, ModelError
 from pipelines.models import resolve
 
@@ -30,10 +32,8 @@ class LlamaCppBackend:
     """
 
     def __init__(self, settings: TranslatorSettings, models_dir: Path) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:
-            raise BackendUnavailable("llama-cpp-python is not installed; pip install llama-cpp-python") from exc
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise BackendUnavailable("llama-cpp-python is not installed; run `make llama` (or pip install it)")
         model = resolve(settings.model, models_dir)
         options: dict[str, Any] = {
             "n_ctx": settings.n_ctx,
@@ -44,10 +44,10 @@ class LlamaCppBackend:
             if _is_local(model):
                 if not Path(model).is_file():
                     raise ModelError(f"GGUF file not found: {model}")
-                self._llm = Llama(model_path=model, **options)
+                self._llm = load_llama(settings.extra_buffers, model_path=model, **options)
             else:
-                self._llm = Llama.from_pretrained(repo_id=model, filename=settings.gguf_file, **options)
-        except ModelError:
+                self._llm = load_llama(settings.extra_buffers, repo_id=model, filename=settings.gguf_file, **options)
+        except (ModelError, BackendUnavailable):
             raise
         except Exception as exc:  # llama-cpp raises ValueError/RuntimeError/HF errors on a bad model
             raise ModelError(f"cannot load GGUF model {model!r}: {exc}") from exc

@@ -14,7 +14,8 @@ from serve_app.jobs.models import JobRecord
 from serve_app.jobs.storage import LocalStorage
 from serve_app.jobs.store import JobStore, PostgresJobStore, SQLiteJobStore
 
-PG_URL = os.environ.get("VT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# `make test` (.ci/services.sh) creates this role and database; trust auth accepts it as well.
+PG_URL = os.environ.get("VT_TEST_POSTGRES_URL", "postgresql://vt_test:vt_test@127.0.0.1:5432/test")
 
 StoreFactory = Callable[[], JobStore]
 
@@ -34,7 +35,8 @@ def _postgres_reachable() -> bool:
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     if not _postgres_reachable():
-        pytest.skip(f"PostgreSQL is not reachable at {PG_URL}")
+        # Never a silent skip: `make test` installs and starts PostgreSQL, so an absent one is a failure.
+        pytest.fail(f"PostgreSQL is not reachable at {PG_URL}; `make test` starts it (or set VT_TEST_POSTGRES_URL)")
     return PG_URL
 
 
