@@ -240,16 +240,16 @@ class _Method:
 def test_the_handle_adapters_resend_only_when_the_replica_died(monkeypatch: pytest.MonkeyPatch) -> None:
     from ray.exceptions import ActorDiedError
 
-    from serve_app import deployments
+    from serve_app.deployments import adapters
 
-    monkeypatch.setattr(deployments, "REPLICA_RETRY_BACKOFF_S", 0.0)
+    monkeypatch.setattr(adapters, "REPLICA_RETRY_BACKOFF_S", 0.0)
     died = _Method(ActorDiedError(), failures=2)
-    assert deployments._call(died, "x", 1) == ("x", 1) and died.calls == 3
+    assert adapters._call(died, "x", 1) == ("x", 1) and died.calls == 3
     hopeless = _Method(ActorDiedError(), failures=99)
     with pytest.raises(ActorDiedError):
-        deployments._call(hopeless)
-    assert hopeless.calls == deployments.REPLICA_RETRIES + 1
+        adapters._call(hopeless)
+    assert hopeless.calls == adapters.REPLICA_RETRIES + 1
     bad_input = _Method(ValueError("not a replica failure"), failures=1)
     with pytest.raises(ValueError):
-        deployments._call(bad_input)
+        adapters._call(bad_input)
     assert bad_input.calls == 1  # a domain error is never sent twice

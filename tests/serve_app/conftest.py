@@ -13,6 +13,7 @@ import pytest
 
 from configs.settings import Settings, TTSSettings
 from pipelines.schema import Clip, Segment, Transcript, Translation, Word
+from pipelines.translate import LLMTranslator
 from serve_app.api.services import Services, StageClient
 from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
 from serve_app.jobs import JobService, LocalStorage, make_job_store
@@ -45,6 +46,9 @@ class FakeTranslator:
         self, sentences: Sequence[Any], *, source_language: str, target_language: str, glossary: Any = None
     ) -> list[Translation]:
         return [Translation(s.id, s.text, f"[{target_language}] {s.text}") for s in sentences]
+
+    # The real plain-strings call, over this fake's ``translate`` (it is what TranslatorDeployment calls).
+    translate_texts = LLMTranslator.translate_texts
 
 
 class FakeSynth:

@@ -1,25 +1,15 @@
-"""The Serve deployments: plain classes wrapping the pipeline stages unchanged, and handle adapters.
+"""The model deployments: plain classes wrapping the pipeline stages unchanged, one model each.
 
-Nothing here is decorated. ``serve_app.app.build_app`` wraps the classes with
-``serve.deployment(cls, **options).bind(...)`` (Ray Serve LLM's builder pattern), so unit tests
-construct them directly, with real or fake stages and without Ray.
-
-* ``ASRDeployment``, ``TranslatorDeployment``, ``TTSDeployment``: one model each; they scale separately.
-* ``HandleASR``, ``HandleTranslator``, ``HandleTTS``: the pipeline's stage protocols over deployment
-  handles, so ``Pipeline(settings, asr=HandleASR(h), ...)`` runs a job through the deployments.
-* ``JobRunner``: hosts the ``JobWorker`` (one replica); jobs run there as background threads, never
-  inside an HTTP request.
+``ASRDeployment`` (faster-whisper), ``TranslatorDeployment`` (the LLM), ``TTSDeployment`` (piper/espeak-ng): they
+scale separately. ``stage`` may be injected (tests); else each builds the configured stage in its replica.
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import threading
-import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +17,6 @@ from configs.settings import Settings
 from pipelines.errors import InvalidMedia, UnknownLanguage
 from pipelines.languages import normalize_language
 from pipelines.schema import Clip, Sentence, Transcript, Translation
-
-if TYPE_CHECKING:
-    from pipelines.runner import Pipeline
-
-logger = logging.getLogger(__name__)
 
 ASR_SAMPLE_RATE_HZ = 16000
 # OpenAI's voice names: clients of /v1/audio/speech send these; they mean the default English voice.
@@ -152,10 +137,11 @@ class TranslatorDeployment:
     def translate_texts(
         self, texts: list[str], source_language: str, target_language: str, glossary: Mapping[str, str] | None = None
     ) -> list[str]:
-        """Plain strings → translations in the same order (a failed line comes back unchanged)."""
-        sentences = [Sentence(id=i, start_s=0.0, end_s=0.0, text=t) for i, t in enumerate(texts)]
-        result = self.translate(sentences, source_language, target_language, glossary)
-        return [t.text for t in result]
+        """Plain strings → translations in the same order (a failed line comes back unchanged); see
+        ``pipelines.translate.LLMTranslator.translate_texts``."""
+        return self.stage.translate_texts(  # type: ignore[no-any-return]
+            texts, source_language, target_language, glossary
+        )
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.settings.translator.model}
@@ -220,177 +206,3 @@ class TTSDeployment:
 
     def ready(self) -> bool:
         return True
-
-
-# ----------------------------------------------------------------------------- handle adapters
-
-
-def _wait(response: Any) -> Any:
-    """A DeploymentResponse's result (called from worker threads, never on an event loop)."""
-    return response.result()
-
-
-# A replica that dies under a call (OOM, a crash, ray.kill) is replaced by Serve; the stage calls are pure
-# functions of their arguments, so the adapters send the call again (to the new replica once it is up).
-REPLICA_RETRIES = 3
-REPLICA_RETRY_BACKOFF_S = 1.0
-
-
-def _replica_died(exc: BaseException) -> bool:
-    try:
-        from ray.exceptions import RayActorError, RayTaskError
-        from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
-    except ImportError:  # no Ray: handles are fakes, nothing to retry
-        return False
-    if isinstance(exc, RayTaskError):
-        return isinstance(getattr(exc, "cause", None), RayActorError)
-    return isinstance(exc, (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError))
-
-
-def _call(method: Any, *args: Any) -> Any:
-    """``method.remote(*args)``'s result, sent again (up to REPLICA_RETRIES times, backing off) when the
-    replica died under it. Any other error propagates at once."""
-    for attempt in range(REPLICA_RETRIES + 1):
-        try:
-            return _wait(method.remote(*args))
-        except Exception as exc:
-            if attempt == REPLICA_RETRIES or not _replica_died(exc):
-                raise
-            delay = REPLICA_RETRY_BACKOFF_S * 2**attempt
-            logger.warning("replica died under a stage call (%s); retrying in %.0f s", type(exc).__name__, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-class _HandleStage:
-    """A pipeline stage over a deployment handle; ``name`` is asked of the replica once."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self._name: str | None = None
-
-    @property
-    def name(self) -> str:
-        if self._name is None:
-            self._name = str(_call(self.handle.info)["name"])
-        return self._name
-
-
-class HandleASR(_HandleStage):
-    """The pipeline's ``Recognizer`` over an ASRDeployment handle (the audio travels as samples, so the
-    replica may run on another node)."""
-
-    def __call__(self, audio: str | Path | np.ndarray, *, language: str | None = None) -> Transcript:
-        if isinstance(audio, (str, Path)):
-            from pipelines.media import read_wav
-
-            samples, rate = read_wav(audio)  # the runner hands over its 16 kHz mono wav
-            if rate != ASR_SAMPLE_RATE_HZ:
-                raise InvalidMedia(f"expected {ASR_SAMPLE_RATE_HZ} Hz audio, got {rate} Hz")
-            audio = samples.reshape(-1)
-        return _call(self.handle.transcribe, audio, language)  # type: ignore[no-any-return]
-
-
-class HandleTranslator(_HandleStage):
-    """The pipeline's ``Translator`` over a TranslatorDeployment handle."""
-
-    def translate(
-        self,
-        sentences: Sequence[Sentence],
-        *,
-        source_language: str,
-        target_language: str,
-        glossary: Mapping[str, str] | None = None,
-    ) -> list[Translation]:
-        args = (list(sentences), source_language, target_language, dict(glossary or {}))
-        return _call(self.handle.translate, *args)  # type: ignore[no-any-return]
-
-
-class HandleTTS:
-    """The pipeline's TTS stage over a TTSDeployment handle. ``synthesized_count`` is per calling thread."""
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-        self._local = threading.local()
-
-    @property
-    def synthesized_count(self) -> int:
-        return int(getattr(self._local, "count", 0))
-
-    def voice_for(self, language: str) -> str:
-        return _call(self.handle.voice_for, language)  # type: ignore[no-any-return]
-
-    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
-        clips, count = _call(self.handle.synthesize, list(translations), language)
-        self._local.count = count
-        return clips  # type: ignore[no-any-return]
-
-
-# ----------------------------------------------------------------------------- the job runner
-
-
-class JobRunner:
-    """Hosts the ``JobWorker`` next to the model deployments (run it with ONE replica per job store).
-
-    The worker's threads claim queued jobs from the store and run ``Pipeline`` with the handle adapters,
-    so every stage call goes to its own autoscaled deployment. ``pipeline_factory`` may be injected (tests).
-    """
-
-    def __init__(
-        self,
-        settings: Settings | Mapping[str, Any] | None = None,
-        asr: Any = None,
-        translator: Any = None,
-        tts: Any = None,
-        *,
-        pipeline_factory: Any = None,
-        poll_s: float = 0.5,
-    ) -> None:
-        from serve_app.jobs import JobService, JobWorker, LocalStorage, make_job_store
-        from serve_app.jobs.retention import start_retention
-
-        self.settings = s = settings_from(settings)
-        self.store = make_job_store(s.service.job_store_url)
-        self.storage = LocalStorage(s.storage.root, quota_bytes=s.storage.quota_bytes)
-        self.service = JobService(
-            self.store, self.storage, max_queued_jobs=s.service.max_queued_jobs, retry_after_s=s.service.retry_after_s
-        )
-        handles = (asr, translator, tts)
-        self.worker = JobWorker(
-            self.service,
-            pipeline_factory or (lambda: self._pipeline(*handles)),
-            max_running_jobs=s.service.max_running_jobs,
-            poll_s=poll_s,
-            lease_s=s.service.job_lease_s,
-        )
-        self.worker.start()  # requeues jobs whose lease expired (a dead process); they resume from the stage cache
-        self.retention = start_retention(s, self.store, self.storage)
-
-    def _pipeline(self, asr: Any, translator: Any, tts: Any) -> Pipeline:
-        from pipelines.runner import Pipeline
-
-        return Pipeline(
-            self.settings,
-            asr=HandleASR(asr) if asr is not None else None,
-            translator=HandleTranslator(translator) if translator is not None else None,
-            tts=HandleTTS(tts) if tts is not None else None,
-        )
-
-    def ready(self) -> bool:
-        return self.worker.running
-
-    def shutdown(self) -> None:
-        """Stop taking jobs. A job still running is put back in the queue (the model deployments are going
-        away with this app), so the next start resumes it from its last finished stage."""
-        retention = getattr(self, "retention", None)
-        if retention is not None:
-            retention.stop(timeout=1.0)
-        # This replica's jobs only (others may share the store); the threads drop them at their next stage.
-        self.worker.stop(timeout=0, requeue=True)
-        self.worker.stop(timeout=5.0)
-
-    def __del__(self) -> None:  # Serve calls this when the replica shuts down gracefully
-        try:
-            self.shutdown()
-        except Exception:  # never raise from a destructor
-            logger.exception("job runner shutdown failed")

@@ -1,0 +1,122 @@
+"""Handle adapters: the pipeline's stage protocols over Serve deployment handles.
+
+``Pipeline(settings, asr=HandleASR(h), translator=HandleTranslator(h), tts=HandleTTS(h))`` runs a job through
+the model deployments (``serve_app.deployments.model_deployments``). Every call is resent when the replica
+died under it (tenacity); any other error propagates at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
+
+from pipelines.errors import InvalidMedia
+from pipelines.schema import Clip, Sentence, Transcript, Translation
+from serve_app.deployments.model_deployments import ASR_SAMPLE_RATE_HZ
+
+logger = logging.getLogger(__name__)
+
+
+def _wait(response: Any) -> Any:
+    """A DeploymentResponse's result (called from worker threads, never on an event loop)."""
+    return response.result()
+
+
+# A replica that dies under a call (OOM, a crash, ray.kill) is replaced by Serve; the stage calls are pure
+# functions of their arguments, so the adapters send the call again (to the new replica once it is up).
+REPLICA_RETRIES = 3
+REPLICA_RETRY_BACKOFF_S = 1.0
+
+
+def _replica_died(exc: BaseException) -> bool:
+    try:
+        from ray.exceptions import RayActorError, RayTaskError
+        from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
+    except ImportError:  # no Ray: handles are fakes, nothing to retry
+        return False
+    if isinstance(exc, RayTaskError):
+        return isinstance(getattr(exc, "cause", None), RayActorError)
+    return isinstance(exc, (RayActorError, ReplicaUnavailableError, DeploymentUnavailableError))
+
+
+def _call(method: Any, *args: Any) -> Any:
+    """``method.remote(*args)``'s result, sent again (up to REPLICA_RETRIES times, backing off exponentially from
+    REPLICA_RETRY_BACKOFF_S) when the replica died under it. Any other error propagates at once."""
+    retrying = Retrying(
+        stop=stop_after_attempt(REPLICA_RETRIES + 1),
+        wait=wait_exponential(multiplier=REPLICA_RETRY_BACKOFF_S),
+        retry=retry_if_exception(_replica_died),
+        before_sleep=before_sleep_log(logger, logging.WARNING),
+        reraise=True,
+    )
+    return retrying(lambda: _wait(method.remote(*args)))
+
+
+class _HandleAdapter:
+    """The adapters' base: a pipeline stage over a deployment handle; ``name`` is asked of the replica once."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self._name: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self._name is None:
+            self._name = str(_call(self.handle.info)["name"])
+        return self._name
+
+
+class HandleASR(_HandleAdapter):
+    """The pipeline's ``Recognizer`` over an ASRDeployment handle (the audio travels as samples, so the
+    replica may run on another node)."""
+
+    def __call__(self, audio: str | Path | np.ndarray, *, language: str | None = None) -> Transcript:
+        if isinstance(audio, (str, Path)):
+            from pipelines.media import read_wav
+
+            samples, rate = read_wav(audio)  # the runner hands over its 16 kHz mono wav
+            if rate != ASR_SAMPLE_RATE_HZ:
+                raise InvalidMedia(f"expected {ASR_SAMPLE_RATE_HZ} Hz audio, got {rate} Hz")
+            audio = samples.reshape(-1)
+        return _call(self.handle.transcribe, audio, language)  # type: ignore[no-any-return]
+
+
+class HandleTranslator(_HandleAdapter):
+    """The pipeline's ``Translator`` over a TranslatorDeployment handle."""
+
+    def translate(
+        self,
+        sentences: Sequence[Sentence],
+        *,
+        source_language: str,
+        target_language: str,
+        glossary: Mapping[str, str] | None = None,
+    ) -> list[Translation]:
+        args = (list(sentences), source_language, target_language, dict(glossary or {}))
+        return _call(self.handle.translate, *args)  # type: ignore[no-any-return]
+
+
+class HandleTTS:
+    """The pipeline's TTS stage over a TTSDeployment handle. ``synthesized_count`` is per calling thread."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self._local = threading.local()
+
+    @property
+    def synthesized_count(self) -> int:
+        return int(getattr(self._local, "count", 0))
+
+    def voice_for(self, language: str) -> str:
+        return _call(self.handle.voice_for, language)  # type: ignore[no-any-return]
+
+    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
+        clips, count = _call(self.handle.synthesize, list(translations), language)
+        self._local.count = count
+        return clips  # type: ignore[no-any-return]

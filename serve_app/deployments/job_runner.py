@@ -1,0 +1,82 @@
+"""``JobRunner``: hosts the ``JobWorker`` (one replica); jobs run there as background threads, never inside an
+HTTP request, with every stage call going to its own deployment through the handle adapters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from configs.settings import Settings
+from serve_app.deployments.adapters import HandleASR, HandleTranslator, HandleTTS
+from serve_app.deployments.model_deployments import settings_from
+
+if TYPE_CHECKING:
+    from pipelines.runner import Pipeline
+
+logger = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Hosts the ``JobWorker`` next to the model deployments (run it with ONE replica per job store).
+
+    The worker's threads claim queued jobs from the store and run ``Pipeline`` with the handle adapters,
+    so every stage call goes to its own autoscaled deployment. ``pipeline_factory`` may be injected (tests).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | Mapping[str, Any] | None = None,
+        asr: Any = None,
+        translator: Any = None,
+        tts: Any = None,
+        *,
+        pipeline_factory: Any = None,
+        poll_s: float = 0.5,
+    ) -> None:
+        from serve_app.jobs import JobWorker
+        from serve_app.jobs.retention import start_retention
+        from serve_app.jobs.wiring import build_job_service
+
+        self.settings = s = settings_from(settings)
+        self.service = build_job_service(s)
+        self.store, self.storage = self.service.store, self.service.storage
+        handles = (asr, translator, tts)
+        self.worker = JobWorker(
+            self.service,
+            pipeline_factory or (lambda: self._pipeline(*handles)),
+            max_running_jobs=s.service.max_running_jobs,
+            poll_s=poll_s,
+            lease_s=s.service.job_lease_s,
+        )
+        self.worker.start()  # requeues jobs whose lease expired (a dead process); they resume from the stage cache
+        self.retention = start_retention(s, self.store, self.storage)
+
+    def _pipeline(self, asr: Any, translator: Any, tts: Any) -> Pipeline:
+        from pipelines.runner import Pipeline
+
+        return Pipeline(
+            self.settings,
+            asr=HandleASR(asr) if asr is not None else None,
+            translator=HandleTranslator(translator) if translator is not None else None,
+            tts=HandleTTS(tts) if tts is not None else None,
+        )
+
+    def ready(self) -> bool:
+        return self.worker.running
+
+    def shutdown(self) -> None:
+        """Stop taking jobs. A job still running is put back in the queue (the model deployments are going
+        away with this app), so the next start resumes it from its last finished stage."""
+        retention = getattr(self, "retention", None)
+        if retention is not None:
+            retention.stop(timeout=1.0)
+        # This replica's jobs only (others may share the store); the threads drop them at their next stage.
+        self.worker.stop(timeout=0, requeue=True)
+        self.worker.stop(timeout=5.0)
+
+    def __del__(self) -> None:  # Serve calls this when the replica shuts down gracefully
+        try:
+            self.shutdown()
+        except Exception:  # never raise from a destructor
+            logger.exception("job runner shutdown failed")
