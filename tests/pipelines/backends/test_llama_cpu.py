@@ -16,9 +16,8 @@ NATIVE_AMX = (
     "AVX512_VNNI = 1 | AVX512_BF16 = 1 | AMX_INT8 = 1 | LLAMAFILE = 1 | OPENMP = 1 | REPACK = 1 | "
 )
 PORTABLE = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | BMI2 = 1 | OPENMP = 1 | REPACK = 1 | "
-SAPPHIRE_RAPIDS = frozenset("fpu sse2 pni ssse3 avx avx2 f16c fma bmi2 avx512f avx512_vnni avx512_bf16 "
-                            "amx_bf16 amx_int8 amx_tile".split())
-HASWELL = frozenset("fpu sse2 pni ssse3 avx avx2 f16c fma bmi2".split())
+SAPPHIRE_RAPIDS = frozenset(["fpu", "sse2", "pni", "ssse3", "avx", "avx2", "f16c", "fma", "bmi2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"])
+HASWELL = frozenset(["fpu", "sse2", "pni", "ssse3", "avx", "avx2", "f16c", "fma", "bmi2"])
 
 
 def test_parse_system_info_reads_each_backend() -> None:

@@ -49,9 +49,13 @@ def test_dead_server_gives_translation_failed_quickly() -> None:
     assert time.monotonic() - started < 10
 
 
+_SERVER_LOGS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real OpenAI-compatible server: llama-cpp-python's, on the bundled GGUF. Yields base_url."""
+    """A real OpenAI-compatible server: llama-cpp-python's behind the project's CPU guard
+    (``python -m pipelines.backends.llama_server``), on the bundled GGUF. Yields base_url."""
     pytest.importorskip("llama_cpp.server.app", exc_type=ImportError)
     try:
         model = resolve("bundled:qwen2.5-coder-1.5b-instruct", StorageSettings().models_dir)
@@ -59,12 +63,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(f"bundled translator model unavailable: {exc}")
     port = free_port()
     log = (tmp_path_factory.mktemp("llama_server") / "server.log").open("wb")
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [sys.executable, "-m", "pipelines.backends.llama_server", "--model", model, "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--n_ctx", "2048", "--n_threads", str(os.cpu_count() or 1), "--verbose", "False"]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
+    _SERVER_LOGS[base_url] = Path(log.name)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if httpx.get(f"{base_url}/models", timeout=1.0).status_code == 200:
@@ -97,3 +102,21 @@ def test_real_server_translates_english_to_russian(llama_server: str) -> None:
     print("openai en->ru:", [t.text for t in result])
     assert [t.id for t in result] == [0, 1]
     assert all(not t.flags and (script_ratio(t.text, "ru") or 0.0) >= 0.8 for t in result)
+
+
+def test_llama_server_refuses_an_unknown_bundled_model_in_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.backends.llama_server", "--model", "bundled:no-such-model"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown bundled model 'no-such-model'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_llama_server_logs_the_build_and_its_extra_buffer_choice(llama_server: str) -> None:
+    """The guard ran before the model loaded: the server's log names the build's features and the choice."""
+    log = _SERVER_LOGS[llama_server]
+    text = log.read_text(errors="replace")
+    assert "llama.cpp build: CPU:" in text
+    assert "extra buffer types: on (setting auto)" in text
