@@ -356,23 +356,23 @@ class SQLiteJobStore(_SQLJobStore):
 
 
 class PostgresJobStore(_SQLJobStore):
-    """Jobs in PostgreSQL (psycopg 3, sync). A small pool of connections, one per concurrent caller."""
+    """Jobs in PostgreSQL (psycopg 3, sync) over a ``psycopg_pool.ConnectionPool``: one connection per concurrent
+    caller, at most ``max_size`` (a caller beyond that waits up to ``pool_timeout_s``, then PoolTimeout)."""
 
     _placeholder = "%s"
     _seq = "seq"
     _for_update = " FOR UPDATE"
     _skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def __init__(self, url: str, *, table: str = "jobs", max_idle: int = 4) -> None:
-        import psycopg  # noqa: F401  (fail here, with a clear error, if the driver is missing)
+    def __init__(self, url: str, *, table: str = "jobs", max_size: int = 16, pool_timeout_s: float = 30.0) -> None:
+        import psycopg
+        from psycopg_pool import ConnectionPool
 
         self.table = _check_table(table)
         self.url = url
-        self.max_idle = max_idle
-        self._idle: builtins.list[psycopg.Connection[Any]] = []
-        self._pool_lock = threading.Lock()
-        self._closed = False
-        with self._tx() as conn:
+        # The schema on a connection of its own: an unreachable server fails here at once (psycopg's
+        # OperationalError), not after the pool's timeout.
+        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
             # Two processes creating the same table at once would collide in the catalog; serialise them.
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.table,))
             conn.execute(
@@ -383,47 +383,30 @@ class PostgresJobStore(_SQLJobStore):
             )
             conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_state_created ON {t} (state, created_at, seq)"))
             conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_owner_created ON {t} (owner, created_at)"))
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=max_size,
+            timeout=pool_timeout_s,
+            check=ConnectionPool.check_connection,  # a connection the server dropped is replaced, not handed out
+            name=f"vt-{self.table}",
+            num_workers=2,
+            open=True,
+        )
 
     def _json(self, record: JobRecord) -> Any:
         from psycopg.types.json import Jsonb
 
         return Jsonb(record.model_dump(mode="json"))
 
-    def _acquire(self) -> psycopg.Connection[Any]:
-        import psycopg
-
-        with self._pool_lock:
-            if self._closed:
-                raise RuntimeError("the job store is closed")
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed and not conn.broken:
-                    return conn
-                conn.close()
-        return psycopg.connect(self.url, autocommit=True)
-
-    def _release(self, conn: psycopg.Connection[Any]) -> None:
-        with self._pool_lock:
-            if not (self._closed or conn.closed or conn.broken or len(self._idle) >= self.max_idle):
-                self._idle.append(conn)
-                return
-        conn.close()
-
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[psycopg.Connection[Any]]:
-        conn = self._acquire()
-        try:
-            with conn.transaction():
-                yield conn
-        finally:
-            self._release(conn)
+        with self._pool.connection() as conn, conn.transaction():
+            yield conn
 
     def close(self) -> None:
-        with self._pool_lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self._pool.close()
 
 
 def make_job_store(url: str, **kwargs: Any) -> JobStore:

@@ -227,3 +227,36 @@ def test_make_job_store(tmp_path: Path, postgres_url: str) -> None:
         make_job_store("mysql://nope")
     with pytest.raises(ValueError):
         SQLiteJobStore(tmp_path / "y.db", table="jobs; DROP TABLE x")
+
+
+def test_postgres_store_fails_at_once_when_the_server_is_unreachable() -> None:
+    """The schema is made on a connection of its own, so a bad url is psycopg's error now, not a pool timeout."""
+    import time
+
+    import psycopg
+
+    started = time.monotonic()
+    with pytest.raises(psycopg.OperationalError):
+        PostgresJobStore("postgresql://nobody@127.0.0.1:9/test?connect_timeout=3", pool_timeout_s=60)
+    assert time.monotonic() - started < 10
+
+
+def test_postgres_store_pools_its_connections(postgres_url: str, make_record: MakeRecord) -> None:
+    import uuid
+
+    import psycopg
+    from psycopg_pool import PoolClosed
+
+    table = f"vt_test_pool_{uuid.uuid4().hex[:12]}"
+    store = PostgresJobStore(postgres_url, table=table, max_size=2)
+    try:
+        for _ in range(5):
+            store.create(make_record())
+        assert store.count({JobState.QUEUED}) == 5
+        assert store._pool.get_stats()["pool_max"] == 2
+    finally:
+        store.close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    with pytest.raises(PoolClosed):  # a closed store stays closed
+        store.get("0" * 32)
