@@ -12,8 +12,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipelines.schema import Cue, Sentence, Translation, Word
-from pipelines.segment import FINAL_CHARS, WEAK_CHARS, join_word, needs_space, normalise_space, strip_closers
+from pipelines.schema import Cue, Sentence, Transcript, Translation, Word
+from pipelines.segment import (
+    FINAL_CHARS,
+    WEAK_CHARS,
+    join_word,
+    merge_sentences,
+    needs_space,
+    normalise_space,
+    strip_closers,
+)
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,14 @@ def split_cues(
             lines = _layout(toks[i:j], rules.max_line_chars)
             raw.append((_ms(toks[i].start_s), _ms(toks[j - 1].end_s), lines))
     return _finalise(raw, rules, None if media_end_s is None else _ms(media_end_s))
+
+
+def transcript_cues(transcript: Transcript, *, media_end_s: float | None = None) -> tuple[list[Sentence], list[Cue]]:
+    """The segment stage in one call: the transcript's sentences (for translation) and its source-language cues
+    (default rules), none lasting past ``media_end_s`` seconds (default: the transcript's duration)."""
+    sentences = merge_sentences(transcript)
+    end = transcript.duration_s if media_end_s is None else media_end_s
+    return sentences, split_cues(timed_from_sentences(sentences), media_end_s=end)
 
 
 def _ms(seconds: float) -> int:

@@ -64,10 +64,14 @@ def normalize_language(code: str) -> str:
 def normalize_targets(codes: str | Iterable[str]) -> list[str]:
     """Canonical target codes, first occurrence order, no repeats: ``"ru,ES, ru-RU"`` gives ``["ru", "es"]``.
 
-    A comma-separated string or an iterable of codes; blanks are ignored. Raises UnknownLanguage.
+    A comma-separated string or an iterable of codes; blanks are ignored. Raises UnknownLanguage for an
+    unknown code, and when no code is left (an empty target list is never a job).
     """
     items = codes.split(",") if isinstance(codes, str) else list(codes)
-    return list(dict.fromkeys(normalize_language(c) for c in items if c.strip()))
+    targets = list(dict.fromkeys(normalize_language(c) for c in items if c.strip()))
+    if not targets:
+        raise UnknownLanguage("no target language given; use ISO 639-1 codes such as ru,es")
+    return targets
 
 
 def language_name(code: str) -> str:

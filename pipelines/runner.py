@@ -83,6 +83,11 @@ class Pipeline:
             self._tts = TTSStage(self.settings.tts, self.models_dir, cache_dir=self.settings.storage.cache_dir / "tts")
         return self._tts
 
+    def with_settings(self, settings: Settings) -> Pipeline:
+        """A pipeline over other ``settings`` that shares this one's stages (those injected or loaded so far; it
+        loads any other itself, lazily). Re-dub runs through one with its translator settings changed."""
+        return Pipeline(settings, asr=self._asr, translator=self._translator, tts=self._tts)
+
     def validate(self, request: JobRequest) -> tuple[MediaInfo, list[str], str | None]:
         """Check a request before any work: languages, the input media, TTS voices. Raises VTError."""
         targets = list(dict.fromkeys(normalize_language(t) for t in request.target_languages))

@@ -142,6 +142,12 @@ def write_vtt(cues: Sequence[Cue], path: str | Path) -> Path:
     return _write_atomic(to_vtt(cues), path)
 
 
+def write_subtitles(cues: Sequence[Cue], folder: str | Path, stem: str, language: str) -> dict[str, Path]:
+    """``<stem>.<language>.srt`` and ``.vtt`` in ``folder`` (atomically): ``{"srt": path, "vtt": path}``."""
+    base = ensure_path(folder) / f"{stem}.{language}"
+    return {"srt": write_srt(cues, f"{base}.srt"), "vtt": write_vtt(cues, f"{base}.vtt")}
+
+
 def parse_cues(text: str) -> list[Cue]:
     """Cues from SRT or WebVTT text (WebVTT when it starts with ``WEBVTT``); times in seconds.
 

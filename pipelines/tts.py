@@ -10,9 +10,9 @@ timing fit works with the speech itself.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import shutil
-import struct
 import subprocess
 from collections.abc import Sequence
 from functools import lru_cache
@@ -111,26 +111,24 @@ class EspeakSynthesizer:
         if proc.returncode != 0 or not proc.stdout:
             stderr = proc.stderr.decode("utf-8", "replace").strip()
             raise ModelError(f"espeak-ng failed for voice {self.voice!r}: {stderr or proc.returncode}", detail=stderr)
-        samples, rate = _parse_stream_wav(proc.stdout)
+        samples, rate = decode_wav_bytes(proc.stdout)
         self.sample_rate_hz = rate
         return samples
 
 
-def _parse_stream_wav(data: bytes) -> tuple[np.ndarray, int]:
-    """Decode 16-bit PCM mono WAV from a pipe; streamed headers carry bogus sizes, so read to the end."""
-    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise ModelError("espeak-ng returned no WAV data")
-    pos, rate = 12, 22050
-    while pos + 8 <= len(data):
-        tag, size = data[pos : pos + 4], struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        if tag == b"fmt ":
-            rate = struct.unpack("<I", data[pos + 12 : pos + 16])[0]
-        elif tag == b"data":
-            payload = data[pos + 8 :]
-            payload = payload[: len(payload) - len(payload) % 2]
-            return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0, int(rate)
-        pos += 8 + size + (size & 1)
-    raise ModelError("espeak-ng returned a WAV without data")
+def decode_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
+    """float32 mono samples and the rate of WAV ``data`` from espeak-ng's stdout. Its header's sizes are
+    placeholders (a pipe cannot be rewound to fix them); libsndfile reads such a stream to its real end.
+
+    Raises ModelError when ``data`` is not a WAV with samples.
+    """
+    import soundfile as sf
+
+    try:
+        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except RuntimeError as exc:  # soundfile.LibsndfileError: not a format libsndfile knows
+        raise ModelError(f"espeak-ng returned no usable WAV data: {exc}") from exc
+    return samples[:, 0].copy(), int(rate)
 
 
 @lru_cache(maxsize=1)

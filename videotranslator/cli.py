@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,20 +71,12 @@ def out_dir_guard(out_dir: Path) -> Iterator[None]:
 class StageProgress:
     """A rich progress bar per stage (and per target language), fed by the runner's callback."""
 
-    PER_TARGET = ("translate", "tts", "mux")
-
-    def __init__(self, progress: Progress, targets: list[str]) -> None:
+    def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.targets = targets
         self.tasks: dict[str, TaskID] = {}
-        self.starts: dict[str, int] = {}
 
-    def __call__(self, stage: str, fraction: float) -> None:
-        if fraction == 0.0:
-            self.starts[stage] = self.starts.get(stage, 0) + 1
-        label = stage
-        if stage in self.PER_TARGET and self.targets:
-            label = f"{stage} {self.targets[min(self.starts.get(stage, 1), len(self.targets)) - 1]}"
+    def __call__(self, stage: str, fraction: float, language: str | None) -> None:
+        label = f"{stage} {language}" if language else stage
         if label not in self.tasks:
             self.tasks[label] = self.progress.add_task(label, total=1.0)
         self.progress.update(self.tasks[label], completed=fraction)
@@ -113,9 +102,9 @@ def translate(
     """Translate INPUT: subtitles, a dubbed track and a quality report per target language."""
     settings = load_settings()
     with cli_errors():
+        from pipelines.glossary import load_glossary
         from pipelines.runner import Pipeline
         from pipelines.schema import JobRequest
-        from pipelines.glossary import load_glossary
 
         if mode not in ("dub", "subtitles"):
             fail(f"--mode must be dub or subtitles, not {mode!r}")
@@ -126,10 +115,8 @@ def translate(
             input=str(input), target_languages=[t for t in to.split(",") if t.strip()],
             source_language=from_, mode=mode, burn_in=burn_in, glossary=terms,  # type: ignore[arg-type]
         )  # fmt: skip
-        pipe = Pipeline(settings)
-        _, targets, _ = pipe.validate(request)
         with out_dir_guard(output), _progress() as progress:
-            result = pipe.run(request, output, progress=StageProgress(progress, targets))
+            result = Pipeline(settings).run(request, output, progress=StageProgress(progress))
         for note in result.notes:
             err.print(f"[yellow]note:[/] {note}", highlight=False)
         report = result.report
@@ -151,32 +138,13 @@ def transcribe(
     """Transcribe INPUT: <stem>.<lang>.srt, .vtt and .json."""
     settings = load_settings()
     with cli_errors():
-        from pipelines import media
-        from pipelines.asr import WhisperASR
-        from pipelines.languages import normalize_language
-        from pipelines.cues import split_cues, timed_from_sentences
-        from pipelines.segment import merge_sentences
-        from pipelines.subtitles import write_srt, write_vtt
+        from pipelines.runner import Pipeline
 
-        language = normalize_language(from_) if from_ else None
-        info = media.probe(input)
-        with out_dir_guard(output), tempfile.TemporaryDirectory(prefix=".vt-") as tmp:
-            wav = media.extract_audio(info, Path(tmp) / "audio.wav")
-            transcript = WhisperASR(settings.asr, settings.storage.models_dir)(wav, language=language)
-            sentences = merge_sentences(transcript)
-            cues = split_cues(timed_from_sentences(sentences))
-            stem = f"{input.stem}.{transcript.language}"
-            staged = Path(tmp) / "out"
-            staged.mkdir()
-            write_srt(cues, staged / f"{stem}.srt")
-            write_vtt(cues, staged / f"{stem}.vtt")
-            doc = {**transcript.to_dict(), "sentences": [s.__dict__ | {"words": [w.__dict__ for w in s.words]} for s in sentences]}
-            (staged / f"{stem}.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8")
-            output.mkdir(parents=True, exist_ok=True)
-            for f in sorted(staged.iterdir()):
-                shutil.move(str(f), output / f.name)
-                out.print(f"  {output / f.name}", highlight=False)
-        if not sentences:
+        with out_dir_guard(output), _progress() as progress:
+            result = Pipeline(settings).transcribe(input, language=from_, out_dir=output, progress=StageProgress(progress))
+        for path in sorted(result.outputs.values()):
+            out.print(f"  {path}", highlight=False)
+        if not result.sentences:
             err.print("[yellow]note:[/] no speech detected; the transcript is empty", highlight=False)
 
 

@@ -125,8 +125,7 @@ def transcript_text(transcript: Transcript) -> str:
 
 def format_transcript(transcript: Transcript, response_format: str, *, task: str = "transcribe") -> tuple[Any, str]:
     """A transcript as OpenAI's ``response_format``: returns (body, media type); a dict body is JSON."""
-    from pipelines.cues import split_cues, timed_from_sentences
-    from pipelines.segment import merge_sentences
+    from pipelines.cues import transcript_cues
     from pipelines.subtitles import to_srt, to_vtt
 
     text = transcript_text(transcript)
@@ -135,7 +134,7 @@ def format_transcript(transcript: Transcript, response_format: str, *, task: str
     if response_format == "text":
         return text + "\n", "text/plain; charset=utf-8"
     if response_format in ("srt", "vtt"):
-        cues = split_cues(timed_from_sentences(merge_sentences(transcript)), media_end_s=transcript.duration_s)
+        _, cues = transcript_cues(transcript)  # the runner's segment stage, as in the CLI's and the jobs' subtitles
         if response_format == "srt":
             return to_srt(cues), "application/x-subrip; charset=utf-8"
         return to_vtt(cues), "text/vtt; charset=utf-8"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,14 +65,9 @@ class PipelineStages:
             return self._pipeline
 
     def transcribe(self, media_path: Path, language: str | None) -> Transcript:
-        from pipelines import media
-
-        info = media.probe(media_path)
-        with tempfile.TemporaryDirectory(prefix=".vt-bridge-") as tmp:
-            wav = media.extract_audio(info, Path(tmp) / "audio.wav")
-            with self._asr_lock:
-                transcript: Transcript = self.pipeline.asr(wav, language=language)
-        return transcript
+        # The runner's per-input stages, so a file already transcribed (or translated) comes from its stage cache.
+        with self._asr_lock:
+            return self.pipeline.transcribe(media_path, language=language).transcript
 
     def translate_texts(self, texts: list[str], source_language: str, target_language: str) -> list[str]:
         with self._llm_lock:

@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines import cache
 from pipelines.errors import VTError
+from pipelines.fileio import atomic_write_text
 from pipelines.languages import normalize_language
-from pipelines.schema import Transcript, Translation
+from pipelines.schema import Transcript, Translation, dump_translations, load_translations
 from serve_app.jobs.models import JobRecord, JobState, job_logger
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class InvalidEdit(VTError):
 def save_transcript(job_dir: Path, transcript: Transcript) -> None:
     """Keep the job's transcript, so a re-dub never depends on the stage cache still holding it."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    cache.atomic_write_text(job_dir / TRANSCRIPT_FILE, json.dumps(transcript.to_dict(), ensure_ascii=False))
+    atomic_write_text(job_dir / TRANSCRIPT_FILE, json.dumps(transcript.to_dict(), ensure_ascii=False))
 
 
 def keep_transcript(job_dir: Path, result: Any) -> None:
@@ -179,10 +179,8 @@ def request_redub(
     service.check_queue_room()
     version = record.output_version + 1
     spec = {"version": version, "target_language": lang, "edited": changed,
-            "translations": [{"id": t.id, "source": t.source, "text": t.text, "flags": list(t.flags)} for t in translations]}  # fmt: skip
-    path = _spec_path(service.storage, job_id, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cache.atomic_write_text(path, json.dumps(spec, ensure_ascii=False))
+            "translations": dump_translations(translations)}  # fmt: skip
+    atomic_write_text(_spec_path(service.storage, job_id, version), json.dumps(spec, ensure_ascii=False))
     done = service.store.transition(
         job_id,
         {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED},
@@ -251,20 +249,19 @@ def run_redub(
     Nothing in ``out/`` changes until the new version is complete; then the previous files move to
     ``versions/v<N-1>/`` and the new ones replace them. Raises VTError (JobCancelled on cancel).
     """
-    from pipelines.runner import Pipeline
-
     assert record.redub is not None
     version = int(record.redub["version"])
     job_dir = storage.job_dir(record.id)
     spec = json.loads(_spec_path(storage, record.id, version).read_text(encoding="utf-8"))
     lang = spec["target_language"]
-    translations = [Translation(t["id"], t["source"], t["text"], tuple(t["flags"])) for t in spec["translations"]]
+    translations = load_translations(spec["translations"])
     request = record.request.model_copy(update={"target_languages": [lang]})
     # The user's words are kept verbatim: no LLM shortening of an edited line that overflows its slot.
     settings = pipeline.settings
     verbatim = settings.model_copy(update={"translator": settings.translator.model_copy(update={"shorten_ratio": 0.0})})
-    redubber = Pipeline(verbatim, asr=getattr(pipeline, "_asr", None), translator=getattr(pipeline, "_translator", None),
-                        tts=pipeline.tts if request.mode == "dub" else None)  # fmt: skip
+    if request.mode == "dub":
+        pipeline.tts.voice_for(lang)  # TTS loads in the worker's pipeline, so the jobs after this one share it
+    redubber = pipeline.with_settings(verbatim)
     staging = job_dir / "redub" / f"v{version}.out"
     shutil.rmtree(staging, ignore_errors=True)
     result = redubber.run(request, staging, progress=progress, should_cancel=should_cancel,
@@ -275,7 +272,7 @@ def run_redub(
     old = load_report(storage, record)
     report = _merge_report(old, result.report, spec, record.output_version)
     new_report = next(p for name, p in result.outputs.items() if name == "report")
-    cache.atomic_write_text(new_report, json.dumps(report, ensure_ascii=False, indent=2))
+    atomic_write_text(new_report, json.dumps(report, ensure_ascii=False, indent=2))
     _archive(out, versions_dir(storage, record.id) / f"v{record.output_version}")
     for path in result.outputs.values():
         path.replace(out / path.name)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import InputNotFound
-from pipelines.languages import normalize_language
+from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import JobRequest, safe_stem
 from serve_app.errors import BadRequest, JobNotCancellable, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, JobState, job_logger, utcnow
@@ -77,7 +77,7 @@ class JobService:
         return record
 
     def _resolve(self, request: JobRequest, file_id: str | None) -> JobRequest:
-        targets = list(dict.fromkeys(normalize_language(t) for t in request.target_languages))
+        targets = normalize_targets(request.target_languages)
         source = normalize_language(request.source_language) if request.source_language else None
         stem = request.output_stem
         if file_id is not None:

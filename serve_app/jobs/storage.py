@@ -21,6 +21,7 @@ from typing import IO, Protocol
 
 from pipelines import media
 from pipelines.errors import InvalidMedia
+from pipelines.fileio import atomic_write_text, publish
 from serve_app.errors import FileNotFound, FileTooLarge, InsufficientStorage, OutputNotFound
 from serve_app.jobs.models import FileInfo, is_valid_id, new_id, utcnow
 
@@ -147,10 +148,8 @@ class LocalStorage:
                 path=path.resolve(),
             )
             final_dir.mkdir()
-            tmp.replace(path)
-            meta_tmp = final_dir / ".meta.json.tmp"
-            meta_tmp.write_text(record.model_dump_json(indent=2), encoding="utf-8")
-            meta_tmp.replace(final_dir / "meta.json")
+            publish(tmp, path)
+            atomic_write_text(final_dir / "meta.json", record.model_dump_json(indent=2))
         except BaseException as exc:  # also CancelledError: a client that hangs up leaves nothing behind
             tmp.unlink(missing_ok=True)
             shutil.rmtree(final_dir, ignore_errors=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.errors import JobCancelled, VTError
-from pipelines.languages import normalize_language
+from pipelines.languages import normalize_targets
 from serve_app.errors import InsufficientStorage
 from serve_app.jobs import redub
 from serve_app.jobs.models import JobLogAdapter, JobRecord, JobState, job_logger, utcnow
@@ -55,17 +55,19 @@ def default_worker_id() -> str:
 
 
 class ProgressTracker:
-    """Maps the runner's ``(stage, fraction)`` events to an overall, non-decreasing progress and an ETA."""
+    """Maps the runner's ``(stage, fraction, language)`` events to an overall, non-decreasing progress and an ETA.
 
-    def __init__(self, n_targets: int, mode: str, *, started: float, clock: Clock, initial: float = 0.0) -> None:
-        self.n_targets = max(1, n_targets)
+    ``targets``: the job's normalised target languages, in the order the runner runs them.
+    """
+
+    def __init__(self, targets: list[str], mode: str, *, started: float, clock: Clock, initial: float = 0.0) -> None:
+        self.targets = list(targets)
+        self.n_targets = max(1, len(self.targets))
         self.weights = TARGET_STAGES.get(mode, TARGET_STAGES["dub"])
         self.started, self.clock = started, clock
         self.progress = min(max(initial, 0.0), _MAX_RUNNING_PROGRESS)
-        self.target = -1
-        self.last_stage: str | None = None
 
-    def _raw(self, stage: str, fraction: float) -> float | None:
+    def _raw(self, stage: str, fraction: float, language: str | None) -> float | None:
         if stage in INPUT_STAGES:
             names = list(INPUT_STAGES)
             before = sum(INPUT_STAGES[n] for n in names[: names.index(stage)])
@@ -73,18 +75,15 @@ class ProgressTracker:
         weights = self.weights if stage in self.weights else TARGET_STAGES["dub"]
         if stage not in weights:
             return None
-        if stage == "translate" and self.last_stage != "translate":
-            self.target += 1  # translate opens each target language's block of stages
-        index = min(max(self.target, 0), self.n_targets - 1)
+        index = self.targets.index(language) if language in self.targets else 0
         names = list(weights)
         within = sum(weights[n] for n in names[: names.index(stage)]) + weights[stage] * fraction
         share = (1.0 - sum(INPUT_STAGES.values())) / self.n_targets
         return sum(INPUT_STAGES.values()) + share * (index + min(within, 1.0))
 
-    def update(self, stage: str, fraction: float) -> float:
-        """Record one event; returns the overall progress (0–1)."""
-        raw = self._raw(stage, min(max(fraction, 0.0), 1.0))
-        self.last_stage = stage
+    def update(self, stage: str, fraction: float, language: str | None = None) -> float:
+        """Record one event (``language``: the target of a per-target stage); returns the overall progress (0–1)."""
+        raw = self._raw(stage, min(max(fraction, 0.0), 1.0), language)
         if raw is not None:
             self.progress = max(self.progress, min(raw, _MAX_RUNNING_PROGRESS))
         return self.progress
@@ -107,9 +106,8 @@ class _JobHooks:
         self.job_id, self.log = record.id, log
         self.clock = worker.clock
         self.min_update_s, self.cancel_check_s = worker.min_update_s, worker.cancel_check_s
-        targets = list(dict.fromkeys(normalize_language(t) for t in record.request.target_languages))
         self.tracker = ProgressTracker(
-            len(targets), record.request.mode, started=self.clock(), clock=self.clock, initial=record.progress
+            normalize_targets(record.request.target_languages), record.request.mode, started=self.clock(), clock=self.clock, initial=record.progress
         )
         self.written_stage: str | None = None
         self.last_write = float("-inf")
@@ -117,8 +115,8 @@ class _JobHooks:
         self.cancelled = False
         self.lost = False  # the lease went to another worker (or back to the queue): write nothing more
 
-    def progress(self, stage: str, fraction: float) -> None:
-        overall = self.tracker.update(stage, fraction)
+    def progress(self, stage: str, fraction: float, language: str | None) -> None:
+        overall = self.tracker.update(stage, fraction, language)
         if self.check_quota is not None and (stage != self.written_stage or fraction >= 1.0):
             self.check_quota()  # InsufficientStorage fails the job (the runner removes its staging folder)
         now = self.clock()

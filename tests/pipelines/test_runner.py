@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pysubs2
 import pytest
 
 from configs.settings import Settings
@@ -86,7 +87,9 @@ def test_run_writes_all_outputs_and_caches_stages(settings: Settings, video: Pat
     asr, tr, tts = FakeASR(), FakeTranslator(), FakeTTS()
     pipe = Pipeline(settings, asr=asr, translator=tr, tts=tts)
     seen: list[tuple[str, float]] = []
-    result = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out", progress=lambda s, f: seen.append((s, f)))
+    result = pipe.run(
+        JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out", progress=lambda s, f, _: seen.append((s, f))
+    )
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["clip.en.srt", "clip.en.vtt", "clip.report.json", "clip.ru.mp4", "clip.ru.srt", "clip.ru.vtt"]
     assert [s for s, f in seen if f == 0.0] == ["extract", "asr", "segment", "translate", "tts", "mux"]
@@ -128,7 +131,7 @@ def test_cancel_leaves_no_output(settings: Settings, video: Path, tmp_path: Path
     with pytest.raises(JobCancelled):
         pipe.run(
             JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out",
-            progress=lambda s, f: stages.append(s), should_cancel=cancel,
+            progress=lambda s, f, lang: stages.append(s), should_cancel=cancel,
         )  # fmt: skip
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -149,3 +152,65 @@ def test_target_equal_to_source_language(settings: Settings, video: Path, tmp_pa
     assert tr.calls == 0  # nothing to translate
     assert (tmp_path / "out" / "clip.en.srt").is_file() and (tmp_path / "out" / "clip.en.mp4").is_file()
     assert result.report["targets"]["en"]["sentences"][0]["translation"] == result.report["targets"]["en"]["sentences"][0]["source"]
+
+
+def test_progress_events_name_their_target_language(settings: Settings, video: Path, tmp_path: Path) -> None:
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS())
+    seen: list[tuple[str, str | None]] = []
+    request = JobRequest(input=str(video), target_languages=["ru", "ES", "ru-RU"])  # normalised: ru, es
+    pipe.run(request, tmp_path / "out", progress=lambda stage, fraction, lang: seen.append((stage, lang)))
+    started = list(dict.fromkeys(seen))
+    assert started == [
+        ("extract", None), ("asr", None), ("segment", None),
+        ("translate", "ru"), ("tts", "ru"), ("mux", "ru"),
+        ("translate", "es"), ("tts", "es"), ("mux", "es"),
+    ]  # fmt: skip
+
+
+class LateASR(FakeASR):
+    """One sentence that starts 0.3 s before the end of the 6 s clip: its cue must not outlast the media."""
+
+    def __call__(self, audio: object, *, language: str | None = None) -> Transcript:
+        self.calls += 1
+        words = (Word(5.5, 5.6, " Run"), Word(5.6, 5.7, " now."))
+        return Transcript("en", 0.99, 6.0, (Segment(5.5, 5.7, "Run now.", words),))
+
+
+def test_transcribe_writes_srt_vtt_json_through_the_run_cache(settings: Settings, video: Path, tmp_path: Path) -> None:
+    asr = FakeASR()
+    pipe = Pipeline(settings, asr=asr, translator=FakeTranslator(), tts=FakeTTS())
+    seen: list[tuple[str, float, str | None]] = []
+    result = pipe.transcribe(video, out_dir=tmp_path / "t", progress=lambda *event: seen.append(event))
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["clip.en.json", "clip.en.srt", "clip.en.vtt"]
+    assert result.outputs == {k: tmp_path / "t" / f"clip.en.{k}" for k in ("srt", "vtt", "json")}
+    doc = json.loads(result.outputs["json"].read_text())
+    assert doc["language"] == "en" and [s["text"] for s in doc["sentences"]] == ["w0 w1 w2 w3 end.", "Second one."]
+    assert [s.text for s in result.sentences] == ["w0 w1 w2 w3 end.", "Second one."] and result.cues
+    assert [(s, f) for s, f, _ in seen if f == 0.0] == [("extract", 0.0), ("asr", 0.0), ("segment", 0.0)]
+    # the same cache as run(): the job reuses the transcription, and a second transcription needs no files
+    pipe.run(JobRequest(input=str(video), target_languages=["ru"], mode="subtitles"), tmp_path / "out")
+    again = pipe.transcribe(str(video))
+    assert asr.calls == 1 and again.transcript == result.transcript and again.outputs == {}
+
+
+def test_cues_never_outlast_the_media(settings: Settings, video: Path, tmp_path: Path) -> None:
+    """The runner once laid cues out without the media's end (the /v1 path had it): a last line could
+    be stretched to its minimum duration past the end of the video."""
+    pipe = Pipeline(settings, asr=LateASR(), translator=FakeTranslator(), tts=FakeTTS())
+    result = pipe.run(JobRequest(input=str(video), target_languages=["ru"], mode="subtitles"), tmp_path / "out")
+    end = result.report["duration_s"]
+    for name in ("clip.en.srt", "clip.ru.srt"):
+        cues = pysubs2.load(str(tmp_path / "out" / name))
+        assert len(cues) == 1 and cues[0].end / 1000 <= end + 1e-3, name
+    assert pipe.transcribe(video).cues[-1].end_s <= end
+
+
+def test_with_settings_shares_the_stages_under_other_settings(settings: Settings) -> None:
+    """What re-dub runs through: the same stage objects, other settings (its translator never shortens)."""
+    asr, translator, tts = FakeASR(), FakeTranslator(), FakeTTS()
+    pipe = Pipeline(settings, asr=asr, translator=translator, tts=tts)
+    verbatim = settings.model_copy(update={"translator": settings.translator.model_copy(update={"shorten_ratio": 0.0})})
+    twin = pipe.with_settings(verbatim)
+    assert twin.settings is verbatim and pipe.settings is settings
+    assert twin.asr is asr and twin.translator is translator and twin.tts is tts
+    assert Pipeline(settings).with_settings(verbatim)._tts is None  # a stage not loaded yet loads lazily, later

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from configs.settings import StorageSettings, TTSSettings
 from pipelines.errors import ModelError, UnknownLanguage
 from pipelines.models import resolve
 from pipelines.schema import Translation
-from pipelines.tts import EspeakSynthesizer, PiperSynthesizer, TTSStage, cache_key, trim_silence
+from pipelines.tts import EspeakSynthesizer, PiperSynthesizer, TTSStage, cache_key, decode_wav_bytes, trim_silence
 
 MODELS_DIR = StorageSettings().models_dir
 
@@ -83,3 +84,23 @@ def test_trim_silence() -> None:
     trimmed = trim_silence(audio, rate)
     assert 200 <= trimmed.size <= 200 + 2 * 15
     assert trim_silence(np.zeros(100, dtype=np.float32), rate).size == 0
+
+
+def streamed_wav(pcm: np.ndarray, rate_hz: int) -> bytes:
+    """A WAV as espeak-ng writes it to a pipe: placeholder sizes in the header, an odd trailing byte."""
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, rate_hz, 2 * rate_hz, 2, 16)
+    header = b"RIFF" + struct.pack("<I", 0x7FFFF024) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", 0x7FFFF000)
+    return header + pcm.astype("<i2").tobytes() + b"\x01"
+
+
+def test_streamed_wav_is_read_to_its_real_end() -> None:
+    pcm = (np.sin(np.arange(2205) / 10.0) * 10000).astype(np.int16)
+    samples, rate = decode_wav_bytes(streamed_wav(pcm, 22050))
+    assert rate == 22050 and samples.dtype == np.float32
+    np.testing.assert_allclose(samples, pcm / 32768.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("data", [b"", b"espeak-ng: voice not found\n"])
+def test_non_wav_output_is_a_model_error(data: bytes) -> None:
+    with pytest.raises(ModelError, match="no usable WAV"):
+        decode_wav_bytes(data)

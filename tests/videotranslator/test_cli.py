@@ -150,3 +150,22 @@ def test_bad_input_is_one_line_error(case: str, jfk_video: Path, tmp_path: Path)
     assert lines[0].startswith("error:") and needle.lower() in lines[0].lower(), lines[0]
     assert "Traceback" not in proc.stderr
     assert not out.exists() or not any(out.iterdir())  # no partial output
+
+
+def test_stage_progress_has_one_bar_per_stage_and_target() -> None:
+    """The bars follow the language the runner names, not the order in which stages start."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from videotranslator.cli import StageProgress
+
+    with Progress(console=Console(file=io.StringIO())) as progress:
+        bars = StageProgress(progress)
+        for stage, lang in [("asr", None), ("translate", "ru"), ("translate", "es"), ("mux", "es"), ("mux", "ru")]:
+            bars(stage, 0.0, lang)
+            bars(stage, 0.5, lang)
+        bars("mux", 1.0, "ru")
+        done = {t.description: t.completed for t in progress.tasks}
+    assert done == {"asr": 0.5, "translate ru": 0.5, "translate es": 0.5, "mux es": 0.5, "mux ru": 1.0}

@@ -4,15 +4,16 @@ The app under test is ``get_application(...)`` served by uvicorn in a background
 port, WITH a real ``JobWorker`` running the real ``Pipeline`` (bundled Whisper, Qwen and voices). That is the
 whole stack minus Ray; the Ray Serve HTTP path is tested in ``tests/serve_app/test_serve_http.py``.
 A second app instance with a tiny MAX_FILE_SIZE serves the error paths. Screenshots of the main states go
-to ``var/screenshots/`` (not committed); the result state is also copied to ``docs/screenshots/ui.png``.
+to ``var/screenshots/`` (not committed). The result panel is shot for the docs as well: into the tracked
+``docs/screenshots/ui.png`` only with ``UPDATE_SCREENSHOTS=1``, else into the test's temp folder.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -144,7 +145,7 @@ def _assert_clean(page: Any) -> None:
     assert not csp, csp
 
 
-def test_translate_watch_edit_and_redub(page: Any, app_server: Server, sample_video: Path) -> None:
+def test_translate_watch_edit_and_redub(page: Any, app_server: Server, sample_video: Path, tmp_path: Path) -> None:
     elapsed = _open(page, app_server.url + "/")
     ready_ms = page.evaluate("Number(document.body.dataset.readyMs)")
     assert ready_ms < 1000 and elapsed < 2.0, (ready_ms, elapsed)  # in-page: navigation start → ready
@@ -185,7 +186,7 @@ def test_translate_watch_edit_and_redub(page: Any, app_server: Server, sample_vi
     assert page.evaluate("!document.getElementById('player').muted && document.getElementById('original-audio').paused")
     page.evaluate("document.getElementById('player').pause()")
     shot(page, "03-result")
-    shutil.copyfile(shot_viewport(page), DOC_SHOT)
+    assert shot_viewport(page, doc_shot_path(tmp_path)).stat().st_size > 0
 
     first = page.locator("#editor-rows textarea").first
     first.fill(EDITED)
@@ -205,13 +206,23 @@ def test_translate_watch_edit_and_redub(page: Any, app_server: Server, sample_vi
     _assert_clean(page)
 
 
-def shot_viewport(page: Any) -> Path:
-    """The result panel as one small PNG for the docs."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / "ui.png"
+def doc_shot_path(tmp_path: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where the docs' screenshot goes: the tracked ``docs/screenshots/ui.png`` only when asked for with
+    ``UPDATE_SCREENSHOTS=1`` (so a test run leaves the checkout clean), else a temp file."""
+    return DOC_SHOT if environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path / "ui.png"
+
+
+def shot_viewport(page: Any, path: Path) -> Path:
+    """The result panel as one small PNG (for the docs) at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     page.locator("#result").screenshot(path=str(path))
-    DOC_SHOT.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def test_the_docs_screenshot_is_written_only_when_asked_for(tmp_path: Path) -> None:
+    assert doc_shot_path(tmp_path, {}) == tmp_path / "ui.png"
+    assert doc_shot_path(tmp_path, {"UPDATE_SCREENSHOTS": "0"}) == tmp_path / "ui.png"
+    assert doc_shot_path(tmp_path, {"UPDATE_SCREENSHOTS": "1"}) == DOC_SHOT
 
 
 def test_oversize_and_non_media_files_are_refused(

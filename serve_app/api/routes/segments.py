@@ -5,8 +5,6 @@ audio switch."""
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines import media
+from pipelines.fileio import atomic_path
 from pipelines.languages import LANGUAGES
 from serve_app.api.deps import JobServiceDep, PrefixDep, SettingsDep, StorageDep
 from serve_app.api.schemas import Envelope, JobPublic
@@ -181,14 +180,9 @@ def _original_audio(storage: Storage, record: JobRecord) -> Path:
         raise OutputNotFound(f"job {record.id} has no video to take the original audio from")
     src = storage.output_path(record.id, mp4s[0])
     track = 1 if record.request.mode == "dub" else 0  # a dub's mp4: dubbed track first, original second
-    fd, tmp = tempfile.mkstemp(prefix=".orig-", suffix=".m4a", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(target, suffix=".m4a") as tmp:
         media.run_ffmpeg(["-i", str(src), "-map", f"0:a:{track}", "-vn", "-sn", "-c:a", "copy",
-                          "-movflags", "+faststart", "-f", "mp4", tmp], what="original audio extraction")  # fmt: skip
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+                          "-movflags", "+faststart", "-f", "mp4", str(tmp)], what="original audio extraction")  # fmt: skip
     return target
 
 

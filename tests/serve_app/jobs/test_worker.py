@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pipelines.errors import JobCancelled, NoAudioStream
+from pipelines.runner import ProgressFn
 from pipelines.schema import JobRequest
 from serve_app.jobs.models import JobRecord, JobState, utcnow
 from serve_app.jobs.service import JobService
@@ -26,7 +27,7 @@ Hook = Callable[[str], None]
 
 
 class FakePipeline:
-    """Honours ``Pipeline.run``: checks for cancel at each stage boundary, reports (stage, fraction),
+    """Honours ``Pipeline.run``: checks for cancel at each stage boundary, reports (stage, fraction, language),
     and writes its outputs only at the end. ``fail`` is raised inside the ``fail_at`` stage."""
 
     def __init__(
@@ -37,21 +38,22 @@ class FakePipeline:
         self.runs = 0
 
     def run(
-        self, request: JobRequest, out_dir: Path, *, progress: Callable[[str, float], None], should_cancel: Any
+        self, request: JobRequest, out_dir: Path, *, progress: ProgressFn, should_cancel: Any
     ) -> object:
         self.runs += 1
-        stages = ["extract", "asr", "segment"]
-        for _ in request.target_languages:
-            stages += ["translate", "tts", "mux"] if request.mode == "dub" else ["translate", "mux"]
-        for stage in stages:
+        stages: list[tuple[str, str | None]] = [("extract", None), ("asr", None), ("segment", None)]
+        for lang in request.target_languages:
+            per_target = ["translate", "tts", "mux"] if request.mode == "dub" else ["translate", "mux"]
+            stages += [(stage, lang) for stage in per_target]
+        for stage, lang in stages:
             if should_cancel():
                 raise JobCancelled("the job was cancelled")
-            progress(stage, 0.0)
+            progress(stage, 0.0, lang)
             self.on_stage(stage)
             if self.fail is not None and stage == self.fail_at:
                 raise self.fail
             for i in range(1, 5):
-                progress(stage, i / 4)
+                progress(stage, i / 4, lang)
         out_dir.mkdir(parents=True, exist_ok=True)
         stem = Path(request.input).stem
         for lang in request.target_languages:
@@ -111,25 +113,33 @@ def test_success_records_outputs(service: JobService, test_mp3: Path) -> None:
 
 def test_progress_tracker_weights() -> None:
     clock = iter(range(100)).__next__
-    tracker = ProgressTracker(2, "dub", started=0.0, clock=lambda: 10.0)
+    tracker = ProgressTracker(["ru", "es"], "dub", started=0.0, clock=lambda: 10.0)
     assert tracker.update("extract", 1.0) == pytest.approx(0.05)
     assert tracker.update("asr", 0.5) == pytest.approx(0.2)
     assert tracker.update("segment", 1.0) == pytest.approx(0.37)
     values = []
-    for _target in range(2):
+    for target in ("ru", "es"):
         for stage in ("translate", "tts", "mux"):
             for f in (0.0, 0.5, 1.0):
-                values.append(tracker.update(stage, f))
+                values.append(tracker.update(stage, f, target))
     assert values == sorted(values)
     assert values[8] == pytest.approx(0.37 + 0.63 / 2)  # the first target's mux done: half of the rest
     assert values[-1] == pytest.approx(0.99)  # 1.0 only once the job has succeeded
     assert tracker.update("asr", 0.0) == pytest.approx(0.99)  # never goes back
     assert tracker.update("unknown-stage", 0.5) == pytest.approx(0.99)
     assert tracker.eta_s() == pytest.approx(0.1, abs=0.01)
-    assert ProgressTracker(1, "subtitles", started=0, clock=clock).eta_s() is None
-    sub = ProgressTracker(1, "subtitles", started=0, clock=clock)
-    sub.update("translate", 1.0)
+    assert ProgressTracker(["ru"], "subtitles", started=0, clock=clock).eta_s() is None
+    sub = ProgressTracker(["ru"], "subtitles", started=0, clock=clock)
+    sub.update("translate", 1.0, "ru")
     assert sub.progress == pytest.approx(0.37 + 0.63 * 0.7)
+
+
+def test_progress_tracker_places_each_event_by_its_language() -> None:
+    """The target comes with the event, not from the order in which stages start."""
+    tracker = ProgressTracker(["ru", "es"], "subtitles", started=0.0, clock=lambda: 1.0)
+    assert tracker.update("translate", 1.0, "es") == pytest.approx(0.37 + 0.63 / 2 * 1.7)  # es: the second half
+    assert tracker.update("mux", 1.0, "ru") == pytest.approx(0.37 + 0.63 / 2 * 1.7)  # ru done: never goes back
+    assert tracker.update("mux", 1.0, "es") == pytest.approx(0.99)
 
 
 def test_progress_writes_are_throttled_but_stage_changes_always_land(service: JobService, test_mp3: Path) -> None:
