@@ -2,10 +2,13 @@
 
 Stage instances are built once per ``Pipeline`` and reused across jobs; each stage's output is
 cached under a hash of its inputs (see ``pipelines.cache``), so a rerun resumes where it stopped.
+``Pipeline.run`` makes a job's outputs; ``Pipeline.transcribe`` runs only the per-input stages (extract,
+ASR, segment) through the same cache, for the transcription entrypoints.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -16,9 +19,10 @@ from typing import Any
 
 from configs.settings import Settings
 from pipelines import cache, media
+from pipelines.cues import transcript_cues
 from pipelines.errors import BurnInNeedsVideo, JobCancelled, NoAudioStream
 from pipelines.fileio import publish, staging_dir
-from pipelines.languages import normalize_language
+from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import (
     Clip,
     Cue,
@@ -31,12 +35,17 @@ from pipelines.schema import (
     StageTimings,
     Transcript,
     Translation,
+    dump_translations,
+    load_translations,
     output_names,
 )
+from pipelines.subtitles import write_subtitles
 
 logger = logging.getLogger(__name__)
 
-ProgressFn = Callable[[str, float], None]
+# (stage, fraction 0-1, target language): the language is None for the per-input stages (extract, asr,
+# segment) and names the target for translate, tts and mux, so no caller has to infer it from stage order.
+ProgressFn = Callable[[str, float, str | None], None]
 CancelFn = Callable[[], bool]
 
 
@@ -46,6 +55,24 @@ class JobResult:
     report: dict[str, Any]
     transcript: Transcript
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Transcription:
+    """What ``Pipeline.transcribe`` gives: the transcript, its sentences and source-language cues, and the
+    files it wrote (``srt``, ``vtt``, ``json``; empty without an ``out_dir``)."""
+
+    transcript: Transcript
+    sentences: list[Sentence]
+    cues: list[Cue]
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def _probe_audio(input: str | Path) -> MediaInfo:
+    info = media.probe(input)
+    if not info.has_audio:
+        raise NoAudioStream(f"the input has no audio stream to translate: {Path(input).name}")
+    return info
 
 
 class Pipeline:
@@ -90,11 +117,9 @@ class Pipeline:
 
     def validate(self, request: JobRequest) -> tuple[MediaInfo, list[str], str | None]:
         """Check a request before any work: languages, the input media, TTS voices. Raises VTError."""
-        targets = list(dict.fromkeys(normalize_language(t) for t in request.target_languages))
+        targets = normalize_targets(request.target_languages)
         source = normalize_language(request.source_language) if request.source_language else None
-        info = media.probe(request.input)
-        if not info.has_audio:
-            raise NoAudioStream(f"the input has no audio stream to translate: {Path(request.input).name}")
+        info = _probe_audio(request.input)
         if request.burn_in and not info.has_video:
             raise BurnInNeedsVideo(f"burning subtitles in needs a video stream; {Path(request.input).name} has none")
         if request.mode == "dub":
@@ -118,83 +143,100 @@ class Pipeline:
         elsewhere (Ray Data actor pools, Serve deployments); those stages are then skipped.
         """
         info, targets, source = self.validate(request)
-        job = _Job(self, request, info, targets, source, progress, should_cancel)
+        job = _JobRun(self, request, info, targets, source, progress, should_cancel)
         job.preset_transcript, job.preset_translations = transcript, translations or {}
         with staging_dir(out_dir) as staging:
             result = job.execute(staging)
-            final = {}
-            for name, path in result.outputs.items():
-                dst = out_dir / path.name
-                if path.exists():  # the same file may stand under two names (target == source language)
-                    publish(path, dst)
-                final[name] = dst
-            result.outputs = final
+            result.outputs = _publish_all(result.outputs, Path(out_dir))
             return result
 
+    def transcribe(
+        self,
+        input: str | Path,
+        *,
+        language: str | None = None,
+        out_dir: Path | None = None,
+        stem: str | None = None,
+        progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> Transcription:
+        """Extract, ASR and segment ``input``: the stages (and stage cache) of :meth:`run`, without the targets.
 
-class _Job:
-    """One run of the pipeline over one request (internal to the runner)."""
+        ``language=None`` detects it. With ``out_dir``, ``<stem>.<lang>.srt``, ``.vtt`` and ``.json`` (the
+        transcript with its sentences) appear there together, once all are written; ``stem`` defaults to the
+        input's. Raises VTError (InputNotFound, InvalidMedia, NoAudioStream, UnknownLanguage, ModelError).
+        """
+        source = normalize_language(language) if language else None
+        run = _InputRun(self, _probe_audio(input), source, progress, should_cancel)
+        transcript, sentences = run.source_stages()
+        result = Transcription(transcript, sentences, run.source_cues)
+        if out_dir is None:
+            return result
+        stem = stem or Path(input).stem
+        with staging_dir(out_dir) as staging:
+            outputs = write_subtitles(result.cues, staging, stem, transcript.language)
+            doc = {**transcript.to_dict(), "sentences": [asdict(x) for x in sentences]}
+            text = json.dumps(doc, ensure_ascii=False, indent=2)
+            outputs["json"] = cache.atomic_write_text(staging / f"{stem}.{transcript.language}.json", text)
+            result.outputs = _publish_all(outputs, Path(out_dir))
+        return result
+
+
+def _publish_all(outputs: dict[str, Path], out_dir: Path) -> dict[str, Path]:
+    """Move finished files from a staging folder into ``out_dir``; returns their new paths, name for name."""
+    final = {}
+    for name, path in outputs.items():
+        dst = out_dir / path.name
+        if path.exists():  # the same file may stand under two names (target == source language)
+            publish(path, dst)
+        final[name] = dst
+    return final
+
+
+class _InputRun:
+    """The once-per-input stages of one run (extract, ASR, segment), each cached in the input's StageCache;
+    the transcription entrypoints stop here, a job (``_JobRun``) goes on per target language."""
 
     def __init__(
         self,
         pipe: Pipeline,
-        request: JobRequest,
         info: MediaInfo,
-        targets: list[str],
         source: str | None,
         progress: ProgressFn | None,
         should_cancel: CancelFn | None,
     ) -> None:
-        self.pipe, self.request, self.info = pipe, request, info
+        self.pipe, self.info, self.source = pipe, info, source
         self.settings = pipe.settings
-        self.targets, self.source = targets, source
-        self.progress = progress or (lambda stage, fraction: None)
+        self.progress = progress or (lambda stage, fraction, language: None)
         self.should_cancel = should_cancel or (lambda: False)
         self.timings = StageTimings()
-        self.stem = request.output_stem or Path(request.input).stem
         self.notes: list[str] = []
         self.preset_transcript: Transcript | None = None
-        self.preset_translations: dict[str, list[Translation]] = {}
+        self.source_cues: list[Cue] = []
 
     @contextmanager
-    def stage(self, name: Stage | str) -> Iterator[None]:
-        label = name.value if isinstance(name, Stage) else name
+    def stage(self, name: Stage, language: str | None = None) -> Iterator[None]:
+        """Time one stage and report it as started (0.0) and done (1.0); ``language``: its target, if any."""
         if self.should_cancel():
             raise JobCancelled("the job was cancelled")
-        self.progress(label, 0.0)
+        self.progress(name.value, 0.0, language)
         started = time.perf_counter()
         yield
-        self.timings.add(label, time.perf_counter() - started)
-        self.progress(label, 1.0)
+        self.timings.add(name.value, time.perf_counter() - started)
+        self.progress(name.value, 1.0, language)
 
-    def execute(self, staging: Path) -> JobResult:
-        from pipelines import report as report_mod
-        from pipelines.segment import merge_sentences
-
-        started = time.perf_counter()
+    def source_stages(self) -> tuple[Transcript, list[Sentence]]:
+        """Extract, ASR, segment: the transcript and its sentences; sets ``cache`` and ``source_cues``."""
         with self.stage(Stage.EXTRACT):
-            self.cache = cache.StageCache(self.settings.storage.cache_dir, cache.file_digest(self.request.input))
+            self.cache = cache.StageCache(self.settings.storage.cache_dir, cache.file_digest(self.info.path))
             wav = self.cache.path("audio16k.wav")
             if not wav.is_file() and self.preset_transcript is None:
                 media.extract_audio(self.info, wav)
         with self.stage(Stage.ASR):
             transcript = self.transcribe(wav)
         with self.stage(Stage.SEGMENT):
-            sentences = merge_sentences(transcript)
-        src = transcript.language
-        if not sentences:
-            self.notes.append("no speech detected: the transcript is empty and the outputs carry the original audio")
-        outputs = self.write_source_subtitles(staging, sentences, src)
-        per_target: dict[str, Any] = {}
-        for lang in self.targets:
-            target_outputs, per_target[lang] = self.run_target(staging, lang, src, sentences)
-            outputs.update({f"{lang}.{k}": v for k, v in target_outputs.items()})
-        self.timings.add("total", time.perf_counter() - started)
-        report = report_mod.build_report(self, transcript, sentences, per_target)
-        report_path = staging / output_names(self.stem, "x", src)["report"]
-        cache.atomic_write_text(report_path, report_mod.dumps(report))
-        outputs["report"] = report_path
-        return JobResult(outputs=outputs, report=report, transcript=transcript, notes=self.notes)
+            sentences, self.source_cues = transcript_cues(transcript, media_end_s=self.info.duration_s)
+        return transcript, sentences
 
     def transcribe(self, wav: Path) -> Transcript:
         if self.preset_transcript is not None:
@@ -207,14 +249,45 @@ class _Job:
         self.cache.put_json("asr", k, transcript.to_dict())
         return transcript
 
-    def write_source_subtitles(self, staging: Path, sentences: list[Sentence], src: str) -> dict[str, Path]:
-        from pipelines.cues import split_cues, timed_from_sentences
-        from pipelines.subtitles import write_srt, write_vtt
 
-        self.source_cues = split_cues(timed_from_sentences(sentences))
-        srt = write_srt(self.source_cues, staging / output_names(self.stem, src, src)["source_srt"])
-        vtt = write_vtt(self.source_cues, staging / f"{self.stem}.{src}.vtt")
-        return {"source_srt": Path(srt), "source_vtt": Path(vtt)}
+class _JobRun(_InputRun):
+    """One run of the pipeline over one job request: the per-input stages, then each target language."""
+
+    def __init__(
+        self,
+        pipe: Pipeline,
+        request: JobRequest,
+        info: MediaInfo,
+        targets: list[str],
+        source: str | None,
+        progress: ProgressFn | None,
+        should_cancel: CancelFn | None,
+    ) -> None:
+        super().__init__(pipe, info, source, progress, should_cancel)
+        self.request, self.targets = request, targets
+        self.stem = request.output_stem or Path(request.input).stem
+        self.preset_translations: dict[str, list[Translation]] = {}
+
+    def execute(self, staging: Path) -> JobResult:
+        from pipelines import report as report_mod
+
+        started = time.perf_counter()
+        transcript, sentences = self.source_stages()
+        src = transcript.language
+        if not sentences:
+            self.notes.append("no speech detected: the transcript is empty and the outputs carry the original audio")
+        subtitles = write_subtitles(self.source_cues, staging, self.stem, src)
+        outputs = {"source_srt": subtitles["srt"], "source_vtt": subtitles["vtt"]}
+        per_target: dict[str, Any] = {}
+        for lang in self.targets:
+            target_outputs, per_target[lang] = self.run_target(staging, lang, src, sentences)
+            outputs.update({f"{lang}.{k}": v for k, v in target_outputs.items()})
+        self.timings.add("total", time.perf_counter() - started)
+        report = report_mod.build_report(self, transcript, sentences, per_target)
+        report_path = staging / output_names(self.stem, "x", src)["report"]
+        cache.atomic_write_text(report_path, report_mod.dumps(report))
+        outputs["report"] = report_path
+        return JobResult(outputs=outputs, report=report, transcript=transcript, notes=self.notes)
 
     def translate(self, sentences: list[Sentence], src: str, lang: str) -> list[Translation]:
         if not sentences:
@@ -227,39 +300,37 @@ class _Job:
         k = cache.key("tr", self.settings.translator.model_dump(mode="json"), src, lang, glossary, [s.text for s in sentences])
         cached = self.cache.get_json("translate", k)
         if cached is not None:
-            return [Translation(t["id"], t["source"], t["text"], tuple(t["flags"])) for t in cached]
+            return load_translations(cached)
         result: list[Translation] = self.pipe.translator.translate(
             sentences, source_language=src, target_language=lang, glossary=glossary
         )
-        self.cache.put_json("translate", k, [asdict(t) for t in result])
+        self.cache.put_json("translate", k, dump_translations(result))
         return result
 
     def run_target(
         self, staging: Path, lang: str, src: str, sentences: list[Sentence]
     ) -> tuple[dict[str, Path], dict[str, Any]]:
-        from pipelines.cues import split_cues, timed_from_translations
-        from pipelines.subtitles import write_srt, write_vtt
-
-        names = output_names(self.stem, lang, src)
-        with self.stage(Stage.TRANSLATE):
+        with self.stage(Stage.TRANSLATE, lang):
             translations = self.translate(sentences, src, lang)
-        cues: list[Cue] = split_cues(timed_from_translations(sentences, translations))
-        srt = Path(write_srt(cues, staging / names["srt"]))
-        vtt = Path(write_vtt(cues, staging / names["vtt"]))
+        cues = self.target_cues(sentences, translations)
+        files = write_subtitles(cues, staging, self.stem, lang)
         plan_info: dict[str, Any] = {"plan": None, "resynthesized": 0}
         dub_wav: Path | None = None
         if self.request.mode == "dub":
-            with self.stage(Stage.TTS):
+            with self.stage(Stage.TTS, lang):
                 dub_wav, plan_info = self.dub(staging, lang, sentences, translations)
-        with self.stage(Stage.MUX):
-            mp4 = self.mux(staging / names["mp4"], lang, src, srt, dub_wav)
+        with self.stage(Stage.MUX, lang):
+            mp4 = self.mux(staging / output_names(self.stem, lang, src)["mp4"], lang, src, files["srt"], dub_wav)
         details = {"translations": translations, "cues": cues, **plan_info}
         if details["translations"] is not translations:  # lines shortened for the dub: subtitles follow
-            cues = split_cues(timed_from_translations(sentences, details["translations"]))
-            write_srt(cues, srt)
-            write_vtt(cues, vtt)
-            details["cues"] = cues
-        return {"mp4": mp4, "srt": srt, "vtt": vtt}, details
+            details["cues"] = self.target_cues(sentences, details["translations"])
+            write_subtitles(details["cues"], staging, self.stem, lang)
+        return {"mp4": mp4, **files}, details
+
+    def target_cues(self, sentences: list[Sentence], translations: list[Translation]) -> list[Cue]:
+        from pipelines.cues import split_cues, timed_from_translations
+
+        return split_cues(timed_from_translations(sentences, translations), media_end_s=self.info.duration_s)
 
     def dub(
         self, staging: Path, lang: str, sentences: list[Sentence], translations: list[Translation]
@@ -277,7 +348,7 @@ class _Job:
             translations, clips, extra = self.shorten_overflow(lang, slots, plan, translations, clips)
             resynthesized += extra
             plan = self.plan(slots, clips)
-        self.progress(Stage.TTS.value, 0.8)
+        self.progress(Stage.TTS.value, 0.8, lang)
         wav = build_dub_track(
             Path(self.request.input),
             plan,

@@ -27,7 +27,7 @@ from pipelines.schema import Transcript, Translation, dump_translations, load_tr
 from serve_app.jobs.models import JobRecord, JobState, job_logger
 
 if TYPE_CHECKING:
-    from pipelines.runner import Pipeline
+    from pipelines.runner import Pipeline, ProgressFn
     from serve_app.jobs.service import JobService
     from serve_app.jobs.storage import Storage
 
@@ -241,7 +241,7 @@ def run_redub(
     storage: Storage,
     record: JobRecord,
     *,
-    progress: Callable[[str, float], None] | None = None,
+    progress: ProgressFn | None = None,
     should_cancel: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Make version ``record.redub["version"]`` of the outputs; returns the record fields to set on success.
