@@ -169,3 +169,26 @@ def test_rayjob_runs_the_batch_on_the_same_gpu_pods() -> None:
     gpu = _gpu_group(job)
     assert gpus <= gpu["maxReplicas"] * pod_resources(gpu)[1]  # every GPU actor can start
     assert batch["num_cpus_per_actor"] <= pod_resources(gpu)[0]
+
+
+def _makefile_var(name: str) -> str:
+    import re
+
+    match = re.search(rf"^{name} := (.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert match, f"{name} is not set in the Makefile"
+    return match.group(1).strip()
+
+
+def test_llama_cpp_builds_are_portable_everywhere() -> None:
+    """The Makefile and the cluster image build llama-cpp-python with the same portable flags: no
+    -march=native (a wheel built on one CPU dies with SIGILL on another) and no AMX kernels (they segfault)."""
+    import re
+
+    portable = _makefile_var("LLAMA_PORTABLE").split()
+    assert "-DGGML_NATIVE=OFF" in portable
+    assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"} <= set(portable)
+    docker = (CLUSTER / "Dockerfile").read_text()
+    env = re.search(r'^ENV CMAKE_ARGS="([^"]*)"$', docker, re.MULTILINE)
+    assert env, "cluster/Dockerfile does not set CMAKE_ARGS"
+    assert env.group(1).split() == portable
+    assert docker.index("ENV CMAKE_ARGS") < docker.index("RUN pip install")
