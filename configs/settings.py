@@ -212,6 +212,13 @@ class Settings(BaseSettings):
         return split_list(value)
 
     @model_validator(mode="after")
+    def _debug_means_debug_logs(self) -> Settings:
+        """``DEBUG=true`` turns on debug logs unless LOG_LEVEL is set too (never tracebacks in responses)."""
+        if self.DEBUG and "LOG_LEVEL" not in self.model_fields_set:
+            self.LOG_LEVEL = "DEBUG"
+        return self
+
+    @model_validator(mode="after")
     def _merge_api_keys(self) -> Settings:
         if self.API_KEYS:
             self.service.api_keys = list(dict.fromkeys([*self.service.api_keys, *self.API_KEYS]))

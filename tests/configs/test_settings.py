@@ -47,3 +47,13 @@ def test_invalid_value_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VT_TRANSLATOR__BACKEND", "nonsense")
     with pytest.raises(ValueError):
         Settings(_env_file=None)
+
+
+def test_debug_turns_on_debug_logs_unless_log_level_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VT_LOG_LEVEL", "LOG_LEVEL", "VT_DEBUG", "DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings(_env_file=None).LOG_LEVEL == "INFO"
+    monkeypatch.setenv("DEBUG", "true")
+    assert Settings(_env_file=None).LOG_LEVEL == "DEBUG"
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    assert Settings(_env_file=None).LOG_LEVEL == "WARNING"  # an explicit level wins
