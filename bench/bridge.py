@@ -32,13 +32,13 @@ import aio_pika
 
 from configs.settings import QueueSettings, Settings
 from pipelines.schema import JobRequest, Transcript
-from serve_app.bridge import JobPublisher, build_bridge, build_service
+from serve_app.bridge import JobPublisher, build_bridge, build_job_service
 from serve_app.jobs import JobState
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-class InstantStages:
+class InstantModels:
     def transcribe(self, media_path: Path, language: str | None) -> Transcript:
         return Transcript(language or "en", 1.0, 0.0)
 
@@ -76,14 +76,14 @@ async def cleanup(channel: Any, q: QueueSettings, *extra: str) -> None:
 
 
 async def bench_text(settings: Settings, n: int, n_latency: int) -> dict[str, Any]:
-    service = build_service(settings)
-    bridge = build_bridge(settings, service, stages=InstantStages(), name="bench")
-    stages = InstantStages()
+    service = build_job_service(settings)
+    bridge = build_bridge(settings, service, models=InstantModels(), name="bench")
+    models = InstantModels()
     direct_s: list[float] = []
     t0 = time.perf_counter()
     for i in range(n):
         t = time.perf_counter()
-        stages.translate_texts([f"line {i}"], "en", "es")
+        models.translate_texts([f"line {i}"], "en", "es")
         direct_s.append(time.perf_counter() - t)
     direct_total = time.perf_counter() - t0
     handler_s: list[float] = []
@@ -167,7 +167,7 @@ async def consumers(amqp_url: str, queue: str) -> int:
 
 
 async def bench_intake(settings: Settings, n: int, instances: int, log_dir: Path) -> dict[str, Any]:
-    service = build_service(settings)
+    service = build_job_service(settings)
     q = settings.queue
     connection = await aio_pika.connect_robust(q.amqp_url)
     channel = await connection.channel(publisher_confirms=True)
@@ -210,7 +210,7 @@ async def bench_intake(settings: Settings, n: int, instances: int, log_dir: Path
 
 
 async def bench_publisher(settings: Settings, n: int) -> dict[str, Any]:
-    service = build_service(settings)
+    service = build_job_service(settings)
     publisher = JobPublisher(settings.queue, service)
     await publisher.start()
     video = str(settings.storage.root / "in" / "clip.mp4")

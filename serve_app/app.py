@@ -117,7 +117,7 @@ class Ingress:
     from ``get_application`` with services over the model deployments' handles."""
 
     def __init__(self, settings: Mapping[str, Any], asr: Any, translator: Any, tts: Any, job_runner: Any) -> None:
-        from serve_app.api.services import Services, StageClient
+        from serve_app.api.services import DeploymentClient, Services
         from serve_app.jobs.wiring import build_job_service
 
         s = Settings(**dict(settings))
@@ -127,10 +127,10 @@ class Ingress:
             settings=s,
             jobs=jobs,
             storage=jobs.storage,
-            asr=StageClient(asr),
-            translator=StageClient(translator),
-            tts=StageClient(tts),
-            job_runner=StageClient(job_runner),
+            asr=DeploymentClient(asr),
+            translator=DeploymentClient(translator),
+            tts=DeploymentClient(tts),
+            job_runner=DeploymentClient(job_runner),
         )
 
     def __serve_build_asgi_app__(self) -> Any:

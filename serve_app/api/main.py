@@ -25,6 +25,7 @@ from serve_app.api.services import Services
 
 logger = logging.getLogger("serve_app.api.access")
 
+
 class AccessLogMiddleware:
     """One log line per request (method, path, status, ms), with ``job_id`` when the request concerns a
     job (from the path, or set by the route in ``request.state.job_id``). Pure ASGI, so streams stream."""

@@ -1,6 +1,6 @@
 """What the routers call: the job service, storage, and ``InferenceService`` for the /v1 endpoints.
 
-The model stages are reached through ``StageClient``s, which hide whether a stage is a Ray Serve
+The model deployments are reached through ``DeploymentClient``s, which hide whether one is a Ray Serve
 deployment handle (in the Serve app) or a deployment class instance in this process (unit tests,
 ``uvicorn`` without Ray). Routers stay thin; formatting (json, text, srt, vtt, verbose_json, wav, mp3)
 lives here.
@@ -36,8 +36,8 @@ def _is_handle(target: Any) -> bool:
     return callable(getattr(target, "remote", None)) and callable(getattr(target, "options", None))
 
 
-class StageClient:
-    """Calls a stage's methods: ``await handle.method.remote(...)`` for a deployment handle, or the
+class DeploymentClient:
+    """Calls a deployment's methods: ``await handle.method.remote(...)`` for a deployment handle, or the
     instance's method in a worker thread. ``factory`` builds the instance on first use (local mode)."""
 
     def __init__(self, target: Any = None, *, factory: Callable[[], Any] | None = None) -> None:
@@ -68,10 +68,10 @@ class Services:
     settings: Settings
     jobs: JobService
     storage: Storage
-    asr: StageClient
-    translator: StageClient
-    tts: StageClient
-    job_runner: StageClient | None = None
+    asr: DeploymentClient
+    translator: DeploymentClient
+    tts: DeploymentClient
+    job_runner: DeploymentClient | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,7 +84,7 @@ class Services:
         if self.job_runner is not None:
             parts["job_runner"] = self.job_runner
 
-        async def probe(client: StageClient) -> bool:
+        async def probe(client: DeploymentClient) -> bool:
             try:
                 return bool(await asyncio.wait_for(client.call("ready"), READY_TIMEOUT_S))
             except Exception:  # noqa: BLE001  (not deployed yet, starting, dead, timed out: all mean "not ready")
@@ -105,9 +105,9 @@ class Services:
             settings=settings,
             jobs=jobs,
             storage=jobs.storage,
-            asr=StageClient(factory=lambda: ASRDeployment(settings)),
-            translator=StageClient(factory=lambda: TranslatorDeployment(settings)),
-            tts=StageClient(factory=lambda: TTSDeployment(settings)),
+            asr=DeploymentClient(factory=lambda: ASRDeployment(settings)),
+            translator=DeploymentClient(factory=lambda: TranslatorDeployment(settings)),
+            tts=DeploymentClient(factory=lambda: TTSDeployment(settings)),
         )
 
 
@@ -184,7 +184,9 @@ def encode_audio(samples: np.ndarray, sample_rate_hz: int, response_format: str)
 class InferenceService:
     """The /v1 endpoints' logic over the three stage clients. Raises VTError subclasses."""
 
-    def __init__(self, settings: Settings, asr: StageClient, translator: StageClient, tts: StageClient) -> None:
+    def __init__(
+        self, settings: Settings, asr: DeploymentClient, translator: DeploymentClient, tts: DeploymentClient
+    ) -> None:
         self.settings = settings
         self.limits = settings.service
         self.asr, self.translator, self.tts = asr, translator, tts

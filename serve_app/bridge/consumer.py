@@ -27,7 +27,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from serve_app.bridge.methods import job_view
-from serve_app.bridge.rpc import Outcome, RpcHandler, Watch, message_key, response_body
+from serve_app.bridge.rpc import HandledMessage, RpcHandler, Watch, message_key, response_body
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractExchange, AbstractQueue, AbstractRobustChannel, AbstractRobustConnection
@@ -207,7 +207,7 @@ class Bridge:
         )
         await self.channel.default_exchange.publish(reply, routing_key=message.reply_to)
 
-    async def _dead_letter(self, message: AbstractIncomingMessage, outcome: Outcome) -> None:
+    async def _dead_letter(self, message: AbstractIncomingMessage, outcome: HandledMessage) -> None:
         assert self.channel is not None
         self.stats["poison"] += 1
         logger.warning("bridge: poison message %s: %s", message.message_id, outcome.poison)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from aio_pika.exceptions import AMQPError
 
 from serve_app.bridge.consumer import Bridge
-from serve_app.bridge.methods import MethodContext, PipelineStages, Stages, build_methods
+from serve_app.bridge.methods import BridgeModels, MethodContext, PipelineModels, build_methods
 from serve_app.bridge.rpc import RpcHandler
 from serve_app.jobs.wiring import build_job_service
 
@@ -41,14 +41,14 @@ def build_bridge(
     service: JobService,
     *,
     amqp_url: str | None = None,
-    stages: Stages | None = None,
+    models: BridgeModels | None = None,
     name: str | None = None,
 ) -> Bridge:
-    """A ``Bridge`` over ``service``. ``stages`` (ASR + translator for transcribe/translate_text) defaults to
+    """A ``Bridge`` over ``service``. ``models`` (ASR + translator for transcribe/translate_text) defaults to
     its own lazily built ``Pipeline``: models load on the first such call, separately from the worker's."""
     ctx = MethodContext(
         service=service,
-        stages=stages or PipelineStages(_pipeline_factory(settings)),
+        models=models or PipelineModels(_pipeline_factory(settings)),
         storage_root=Path(settings.storage.root),
         max_text_items=settings.service.max_text_items,
         max_text_chars=settings.service.max_text_chars,

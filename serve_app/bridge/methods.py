@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_TEXT_SOURCE = "en"
 
 
-class Stages(Protocol):
-    """The model stages the synchronous methods use (blocking calls; the bridge runs them in threads)."""
+class BridgeModels(Protocol):
+    """The models that ``transcribe`` and ``translate_text`` call (blocking calls; the bridge runs them in threads)."""
 
     def transcribe(self, media_path: Path, language: str | None) -> Transcript:
         """Transcribe any media file ffmpeg reads. Raises VTError (InvalidMedia, NoAudioStream, ModelError)."""
@@ -47,8 +47,8 @@ class Stages(Protocol):
         ...
 
 
-class PipelineStages:
-    """``Stages`` over a lazily built ``Pipeline`` (its lazy ``asr``/``translator``), one call at a time per model
+class PipelineModels:
+    """``BridgeModels`` over a lazily built ``Pipeline`` (its lazy ``asr``/``translator``), one call at a time per model
     (llama.cpp and CTranslate2 handles are not safe to share between threads)."""
 
     def __init__(self, pipeline_factory: Callable[[], Pipeline]) -> None:
@@ -80,7 +80,7 @@ class MethodContext:
     """What the methods need. ``storage_root``: the shared-storage root that path inputs must stay under."""
 
     service: JobService
-    stages: Stages
+    models: BridgeModels
     storage_root: Path
     max_text_items: int = 256
     max_text_chars: int = 20_000
@@ -190,7 +190,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
             if file_id is not None:
                 path = str(service.storage.get_file(file_id).path)
             lang = normalize_language(lang) if lang else None
-            transcript = await asyncio.to_thread(ctx.stages.transcribe, Path(path), lang)
+            transcript = await asyncio.to_thread(ctx.models.transcribe, Path(path), lang)
         except VTError as exc:
             raise domain_error(exc) from None
         return {
@@ -210,7 +210,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
             if len(items) > ctx.max_text_items or sum(map(len, items)) > ctx.max_text_chars:
                 raise BadRequest(f"too much text (at most {ctx.max_text_items} items, {ctx.max_text_chars} characters)")
             source, target = normalize_language(source_language), normalize_language(target_language)
-            result = await asyncio.to_thread(ctx.stages.translate_texts, items, source, target) if items else []
+            result = await asyncio.to_thread(ctx.models.translate_texts, items, source, target) if items else []
         except VTError as exc:
             raise domain_error(exc) from None
         return {"translations": result, "source_language": source, "target_language": target}
@@ -242,4 +242,4 @@ async def _job_call(function: Callable[[str], JobRecord], job_id: Any, service: 
         raise domain_error(exc) from None
 
 
-__all__ = ["MethodContext", "PipelineStages", "Stages", "build_methods", "job_view", "resolve_input"]
+__all__ = ["BridgeModels", "MethodContext", "PipelineModels", "build_methods", "job_view", "resolve_input"]

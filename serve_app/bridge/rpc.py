@@ -1,6 +1,6 @@
 """JSON-RPC 2.0 over one AMQP message body: parsing, dispatch, error objects (jsonrpc-py) and our error mapping.
 
-Transport-free: ``RpcHandler.handle(body, key=..., owner=...)`` returns an ``Outcome`` that says what to
+Transport-free: ``RpcHandler.handle(body, key=..., owner=...)`` returns a ``HandledMessage`` that says what to
 reply, whether the message is poison (dead-letter it, with the reason), whether the job queue was full
 (requeue and pause) and which jobs to follow. The consumer (``consumer.py``) acts on it.
 
@@ -140,8 +140,8 @@ class CallState:
 
 
 @dataclass
-class Outcome:
-    """What the consumer should do with one message."""
+class HandledMessage:
+    """One message, handled: what to reply and what the consumer should do with the message."""
 
     reply: dict[str, Any] | list[dict[str, Any]] | None
     poison: str | None = None
@@ -173,7 +173,7 @@ class RpcHandler:
         self.max_batch_size = max_batch_size
         self.keys = KeyRing(api_keys)
 
-    async def handle(self, body: bytes, *, key: str, owner: str | None = None) -> Outcome:
+    async def handle(self, body: bytes, *, key: str, owner: str | None = None) -> HandledMessage:
         """Parse and run ``body``; never raises for anything the sender did wrong."""
         state = CallState(key=key, owner=None if self.keys.enabled else owner, scoped=self.keys.enabled)
         token = _current.set(state)
@@ -182,7 +182,7 @@ class RpcHandler:
         finally:
             _current.reset(token)
 
-    async def _handle(self, body: bytes, state: CallState) -> Outcome:
+    async def _handle(self, body: bytes, state: CallState) -> HandledMessage:
         try:
             obj = _serializer.deserialize(body)
         except Error as error:
@@ -235,9 +235,9 @@ class RpcHandler:
         return None if request.is_notification else response
 
     @staticmethod
-    def _outcome(reply: Any, state: CallState, errors: list[Error]) -> Outcome:
+    def _outcome(reply: Any, state: CallState, errors: list[Error]) -> HandledMessage:
         first = errors[0] if errors else None
-        return Outcome(
+        return HandledMessage(
             reply=reply,
             poison=None if first is None else f"{int(first.code)} {first.message}",
             poison_code=None if first is None else int(first.code),
@@ -246,9 +246,9 @@ class RpcHandler:
         )
 
 
-def _protocol_failure(error: Error) -> Outcome:
+def _protocol_failure(error: Error) -> HandledMessage:
     error = with_envelope(error)
-    return Outcome(
+    return HandledMessage(
         reply=Response(error=error, response_id=None).json,
         poison=f"{int(error.code)} {error.message}",
         poison_code=int(error.code),

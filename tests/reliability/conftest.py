@@ -15,7 +15,7 @@ import pytest
 
 from configs.settings import Settings
 from pipelines.schema import Segment, Transcript, Translation, Word
-from serve_app.api.services import Services, StageClient
+from serve_app.api.services import DeploymentClient, Services
 from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
 from serve_app.jobs import JobService, JobWorker, LocalStorage, make_job_store
 from tests.reliability import corpus
@@ -112,9 +112,9 @@ def make_services(settings: Settings, fakes: dict[str, Any]) -> Services:
         settings=settings,
         jobs=jobs,
         storage=storage,
-        asr=StageClient(ASRDeployment(settings, stage=fakes["asr"])),
-        translator=StageClient(TranslatorDeployment(settings, stage=fakes["translator"])),
-        tts=StageClient(TTSDeployment(settings, stage=fakes["tts"])),
+        asr=DeploymentClient(ASRDeployment(settings, stage=fakes["asr"])),
+        translator=DeploymentClient(TranslatorDeployment(settings, stage=fakes["translator"])),
+        tts=DeploymentClient(TTSDeployment(settings, stage=fakes["tts"])),
     )
 
 

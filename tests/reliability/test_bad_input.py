@@ -311,14 +311,14 @@ def rpc(services: Any, tmp_path: Path) -> Any:
     from serve_app.bridge.methods import MethodContext, build_methods
     from serve_app.bridge.rpc import RpcHandler
 
-    class Stages:
+    class BridgeModels:
         def transcribe(self, media_path: Path, language: str | None) -> Any:
             raise AssertionError("not reached")
 
         def translate_texts(self, texts: list[str], source_language: str, target_language: str) -> list[str]:
             return texts
 
-    ctx = MethodContext(service=services.jobs, stages=Stages(), storage_root=Path(services.settings.storage.root))
+    ctx = MethodContext(service=services.jobs, models=BridgeModels(), storage_root=Path(services.settings.storage.root))
     handler = RpcHandler(build_methods(ctx), max_batch_size=32)
     return lambda body: asyncio.run(handler.handle(body, key="amqp:test"))
 

@@ -15,7 +15,7 @@ import pytest
 from configs.settings import Settings
 from pipelines.cache import file_digest
 from pipelines.schema import JobRequest
-from serve_app.api.services import Services, StageClient
+from serve_app.api.services import DeploymentClient, Services
 from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
 from serve_app.errors import InsufficientStorage
 from serve_app.jobs import JobService, JobState, JobWorker, LocalStorage, make_job_store
@@ -33,9 +33,9 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         jobs=jobs,
         storage=storage,
-        asr=StageClient(ASRDeployment(settings, stage=FakeASR())),
-        translator=StageClient(TranslatorDeployment(settings, stage=FakeTranslator())),
-        tts=StageClient(TTSDeployment(settings, stage=FakeTTS())),
+        asr=DeploymentClient(ASRDeployment(settings, stage=FakeASR())),
+        translator=DeploymentClient(TranslatorDeployment(settings, stage=FakeTranslator())),
+        tts=DeploymentClient(TTSDeployment(settings, stage=FakeTTS())),
     )
 
 

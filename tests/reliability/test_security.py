@@ -189,7 +189,7 @@ def rpc(services: Any) -> Any:
     from serve_app.bridge.methods import MethodContext, build_methods
     from serve_app.bridge.rpc import RpcHandler
 
-    class Stages:
+    class BridgeModels:
         def transcribe(self, media_path: Path, language: str | None) -> Any:
             raise AssertionError("not used")
 
@@ -199,7 +199,7 @@ def rpc(services: Any) -> Any:
     root = Path(services.settings.storage.root)
     (root / "media").mkdir(parents=True, exist_ok=True)
     (root / "media" / "clip.mp4").write_bytes(b"x")
-    ctx = MethodContext(service=services.jobs, stages=Stages(), storage_root=root)
+    ctx = MethodContext(service=services.jobs, models=BridgeModels(), storage_root=root)
     handler = RpcHandler(build_methods(ctx), api_keys=[KEY_A, KEY_B])
 
     def call(method: str, params: dict[str, Any], *, key: str = "amqp:1", owner: str | None = None) -> Any:

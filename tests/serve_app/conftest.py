@@ -14,7 +14,7 @@ import pytest
 from configs.settings import Settings, TTSSettings
 from pipelines.schema import Clip, Segment, Transcript, Translation, Word
 from pipelines.translate import LLMTranslator
-from serve_app.api.services import Services, StageClient
+from serve_app.api.services import DeploymentClient, Services
 from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
 from serve_app.jobs import JobService, LocalStorage, make_job_store
 
@@ -115,9 +115,9 @@ def services(settings: Settings, fakes: dict[str, Any]) -> Iterator[Services]:
         settings=settings,
         jobs=jobs,
         storage=storage,
-        asr=StageClient(ASRDeployment(settings, stage=fakes["asr"])),
-        translator=StageClient(TranslatorDeployment(settings, stage=fakes["translator"])),
-        tts=StageClient(TTSDeployment(settings, stage=fakes["tts"])),
+        asr=DeploymentClient(ASRDeployment(settings, stage=fakes["asr"])),
+        translator=DeploymentClient(TranslatorDeployment(settings, stage=fakes["translator"])),
+        tts=DeploymentClient(TTSDeployment(settings, stage=fakes["tts"])),
     )
     store.close()
 

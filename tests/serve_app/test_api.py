@@ -288,9 +288,9 @@ def test_unexpected_exception_is_500_envelope_without_traceback(client: Any, ser
         def translate_texts(self, *args: Any) -> list[str]:
             raise RuntimeError("secret internal detail")
 
-    from serve_app.api.services import StageClient
+    from serve_app.api.services import DeploymentClient
 
-    services.translator = StageClient(Broken())
+    services.translator = DeploymentClient(Broken())
     r = client.post("/v1/translate", json={"texts": ["a"], "source_language": "en", "target_language": "ru"})
     body = assert_envelope(r, 500, "internal_error")
     assert "secret" not in r.text and body["message"] == "internal server error"

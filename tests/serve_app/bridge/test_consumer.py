@@ -2,7 +2,7 @@
 
 Every test uses its own queue and exchange names (a random suffix through ``QueueSettings``), so parallel
 runs never collide, and deletes them afterwards. The job store is a real SQLite file in tmp. The one
-round trip runs the real Pipeline on a 5 s video; elsewhere the model stages are fakes honouring ``Stages``,
+round trip runs the real Pipeline on a 5 s video; elsewhere the models are fakes honouring ``BridgeModels``,
 injected above the seam under test (the broker, the consumer and the job store are all real).
 """
 
@@ -37,8 +37,8 @@ AMQP_URL = os.environ.get("VT_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672
 REPO = Path(__file__).resolve().parents[3]
 
 
-class FakeStages:
-    """Honours ``Stages``: 'translates' by upper-casing, after ``delay_s`` (to keep messages in flight)."""
+class FakeModels:
+    """Honours ``BridgeModels``: 'translates' by upper-casing, after ``delay_s`` (to keep messages in flight)."""
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
@@ -179,9 +179,9 @@ class Client:
 
 @asynccontextmanager
 async def running(
-    settings: Settings, service: JobService, *, stages: Any = None, name: str = "b"
+    settings: Settings, service: JobService, *, models: Any = None, name: str = "b"
 ) -> AsyncIterator[Bridge]:
-    bridge = build_bridge(settings, service, amqp_url=AMQP_URL, stages=stages or FakeStages(), name=name)
+    bridge = build_bridge(settings, service, amqp_url=AMQP_URL, models=models or FakeModels(), name=name)
     await bridge.start()
     try:
         yield bridge
@@ -306,7 +306,7 @@ def test_broker_restart_mid_stream(settings: Settings) -> None:
 
     async def scenario() -> None:
         client = await Client(settings.queue).open()
-        async with running(settings, service, stages=FakeStages(delay_s=0.5)) as bridge:
+        async with running(settings, service, models=FakeModels(delay_s=0.5)) as bridge:
             for i in range(20):
                 body = req("translate_text", {"texts": [f"line {i}"], "target_language": "es"}, i)
                 await client.publish(body, message_id=f"m{i}", correlation_id=str(i))
@@ -401,8 +401,8 @@ def test_two_instances_share_the_load(settings: Settings) -> None:
     async def scenario() -> None:
         client = await Client(settings.queue).open()
         async with (
-            running(settings, service, stages=FakeStages(delay_s=0.1), name="one") as one,
-            running(settings, service, stages=FakeStages(delay_s=0.1), name="two") as two,
+            running(settings, service, models=FakeModels(delay_s=0.1), name="one") as one,
+            running(settings, service, models=FakeModels(delay_s=0.1), name="two") as two,
         ):
             for i in range(12):
                 await client.publish(

@@ -13,13 +13,13 @@ import pytest
 
 from pipelines.schema import Segment, Transcript
 from serve_app.bridge.methods import MethodContext, build_methods, resolve_input
-from serve_app.bridge.rpc import DOMAIN_CODES, Outcome, RpcHandler, message_key, request_body
+from serve_app.bridge.rpc import DOMAIN_CODES, HandledMessage, RpcHandler, message_key, request_body
 from serve_app.jobs import JobService, JobState, LocalStorage, SQLiteJobStore
 from serve_app.jobs.public import JobPublic
 
 
-class FakeStages:
-    """Honours ``Stages``: upper-cases texts, returns a one-segment transcript."""
+class FakeModels:
+    """Honours ``BridgeModels``: upper-cases texts, returns a one-segment transcript."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
@@ -50,11 +50,13 @@ def service(tmp_path: Path, root: Path) -> Iterator[JobService]:
 
 @pytest.fixture
 def handler(service: JobService, root: Path) -> RpcHandler:
-    ctx = MethodContext(service=service, stages=FakeStages(), storage_root=root, max_text_items=4)
+    ctx = MethodContext(service=service, models=FakeModels(), storage_root=root, max_text_items=4)
     return RpcHandler(build_methods(ctx), max_batch_size=3)
 
 
-def call(handler: RpcHandler, body: bytes | str | Any, key: str = "amqp:m1", owner: str | None = None) -> Outcome:
+def call(
+    handler: RpcHandler, body: bytes | str | Any, key: str = "amqp:m1", owner: str | None = None
+) -> HandledMessage:
     raw = body if isinstance(body, bytes) else (body.encode() if isinstance(body, str) else json.dumps(body).encode())
     return asyncio.run(handler.handle(raw, key=key, owner=owner))
 
