@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from serve_app.bridge.methods import job_view
 from serve_app.bridge.rpc import HandledMessage, RpcHandler, Watch, message_key, response_body
@@ -294,16 +295,16 @@ class Bridge:
         await self.channel.default_exchange.publish(reply, routing_key=reply_to)
 
     async def _publish_retrying(self, publish: Any, *args: Any) -> None:
-        delay = 0.5
-        for attempt in range(_PUBLISH_TRIES):
-            try:
+        """``await publish(*args)``, tried up to _PUBLISH_TRIES times, backing off from 0.5 s (the robust
+        connection may be reconnecting); the last error propagates."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(_PUBLISH_TRIES),
+            wait=wait_exponential(multiplier=0.5, max=self.settings.reconnect_interval_s * 2),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
                 await publish(*args)
-                return
-            except Exception:
-                if attempt == _PUBLISH_TRIES - 1:
-                    raise
-                await asyncio.sleep(delay)  # the robust connection may be reconnecting
-                delay = min(delay * 2, self.settings.reconnect_interval_s * 2)
 
 
 def _json(obj: Any) -> bytes:

@@ -27,7 +27,7 @@ from aio_pika.exceptions import AMQPError
 
 from configs.settings import QueueSettings, Settings
 from pipelines.schema import Segment, Transcript
-from serve_app.bridge import Bridge, build_bridge, build_job_service
+from serve_app.bridge import Bridge, RpcHandler, build_bridge, build_job_service
 from serve_app.jobs import JobService, JobState, JobWorker
 from tests.conftest import make_video
 
@@ -470,4 +470,33 @@ def test_job_publisher_records_then_publishes(settings: Settings, media: Path) -
         await publisher.close()
 
     asyncio.run(scenario())
+    service.store.close()
+
+
+def test_publishes_are_retried_then_the_last_error_propagates(settings: Settings) -> None:
+    """Events and final replies are sent again while the robust connection reconnects (tenacity), a bounded
+    number of times; no broker is needed for this."""
+    from serve_app.bridge import consumer
+
+    settings.queue.reconnect_interval_s = 0.01  # caps the backoff at 0.02 s after the first 0.5 s wait
+    service = build_job_service(settings)
+    bridge = Bridge(settings.queue, RpcHandler({}), service)
+    calls: list[str] = []
+
+    async def flaky(routing_key: str) -> None:
+        calls.append(routing_key)
+        if len(calls) < 3:
+            raise ConnectionError("channel closed")
+
+    asyncio.run(bridge._publish_retrying(flaky, "job.x.running"))
+    assert calls == ["job.x.running"] * 3
+    calls.clear()
+
+    async def dead(routing_key: str) -> None:
+        calls.append(routing_key)
+        raise ConnectionError("still down")
+
+    with pytest.raises(ConnectionError, match="still down"):
+        asyncio.run(bridge._publish_retrying(dead, "job.x.done"))
+    assert len(calls) == consumer._PUBLISH_TRIES
     service.store.close()
