@@ -15,9 +15,8 @@ import pytest
 
 from configs.settings import Settings
 from pipelines.schema import Segment, Transcript, Translation, Word
-from serve_app.api.services import DeploymentClient, Services
-from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
-from serve_app.jobs import JobService, JobWorker, LocalStorage, make_job_store
+from serve_app.api.services import Services
+from serve_app.jobs import JobWorker
 from tests.reliability import corpus
 from tests.serve_app import conftest as base
 
@@ -98,24 +97,18 @@ def make_settings(root: Path, **service: Any) -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None,
         storage={"root": str(root), "cache_dir": str(root / "cache")},
-        service={"job_store_url": f"sqlite:///{root / 'jobs.db'}", "max_queued_jobs": 64, **service},
+        service={
+            "job_store_url": f"sqlite:///{root / 'jobs.db'}",
+            "max_queued_jobs": 64,
+            "retry_after_s": 3,
+            **service,
+        },
         LOG_DIR=str(root / "log"),
         MAX_FILE_SIZE=5 * 1024 * 1024,
     )
 
 
-def make_services(settings: Settings, fakes: dict[str, Any]) -> Services:
-    storage = LocalStorage(settings.storage.root)
-    store = make_job_store(settings.service.job_store_url)
-    jobs = JobService(store, storage, max_queued_jobs=settings.service.max_queued_jobs, retry_after_s=3)
-    return Services(
-        settings=settings,
-        jobs=jobs,
-        storage=storage,
-        asr=DeploymentClient(ASRDeployment(settings, stage=fakes["asr"])),
-        translator=DeploymentClient(TranslatorDeployment(settings, stage=fakes["translator"])),
-        tts=DeploymentClient(TTSDeployment(settings, stage=fakes["tts"])),
-    )
+make_services = base.make_services  # one builder of the fake-backed Services, shared with tests/serve_app
 
 
 def make_worker(services: Services, fakes: dict[str, Any]) -> JobWorker:

@@ -15,28 +15,18 @@ import pytest
 from configs.settings import Settings
 from pipelines.cache import file_digest
 from pipelines.schema import JobRequest
-from serve_app.api.services import DeploymentClient, Services
-from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
+from serve_app.api.services import Services
 from serve_app.errors import InsufficientStorage
-from serve_app.jobs import JobService, JobState, JobWorker, LocalStorage, make_job_store
+from serve_app.jobs import JobState, JobWorker, LocalStorage, make_job_store
 from serve_app.jobs.retention import RetentionTask, start_retention, sweep
-from tests.serve_app.conftest import FakeASR, FakeTranslator, FakeTTS, make_settings
+from tests.serve_app.conftest import FakeASR, FakeTranslator, FakeTTS, make_services, make_settings
 
 DAY_S = 86_400.0
 
 
 def build_services(settings: Settings) -> Services:
-    storage = LocalStorage(settings.storage.root, quota_bytes=settings.storage.quota_bytes)
-    store = make_job_store(settings.service.job_store_url)
-    jobs = JobService(store, storage, max_queued_jobs=8)
-    return Services(
-        settings=settings,
-        jobs=jobs,
-        storage=storage,
-        asr=DeploymentClient(ASRDeployment(settings, stage=FakeASR())),
-        translator=DeploymentClient(TranslatorDeployment(settings, stage=FakeTranslator())),
-        tts=DeploymentClient(TTSDeployment(settings, stage=FakeTTS())),
-    )
+    settings.service.max_queued_jobs = 8
+    return make_services(settings, {"asr": FakeASR(), "translator": FakeTranslator(), "tts": FakeTTS()})
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pipelines.schema import Clip, Segment, Transcript, Translation, Word
 from pipelines.translate import LLMTranslator
 from serve_app.api.services import DeploymentClient, Services
 from serve_app.deployments import ASRDeployment, TranslatorDeployment, TTSDeployment
-from serve_app.jobs import JobService, LocalStorage, make_job_store
+from serve_app.jobs.wiring import build_job_service
 
 FAKE_TEXT = "And so my fellow Americans, ask not what your country can do for you."
 
@@ -85,7 +85,7 @@ class FakeTTS:
 def make_settings(root: Path, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "storage": {"root": str(root), "cache_dir": str(root / "cache")},
-        "service": {"job_store_url": f"sqlite:///{root / 'jobs.db'}", "max_queued_jobs": 4},
+        "service": {"job_store_url": f"sqlite:///{root / 'jobs.db'}", "max_queued_jobs": 4, "retry_after_s": 7},
         "LOG_DIR": str(root / "log"),
     }
     for key, value in overrides.items():
@@ -106,20 +106,25 @@ def fakes() -> dict[str, Any]:
     return {"asr": FakeASR(), "translator": FakeTranslator(), "tts": FakeTTS()}
 
 
-@pytest.fixture
-def services(settings: Settings, fakes: dict[str, Any]) -> Iterator[Services]:
-    storage = LocalStorage(settings.storage.root)
-    store = make_job_store(settings.service.job_store_url)
-    jobs = JobService(store, storage, max_queued_jobs=settings.service.max_queued_jobs, retry_after_s=7)
-    yield Services(
+def make_services(settings: Settings, fakes: dict[str, Any]) -> Services:
+    """The app's own job-service wiring (``build_job_service``) with ``fakes`` (asr, translator, tts) behind
+    the real deployment classes. Close ``services.jobs.store`` when done."""
+    jobs = build_job_service(settings)
+    return Services(
         settings=settings,
         jobs=jobs,
-        storage=storage,
+        storage=jobs.storage,
         asr=DeploymentClient(ASRDeployment(settings, stage=fakes["asr"])),
         translator=DeploymentClient(TranslatorDeployment(settings, stage=fakes["translator"])),
         tts=DeploymentClient(TTSDeployment(settings, stage=fakes["tts"])),
     )
-    store.close()
+
+
+@pytest.fixture
+def services(settings: Settings, fakes: dict[str, Any]) -> Iterator[Services]:
+    services = make_services(settings, fakes)
+    yield services
+    services.jobs.store.close()
 
 
 @pytest.fixture
@@ -145,5 +150,6 @@ def free_port(preferred: int | None = None) -> int:
                 continue
             return int(s.getsockname()[1])
     raise RuntimeError("no free port")
+
 
 # ``ray_cluster`` (ONE Ray cluster per test session) lives in tests/conftest.py, shared with tests/reliability.
