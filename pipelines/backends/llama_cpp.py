@@ -63,8 +63,8 @@ class LlamaCppBackend:
         response_format = {"type": "json_object", "schema": json_schema} if json_schema is not None else None
         with self._lock:
             out: Any = self._llm.create_chat_completion(
-                messages=messages,  # type: ignore[arg-type]
-                response_format=response_format,  # type: ignore[arg-type]
+                messages=messages,
+                response_format=response_format,
                 max_tokens=max_tokens,
                 temperature=self._temperature,
             )

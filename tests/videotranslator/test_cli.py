@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pysubs2
 import pytest
 
+from pipelines.fileio import file_mode
 from tests.conftest import make_video
 
 CLI = [sys.executable, "-m", "videotranslator.cli"]
@@ -65,6 +67,8 @@ def test_translate_outputs(translated: Path, jfk_video: Path, lang: str) -> None
         assert all(CYRILLIC.search(r["translation"]) for r in rows)
     assert set(report["timings_s"]) >= {"extract", "asr", "translate", "tts", "mux", "total"}
     assert not [p for p in translated.iterdir() if p.name.startswith(".")]  # no staging left
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in translated.iterdir()}
+    assert set(modes.values()) == {oct(file_mode())}, modes  # the umask's mode (0o644 under 022), not mkstemp's 0o600
 
 
 @pytest.mark.slow
