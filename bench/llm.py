@@ -3,6 +3,7 @@
     .venv/bin/python bench/llm.py                                  # the installed build, extra buffers on and off
     .venv/bin/python bench/llm.py --build native=/tmp/llama-native # plus a build unpacked there
                                                                    # (pip install --no-deps --target DIR WHEEL)
+    .venv/bin/python bench/llm.py --skip-installed --build portable=DIR1 --build native=DIR2
 
 Each candidate runs in its own process (a build is a different ``llama_cpp`` on ``sys.path``); the candidates
 take turns over ``--rounds`` rounds, so a noisy neighbour hits them alike. Per round a candidate loads the
@@ -98,12 +99,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", action="append", default=[], metavar="NAME=DIR",
                     help="another llama-cpp-python build, unpacked in DIR (repeatable)")
+    ap.add_argument("--skip-installed", action="store_true", help="measure only the --build candidates")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--json", type=Path, help="also write the raw results here")
     args = ap.parse_args()
-    builds: list[tuple[str, str | None]] = [("installed", None)]
+    builds: list[tuple[str, str | None]] = [] if args.skip_installed else [("installed", None)]
     for spec in args.build:
         name, _, path = spec.partition("=")
         builds.append((name, path))
