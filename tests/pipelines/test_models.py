@@ -51,3 +51,18 @@ def test_assembly_checks_checksum_and_leaves_nothing(tmp_path: Path) -> None:
 def test_unpulled_bundled_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="models pull"):
         models.resolve("bundled:whisper-base", tmp_path)
+
+
+def test_every_bundled_model_has_a_pinned_checksum_and_the_voice_is_checked(tmp_path: Path) -> None:
+    """The README says every bundled model is checked by SHA-256: the piper voice too (a copy, not parts)."""
+    assert all(m.sha256 for m in models.BUNDLED.values())
+    voice = models.ensure_model("en_US-joe-medium", tmp_path / "good")
+    assert models.sha256_file(voice) == models.BUNDLED["en_US-joe-medium"].sha256
+    original = models.BUNDLED["en_US-joe-medium"]
+    models.BUNDLED["en_US-joe-medium"] = models.BundledModel(**{**original.__dict__, "sha256": "0" * 64})
+    try:
+        with pytest.raises(ModelError, match="checksum mismatch for en_US-joe-medium"):
+            models.ensure_model("en_US-joe-medium", tmp_path / "bad", install=False)
+    finally:
+        models.BUNDLED["en_US-joe-medium"] = original
+    assert not (tmp_path / "bad" / "piper" / "en_US-joe-medium.onnx").exists()
