@@ -24,7 +24,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from bench._media import speech_clip
 from configs.settings import Settings
-from pipelines import batch
+from pipelines.batch import cli as batch
 from pipelines.runner import Pipeline
 from pipelines.schema import JobRequest
 

@@ -193,6 +193,29 @@ def _publish_all(outputs: dict[str, Path], out_dir: Path) -> dict[str, Path]:
     return final
 
 
+def translate_cached(
+    pipe: Pipeline,
+    stage_cache: cache.StageCache,
+    sentences: list[Sentence],
+    src: str,
+    lang: str,
+    glossary: dict[str, str],
+) -> list[Translation]:
+    """``sentences`` from ``src`` into ``lang`` through the input's ``stage_cache``, keyed over the sentences,
+    both languages, the glossary and the translator settings; ``pipe.translator`` loads and runs only on a miss.
+    The runner and the Ray Data batch's translate actors share it (and so the cache). Translator errors propagate."""
+    settings = pipe.settings.translator.model_dump(mode="json")
+    k = cache.key("tr", settings, src, lang, glossary, [s.text for s in sentences])
+    cached = stage_cache.get_json("translate", k)
+    if cached is not None:
+        return load_translations(cached)
+    result: list[Translation] = pipe.translator.translate(
+        sentences, source_language=src, target_language=lang, glossary=glossary
+    )
+    stage_cache.put_json("translate", k, dump_translations(result))
+    return result
+
+
 class _InputRun:
     """The once-per-input stages of one run (extract, ASR, segment), each cached in the input's StageCache;
     the transcription entrypoints stop here, a job (``_JobRun``) goes on per target language."""
@@ -296,16 +319,7 @@ class _JobRun(_InputRun):
             return [Translation(s.id, s.text, s.text) for s in sentences]
         if lang in self.preset_translations:
             return self.preset_translations[lang]
-        glossary = dict(self.request.glossary)
-        k = cache.key("tr", self.settings.translator.model_dump(mode="json"), src, lang, glossary, [s.text for s in sentences])
-        cached = self.cache.get_json("translate", k)
-        if cached is not None:
-            return load_translations(cached)
-        result: list[Translation] = self.pipe.translator.translate(
-            sentences, source_language=src, target_language=lang, glossary=glossary
-        )
-        self.cache.put_json("translate", k, dump_translations(result))
-        return result
+        return translate_cached(self.pipe, self.cache, sentences, src, lang, dict(self.request.glossary))
 
     def run_target(
         self, staging: Path, lang: str, src: str, sentences: list[Sentence]

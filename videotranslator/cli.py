@@ -208,7 +208,7 @@ def batch(ctx: typer.Context) -> None:
     """Bulk translation on Ray Data: same as `python -m pipelines.batch` (--input DIR|manifest.jsonl --to ... --output DIR)."""
     load_settings()
     with cli_errors():
-        from pipelines.batch import main as batch_main
+        from pipelines.batch.cli import main as batch_main
 
         raise typer.Exit(batch_main(list(ctx.args)))
 

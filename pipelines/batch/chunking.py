@@ -1,7 +1,7 @@
 """Cut long audio into chunks at VAD boundaries, and put the chunk transcripts back together.
 
-Used by the Ray Data batch (``pipelines.batch``) so that one long video spreads over many ASR
-workers. Plain Python: no Ray. Times are in seconds (``*_s``), sample counts in ``*_samples``.
+Used by the Ray Data batch (``pipelines.batch.actors``) so that one long video spreads over many
+ASR workers. Plain Python: no Ray. Times are in seconds (``*_s``), sample counts in ``*_samples``.
 
 * :func:`speech_spans` finds speech with faster-whisper's bundled Silero VAD.
 * :func:`plan_chunks` (pure) groups the speech spans into windows of at most ``max_s`` seconds whose

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import chunking
-from pipelines.chunking import Chunk, Span, merge_transcripts, plan_chunks
+from pipelines.batch import chunking
+from pipelines.batch.chunking import Chunk, Span, merge_transcripts, plan_chunks
 from pipelines.schema import Segment, Transcript, Word
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def test_short_audio_is_one_chunk_padded_inside_the_file() -> None:

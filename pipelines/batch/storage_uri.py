@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pipelines.errors import VTError
+from pipelines.fileio import atomic_copy, atomic_write_text
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -121,8 +120,6 @@ def read_text(uri: str) -> str:
 def write_text(uri: str, text: str) -> str:
     """Write ``text``; locally through a temp file and a rename, so readers never see half of it."""
     if not is_remote(uri):
-        from pipelines.cache import atomic_write_text
-
         atomic_write_text(Path(_local(uri)), text)
         return uri
     fs, path = resolve(uri)
@@ -169,12 +166,8 @@ def upload(local: Path, uri: str) -> str:
     try:
         if not is_remote(uri):
             dst = Path(_local(uri))
-            dst.parent.mkdir(parents=True, exist_ok=True)
             if Path(local).resolve() != dst.resolve():
-                fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-                os.close(fd)
-                shutil.copyfile(local, tmp)
-                os.replace(tmp, dst)
+                atomic_copy(local, dst)
             return uri
         fs, path = resolve(uri)
         with open(local, "rb") as src, fs.open_output_stream(path) as out:

@@ -1,0 +1,106 @@
+"""The batch's actors called directly on Arrow tables, with fake models (Ray Data only wires them up)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from configs.settings import Settings
+from pipelines.batch.actors import ASRActor, RegroupActor, TranslateActor
+from pipelines.batch.chunking import Chunk
+from pipelines.batch.rows import CHUNK_KEYS, FILE_KEYS, dump_chunk, table
+from pipelines.fileio import sha256_file
+from pipelines.runner import Pipeline
+from pipelines.schema import JobRequest, Segment, Transcript, Word
+from tests.pipelines.test_runner import FakeASR, FakeTranslator
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    s = Settings(_env_file=None)
+    s.storage.cache_dir = tmp_path / "cache"
+    return s
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory, test_mp3: Path) -> Path:
+    from tests.conftest import make_video
+
+    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", test_mp3, 6.0)
+
+
+def _file_row(video: Path, transcript: Transcript, **request: Any) -> dict[str, Any]:
+    job = JobRequest(input=str(video), **{"target_languages": ["ru"], "mode": "subtitles", **request})
+    return {"input": job.input, "request": job.model_dump_json(), "digest": sha256_file(video), "duration_s": 6.0,
+            "n_chunks": 1, "transcript": json.dumps(transcript.to_dict()), "translations": None, "error": "",
+            "timings": "{}", "node": "n1"}  # fmt: skip
+
+
+def test_translate_actor_goes_through_the_runners_stage_cache(settings: Settings, video: Path, tmp_path: Path) -> None:
+    transcript = FakeASR()(None)
+    row = _file_row(video, transcript, target_languages=["ru", "EN"])
+    first = FakeTranslator()
+    out = TranslateActor(settings, translator=first)(table([row], FILE_KEYS)).to_pylist()[0]
+    translations = json.loads(out["translations"])
+    assert first.calls == 1 and list(translations) == ["ru"]  # the source language is the runner's to copy
+    assert out["error"] == "" and "translate" in json.loads(out["timings"])
+
+    # A second batch over the same input (a new actor, as on a rerun): the cache answers.
+    again = FakeTranslator()
+    out2 = TranslateActor(settings, translator=again)(table([row], FILE_KEYS)).to_pylist()[0]
+    assert again.calls == 0 and json.loads(out2["translations"]) == translations
+
+    # And the CLI's runner, over the same input and transcript, finds the batch's translations there too.
+    cli = FakeTranslator()
+    result = Pipeline(settings, translator=cli).run(JobRequest(input=str(video), target_languages=["ru"], mode="subtitles"),
+                                                   tmp_path / "out", transcript=transcript)  # fmt: skip
+    assert cli.calls == 0 and "translate" in result.report["cache_hits"]
+
+
+def test_translate_actor_skips_silent_and_failed_rows_without_loading_a_translator(settings: Settings, video: Path) -> None:
+    silent = _file_row(video, Transcript("en", 0.9, 6.0, ()))
+    failed = {**_file_row(video, FakeASR()(None)), "error": "InvalidMedia: no"}
+    rows = TranslateActor(settings)(table([silent, failed], FILE_KEYS)).to_pylist()
+    assert json.loads(rows[0]["translations"]) == {} and rows[1]["translations"] is None
+    bad = _file_row(video, FakeASR()(None), target_languages=["xx"])
+    assert TranslateActor(settings)(table([bad], FILE_KEYS)).to_pylist()[0]["error"].startswith("UnknownLanguage")
+
+
+def _chunk_row(name: str, index: int, n: int, offset_s: float, text: str) -> dict[str, Any]:
+    words = (Word(0.1, 0.5, f" {text}"),)
+    tr = Transcript("en", 0.9, 2.0, (Segment(0.1, 0.5, text, words),))
+    job = JobRequest(input=f"/in/{name}.mp4", target_languages=["ru"])
+    return {"input": job.input, "request": job.model_dump_json(), "digest": "d" * 64, "n_chunks": n, "duration_s": 10.0,
+            "chunk": dump_chunk(Chunk(index, offset_s, offset_s + 2.0)), "transcript": json.dumps(tr.to_dict()),
+            "error": "", "timings": json.dumps({"asr": 1.0}), "node": "n1", "audio": b""}  # fmt: skip
+
+
+def test_regroup_waits_for_every_chunk_and_puts_them_back_in_order() -> None:
+    actor = RegroupActor()
+    a1, b0, a0 = _chunk_row("a", 1, 2, 4.0, "later"), _chunk_row("b", 0, 1, 0.0, "only"), _chunk_row("a", 0, 2, 0.0, "first")
+    empty = {**_chunk_row("c", 0, 0, 0.0, "x"), "error": "InvalidMedia: broken"}
+    assert [r["input"] for r in actor(table([a1, b0], CHUNK_KEYS)).to_pylist()] == ["/in/b.mp4"]
+    done = actor(table([empty, a0], CHUNK_KEYS)).to_pylist()
+    assert [r["input"] for r in done] == ["/in/c.mp4", "/in/a.mp4"] and not actor.pending
+    merged = Transcript.from_dict(json.loads(done[1]["transcript"]))
+    assert [s.text for s in merged.segments] == ["first", "later"] and merged.segments[1].start_s == pytest.approx(4.1)
+    assert json.loads(done[1]["timings"])["asr"] == 2.0 and done[1]["digest"] == "d" * 64
+
+
+def test_asr_actor_transcribes_chunks_and_drops_their_audio(settings: Settings) -> None:
+    heard: list[str | None] = []
+
+    def recognize(audio: np.ndarray, *, language: str | None = None) -> Transcript:
+        heard.append(language)
+        return Transcript("en", 0.9, len(audio) / 16000, (Segment(0.2, 0.6, "hi", (Word(0.2, 0.6, " hi"),)),))
+
+    row = {**_chunk_row("a", 0, 1, 0.0, "x"), "transcript": None, "audio": np.zeros(32000, np.float32).tobytes()}
+    row["request"] = JobRequest(input="/in/a.mp4", target_languages=["ru"], source_language="EN").model_dump_json()
+    failed = {**row, "error": "InvalidMedia: broken", "audio": b""}
+    out = ASRActor(settings, asr=recognize)(table([row, failed], CHUNK_KEYS)).to_pylist()
+    assert heard == ["en"] and Transcript.from_dict(json.loads(out[0]["transcript"])).segments[0].text == "hi"
+    assert out[0]["audio"] == b"" and "asr" in json.loads(out[0]["timings"]) and out[1]["transcript"] is None
