@@ -46,8 +46,8 @@ def sentence_rows(
 
 def build_report(job: Any, transcript: Transcript, sentences: Sequence[Sentence], per_target: dict[str, Any]) -> dict[str, Any]:
     """Assemble the report of one run (``job`` is the runner's internal job object)."""
-    from pipelines.fit import fit_summary
     from pipelines.cues import compliance
+    from pipelines.fit import fit_summary
 
     targets: dict[str, Any] = {}
     for lang, details in per_target.items():
