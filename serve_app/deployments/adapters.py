@@ -101,6 +101,10 @@ class HandleTranslator(_HandleAdapter):
         args = (list(sentences), source_language, target_language, dict(glossary or {}))
         return _call(self.handle.translate, *args)  # type: ignore[no-any-return]
 
+    def shorten(self, text: str, *, target_language: str, max_chars: int) -> str | None:
+        """A shorter rendering of ``text`` for the dub, or None (see ``LLMTranslator.shorten``)."""
+        return _call(self.handle.shorten, text, target_language, max_chars)  # type: ignore[no-any-return]
+
 
 class HandleTTS:
     """The pipeline's TTS stage over a TTSDeployment handle. ``synthesized_count`` is per calling thread."""

@@ -134,6 +134,14 @@ class TranslatorDeployment:
             sentences, source_language=source_language, target_language=target_language, glossary=glossary
         )
 
+    def shorten(self, text: str, target_language: str, max_chars: int) -> str | None:
+        """A shorter rendering of ``text`` (about ``max_chars`` characters) in ``target_language``, or None when
+        the stage cannot make one (see ``pipelines.translate.LLMTranslator.shorten``); the runner asks for it when
+        a dubbed line overflows its slot."""
+        return self.stage.shorten(  # type: ignore[no-any-return]
+            text, target_language=target_language, max_chars=max_chars
+        )
+
     def translate_texts(
         self, texts: list[str], source_language: str, target_language: str, glossary: Mapping[str, str] | None = None
     ) -> list[str]:
