@@ -326,19 +326,17 @@ class _JobRun(_InputRun):
     ) -> tuple[dict[str, Path], dict[str, Any]]:
         with self.stage(Stage.TRANSLATE, lang):
             translations = self.translate(sentences, src, lang)
-        cues = self.target_cues(sentences, translations)
-        files = write_subtitles(cues, staging, self.stem, lang)
-        plan_info: dict[str, Any] = {"plan": None, "resynthesized": 0}
+        details: dict[str, Any] = {"translations": translations, "plan": None, "resynthesized": 0}
         dub_wav: Path | None = None
         if self.request.mode == "dub":
             with self.stage(Stage.TTS, lang):
                 dub_wav, plan_info = self.dub(staging, lang, sentences, translations)
+            details.update(plan_info)  # its translations: the lines shortened for the dub, if any
+        # The subtitles (sidecar files, the mp4's track and the burn-in) come from the final lines.
+        details["cues"] = self.target_cues(sentences, details["translations"])
+        files = write_subtitles(details["cues"], staging, self.stem, lang)
         with self.stage(Stage.MUX, lang):
             mp4 = self.mux(staging / output_names(self.stem, lang, src)["mp4"], lang, src, files["srt"], dub_wav)
-        details = {"translations": translations, "cues": cues, **plan_info}
-        if details["translations"] is not translations:  # lines shortened for the dub: subtitles follow
-            details["cues"] = self.target_cues(sentences, details["translations"])
-            write_subtitles(details["cues"], staging, self.stem, lang)
         return {"mp4": mp4, **files}, details
 
     def target_cues(self, sentences: list[Sentence], translations: list[Translation]) -> list[Cue]:

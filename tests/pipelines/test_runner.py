@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,11 @@ def test_long_lines_are_shortened_when_enabled(settings: Settings, video: Path, 
     assert all(r["translation"] == "коротко" for r in rows)
     assert "коротко" in (tmp_path / "out" / "clip.ru.srt").read_text()
     assert report["targets"]["ru"]["resynthesized"] == 4  # 2 first, then the 2 shortened lines
+    embedded = subprocess.run(  # the mp4's own translation track (what --burn-in draws, too) is the final one
+        ["ffmpeg", "-v", "error", "-i", str(tmp_path / "out" / "clip.ru.mp4"), "-map", "0:s:0", "-f", "srt", "-"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "коротко" in embedded and "длинный" not in embedded
 
 
 def test_overflow_is_reported_when_shortening_is_off(settings: Settings, video: Path, tmp_path: Path) -> None:
