@@ -315,10 +315,10 @@ class _JobRun(_InputRun):
     def translate(self, sentences: list[Sentence], src: str, lang: str) -> list[Translation]:
         if not sentences:
             return []
+        if lang in self.preset_translations:  # before the same-language shortcut: a re-dub may edit those lines
+            return self.preset_translations[lang]
         if lang == src:
             return [Translation(s.id, s.text, s.text) for s in sentences]
-        if lang in self.preset_translations:
-            return self.preset_translations[lang]
         return translate_cached(self.pipe, self.cache, sentences, src, lang, dict(self.request.glossary))
 
     def run_target(

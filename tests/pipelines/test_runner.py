@@ -160,6 +160,17 @@ def test_target_equal_to_source_language(settings: Settings, video: Path, tmp_pa
     assert result.report["targets"]["en"]["sentences"][0]["translation"] == result.report["targets"]["en"]["sentences"][0]["source"]
 
 
+def test_preset_translations_win_over_the_same_language_shortcut(
+    settings: Settings, video: Path, tmp_path: Path
+) -> None:
+    """A re-dub of a target equal to the source language hands in edited lines: they are the ones used."""
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS())
+    preset = {"en": [Translation(0, "w0 w1 w2 w3 end.", "Edited first."), Translation(1, "Second one.", "Second one.")]}
+    result = pipe.run(JobRequest(input=str(video), target_languages=["en"]), tmp_path / "out", translations=preset)
+    assert result.report["targets"]["en"]["sentences"][0]["translation"] == "Edited first."
+    assert "Edited first." in (tmp_path / "out" / "clip.en.srt").read_text()
+
+
 def test_progress_events_name_their_target_language(settings: Settings, video: Path, tmp_path: Path) -> None:
     pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS())
     seen: list[tuple[str, str | None]] = []
