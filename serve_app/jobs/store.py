@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from serve_app.errors import JobNotFound
-from serve_app.jobs.models import JobRecord, JobState, utcnow
+from serve_app.jobs.models import TERMINAL, JobRecord, JobState, utcnow
 
 if TYPE_CHECKING:
     import psycopg
@@ -104,6 +104,8 @@ def _apply(record: JobRecord, fields: dict[str, Any]) -> JobRecord:
     if unknown:
         raise ValueError(f"cannot update job fields {sorted(unknown)}")
     data = {**record.model_dump(), **fields, "updated_at": utcnow(), "version": record.version + 1}
+    if JobState(data["state"]) in TERMINAL:  # a re-dub is pending only while queued or running: every way
+        data["redub"] = None  # to an end (done, failed, cancelled, by any caller) drops it here, once
     return JobRecord.model_validate(data)
 
 

@@ -141,6 +141,26 @@ def test_edit_one_sentence_makes_a_new_version_resynthesising_only_it(
     )
 
 
+@pytest.mark.parametrize("end", ["cancelled", "failed"])
+def test_a_redub_that_ends_without_success_is_no_longer_pending(
+    client: Any, worker: Any, services: Services, tiny_video: Path, end: str
+) -> None:
+    job = _finished_job(client, worker, tiny_video)
+    url = f"/jobs/{job['job_id']}"
+    rows = _report(client, job)["targets"]["ru"]["sentences"]
+    edit = {"target_language": "ru", "segments": [{"id": rows[0]["id"], "translation": "Другое."}]}
+    assert client.patch(f"{url}/segments", json=edit).status_code == 202
+    assert client.get(f"{url}/versions").json()["data"]["pending"]["version"] == 2
+    if end == "cancelled":
+        assert client.delete(url).status_code == 200
+    else:  # the spec file is gone: the re-dub fails in the worker
+        (services.storage.job_dir(job["job_id"]) / "redub" / "v2.json").unlink()
+        assert worker.run_once()
+    assert client.get(url).json()["data"]["state"] == end
+    versions = client.get(f"{url}/versions").json()["data"]
+    assert versions["pending"] is None and versions["current_version"] == 1
+
+
 def test_original_audio_for_the_player_switch(client: Any, worker: Any, tiny_video: Path) -> None:
     job = _finished_job(client, worker, tiny_video)
     r = client.get(f"/jobs/{job['job_id']}/original-audio")
