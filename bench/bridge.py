@@ -4,8 +4,8 @@
    direct in-process call, in one run: throughput, and the added latency per message (sequential round trips).
    The translator is an instant fake, so the figures are the bridge's own cost, not the LLM's.
 2. Jobs accepted per second in queue mode: ``translate_video`` messages (fire-and-forget) taken in by 1 and 2
-   bridge processes (``python -m serve_app.bridge.main --no-worker``) until every job is in the job store;
-   and ``JobPublisher.publish_job`` (what ``POST /jobs`` does in queue mode: record, publish, confirm).
+   bridge processes (``python -m serve_app.bridge.main --no-worker``) until every job is in the job store.
+   (HTTP ``POST /jobs`` in queue mode against local mode: bench/queue.py.)
    No pipeline runs (intake only; the jobs stay queued), so this measures intake, not translation.
 
     .venv/bin/python bench/bridge.py [--texts 500] [--latency 100] [--jobs 300] [--instances 1,2]
@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import aio_pika
 
 from configs.settings import QueueSettings, Settings
-from pipelines.schema import JobRequest, Transcript
-from serve_app.bridge import JobPublisher, build_bridge, build_job_service
+from pipelines.schema import Transcript
+from serve_app.bridge import build_bridge, build_job_service
 from serve_app.jobs import JobState
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,22 +209,6 @@ async def bench_intake(settings: Settings, n: int, instances: int, log_dir: Path
     return {"instances": instances, "jobs": n, "publish_s": round(published, 2), "jobs_per_s": round(n / accepted, 1)}
 
 
-async def bench_publisher(settings: Settings, n: int) -> dict[str, Any]:
-    service = build_job_service(settings)
-    publisher = JobPublisher(settings.queue, service)
-    await publisher.start()
-    video = str(settings.storage.root / "in" / "clip.mp4")
-    t0 = time.perf_counter()
-    for _ in range(n):
-        await publisher.publish_job(JobRequest(input=video, target_languages=["es"], mode="subtitles"))
-    took = time.perf_counter() - t0
-    assert publisher.channel is not None
-    await cleanup(publisher.channel, settings.queue)
-    await publisher.close()
-    service.store.close()
-    return {"jobs": n, "publish_job_per_s": round(n / took, 1), "publish_job_mean_ms": round(took / n * 1000, 2)}
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
@@ -245,8 +229,6 @@ async def main() -> None:
             row = await bench_intake(make_settings(root / f"intake{k}", args.amqp_url), args.jobs, k, root)
             results["intake"].append(row)
             print(json.dumps(row), flush=True)
-        results["publisher"] = await bench_publisher(make_settings(root / "publisher", args.amqp_url), args.jobs)
-        print(json.dumps(results["publisher"]), flush=True)
     print(json.dumps(results, indent=2))
 
 

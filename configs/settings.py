@@ -149,8 +149,14 @@ class ServiceSettings(BaseModel):
 
 
 class QueueSettings(BaseModel):
-    enabled: bool = False
-    mode: Literal["local", "rabbitmq"] = "local"
+    enabled: bool = Field(
+        default=False, description="Run the RabbitMQ consumer (and a job worker) inside the Serve app's job runner."
+    )
+    mode: Literal["local", "rabbitmq"] = Field(
+        default="local",
+        description='How POST /jobs submits: "local" records the job for this app\'s job runner; "rabbitmq" '
+        "publishes it to request_queue (publisher confirms) for bridge instances to run.",
+    )
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     prefetch_count: int = 4
     request_queue: str = "videotranslator.rpc"
@@ -161,6 +167,9 @@ class QueueSettings(BaseModel):
     events_poll_s: float = Field(default=1.0, description="How often the bridge polls the job store for progress events.")
     backpressure_poll_s: float = Field(default=1.0, description="While paused on a full job queue, how often to look again.")
     shutdown_timeout_s: float = Field(default=30.0, description="On SIGTERM, how long to wait for in-flight messages.")
+    publish_timeout_s: float = Field(
+        default=5.0, description="Queue mode: how long POST /jobs waits to connect and for the broker's confirm; then 503."
+    )
 
 
 class BatchSettings(BaseModel):
@@ -190,6 +199,9 @@ class Settings(BaseSettings):
     LOG_DIR: Path = Field(default=Path("var/log"), validation_alias=AliasChoices("VT_LOG_DIR", "LOG_DIR"))
     MAX_FILE_SIZE: int = Field(
         default=2 * 1024**3, validation_alias=AliasChoices("VT_MAX_FILE_SIZE", "MAX_FILE_SIZE")
+    )
+    MAX_DURATION: float = Field(  # seconds of media a job may have (probed, then checked again when decoded)
+        default=4 * 3600.0, gt=0, validation_alias=AliasChoices("VT_MAX_DURATION", "MAX_DURATION")
     )
     # The issue's name for the keys; merged into service.api_keys (VT_SERVICE__API_KEYS works too).
     API_KEYS: Annotated[list[str], NoDecode] = Field(

@@ -75,3 +75,11 @@ class InsecureStartup(VTError):
 
     code = "insecure_startup"
     http_status = 500
+
+
+class QueueUnavailable(QueueFull):
+    """Queue mode: the broker could not be reached or did not confirm the job's message in time; nothing was
+    recorded. A subclass of QueueFull so it carries ``retry_after_s`` into the Retry-After header."""
+
+    code = "queue_unavailable"
+    http_status = 503

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import ValidationError
 
-from pipelines.errors import VTError
+from pipelines.errors import InvalidGlossary, VTError
+from pipelines.glossary import parse_glossary
 from pipelines.languages import normalize_language
 from pipelines.schema import JobRequest
 from serve_app.bridge.rpc import CallState, Watch, current_call, domain_error, invalid_params
@@ -123,6 +124,20 @@ def _optional_str(value: Any, name: str) -> str | None:
     return value
 
 
+def _glossary(value: Any) -> dict[str, str]:
+    """``{term: translation}`` (what POST /jobs takes as JSON), or a string in either glossary syntax."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            return parse_glossary(value)
+        except InvalidGlossary as exc:
+            raise invalid_params(f"glossary: {exc.message}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise invalid_params("glossary must be an object of strings {term: translation}")
+    return dict(value)
+
+
 def _bool(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
         raise invalid_params(f"{name} must be true or false")
@@ -149,6 +164,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         mode: Any = "dub",
         burn_in: Any = False,
         wait: Any = False,
+        glossary: Any = None,
     ) -> dict[str, Any]:
         call = current_call()
         wait = _bool(wait, "wait")
@@ -157,12 +173,18 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         if record is not None and call.scoped and record.owner != call.owner:
             raise domain_error(BadRequest("this message id was already used for another key's job"))
         if record is None:
-            record = await _submit(call, input, target_languages, source_language, mode, burn_in)
+            record = await _submit(call, input, target_languages, source_language, mode, burn_in, glossary)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
         return {"job_id": record.id, "state": record.state.value}
 
     async def _submit(
-        call: CallState, input: Any, target_languages: Any, source_language: Any, mode: Any, burn_in: Any
+        call: CallState,
+        input: Any,
+        target_languages: Any,
+        source_language: Any,
+        mode: Any,
+        burn_in: Any,
+        glossary: Any,
     ) -> JobRecord:
         path, file_id = resolve_input(input, ctx.storage_root)
         try:
@@ -172,6 +194,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
                 source_language=_optional_str(source_language, "source_language"),
                 mode=mode,
                 burn_in=_bool(burn_in, "burn_in"),
+                glossary=_glossary(glossary),
             )
         except ValidationError as exc:
             raise invalid_params(f"invalid params: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None

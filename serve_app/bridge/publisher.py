@@ -1,14 +1,16 @@
-"""``JobPublisher``: how the HTTP API submits a job in ``queue.mode = "rabbitmq"``.
+"""``JobPublisher``: how the HTTP API submits a job in ``queue.mode = "rabbitmq"`` (``JobService.enqueue``).
 
-``publish_job`` first records the job as ``queued`` in the shared job store (through ``JobService.submit``,
-with the idempotency key the bridge derives from the message's ``message_id``), then publishes a
-fire-and-forget ``translate_video`` request with that ``message_id`` and waits for the broker's confirm.
+``publish_job`` checks the request (languages, the upload, the queue cap: the same 4xx/429 as local mode),
+PUBLISHES a ``translate_video`` request (``input`` = the file id, ``message_id`` = the job's idempotency key)
+and waits for the broker's confirm, THEN records the job as ``queued`` under the key the bridge derives from
+that ``message_id``, and answers.
 
-Why record first: ``GET /jobs/{id}`` works the moment ``POST /jobs`` returns; the API still answers 429
-when the job queue is full; and a job is never lost between the two steps, because the store (which every
-bridge instance's worker claims from) is the durable record. The bridge's intake is idempotent: it finds
-the job by the key and only acks, then follows it (progress events on ``videotranslator.events``). External
-systems that publish straight to ``videotranslator.rpc`` get the same job through the same intake.
+Strategy for a broker that is down (publish first, record second): the publish fails, QueueUnavailable (503 +
+Retry-After) is raised, and nothing was recorded, so no job is left that no message will ever run. Once the
+confirm has come, the job cannot be lost: if this process dies before recording it, the bridge's intake
+records it from the message (same key, so never twice); if the bridge gets there first, ``submit`` finds its
+record by the key and returns that. Bridge instances' JobWorkers claim the recorded job from the shared store
+(leases: exactly one runs it).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import aio_pika
 from pipelines.schema import JobRequest
 from serve_app.bridge.consumer import OWNER_HEADER
 from serve_app.bridge.rpc import message_key, request_body
+from serve_app.errors import BadRequest, QueueUnavailable
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
     from configs.settings import QueueSettings
+    from serve_app.jobs.models import JobRecord
     from serve_app.jobs.service import JobService
 
 logger = logging.getLogger(__name__)
@@ -66,9 +70,9 @@ class JobPublisher:
             )
 
     async def close(self) -> None:
-        if self.connection is not None:
-            await self.connection.close()
-        self.connection = self.channel = None
+        connection, self.connection, self.channel = self.connection, None, None
+        if connection is not None:
+            await connection.close()
 
     async def publish_job(
         self,
@@ -77,42 +81,62 @@ class JobPublisher:
         file_id: str | None = None,
         owner: str | None = None,
         idempotency_key: str | None = None,
-    ) -> str:
-        """Record the job (queued) and publish it; returns the job id.
+    ) -> JobRecord:
+        """Publish the job (confirmed), then record it (queued); returns the record.
 
         With the client's ``idempotency_key`` the message_id is derived from (owner, key), so a retried
-        ``POST /jobs`` finds the same job (and its re-publish is deduplicated by the bridge's intake).
-
-        Raises what ``JobService.submit`` raises (QueueFull, UnknownLanguage, FileNotFound, InputNotFound).
-        A publish that fails after the record was written is logged, not raised: the job is durable and any
-        bridge instance's worker runs it; only its progress events are missing.
+        ``POST /jobs`` returns the same job (and publishes nothing). Raises BadRequest without ``file_id``
+        (bridges take file ids only), what ``JobService.submit`` raises (QueueFull, UnknownLanguage,
+        FileNotFound) before anything is published, and QueueUnavailable when the broker cannot be reached or
+        does not confirm within ``queue.publish_timeout_s`` (then nothing is recorded).
         """
-        await self.start()
+        if file_id is None:
+            raise BadRequest("queue mode takes uploaded files only: give a file_id")
         if idempotency_key is None:
             message_id = uuid.uuid4().hex
         else:
             message_id = hashlib.sha256(f"{owner or ''}\0{idempotency_key}".encode()).hexdigest()[:32]
         key = message_key(message_id, b"")
-        record = await asyncio.to_thread(
-            self.service.submit, request, file_id=file_id, owner=owner, idempotency_key=key
-        )
+        existing = await asyncio.to_thread(self.service.store.get_by_idempotency_key, key)
+        if existing is not None:
+            return existing
+        resolved = await asyncio.to_thread(self.service.validate, request, file_id)
         params: dict[str, Any] = {
-            "input": file_id or record.request.input,
-            "target_languages": record.request.target_languages,
-            "source_language": record.request.source_language,
-            "mode": record.request.mode,
-            "burn_in": record.request.burn_in,
+            "input": file_id,
+            "target_languages": resolved.target_languages,
+            "source_language": resolved.source_language,
+            "mode": resolved.mode,
+            "burn_in": resolved.burn_in,
+            "glossary": dict(resolved.glossary),
         }
         message = aio_pika.Message(
-            request_body("translate_video", params, request_id=record.id),
+            request_body("translate_video", params, request_id=message_id),
             message_id=message_id,
             content_type="application/json",
             headers={OWNER_HEADER: owner} if owner else None,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
+        await self._publish(message)
+        return await asyncio.to_thread(
+            self.service.submit, request, file_id=file_id, owner=owner, idempotency_key=key, check_room=False
+        )
+
+    async def _publish(self, message: aio_pika.Message) -> None:
+        """Connect if needed, publish and wait for the confirm, all within ``publish_timeout_s``; on any failure
+        drop the connection (the next call connects afresh) and raise QueueUnavailable."""
         try:
-            assert self.channel is not None
-            await self.channel.default_exchange.publish(message, routing_key=self.settings.request_queue)
-        except Exception:
-            logger.warning("job %s recorded but not published; a worker still runs it", record.id, exc_info=True)
-        return record.id
+            async with asyncio.timeout(self.settings.publish_timeout_s):
+                await self.start()
+                assert self.channel is not None
+                await self.channel.default_exchange.publish(
+                    message, routing_key=self.settings.request_queue, mandatory=True
+                )
+        except Exception as exc:  # unreachable, refused, closed channel, nack, returned, timed out: all mean "not queued"
+            logger.warning("queue: job message not confirmed (%s: %s)", type(exc).__name__, exc)
+            try:
+                await asyncio.wait_for(self.close(), 2.0)
+            except Exception:
+                logger.debug("queue: closing the failed connection", exc_info=True)
+            self.connection = self.channel = None
+            retry = self.service.retry_after_s
+            raise QueueUnavailable("the job queue is unavailable; try again later", retry_after_s=retry) from exc

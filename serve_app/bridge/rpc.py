@@ -63,6 +63,7 @@ DOMAIN_CODES: dict[str, int] = {
     "input_outside_storage": -32016,
     "cancelled": -32017,
     "unauthorized": -32018,
+    "queue_unavailable": -32019,
 }
 
 # Protocol errors as jsonrpc-py raises them carry no envelope (and echo the bad request back in ``data``);

@@ -7,7 +7,7 @@ import builtins
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipelines.errors import InputNotFound
 from pipelines.languages import normalize_language, normalize_targets
@@ -20,14 +20,63 @@ from serve_app.jobs.store import JobStore
 logger = logging.getLogger(__name__)
 
 
+class JobIntake(Protocol):
+    """Where ``JobService.enqueue`` sends jobs in queue mode (``serve_app.bridge.JobPublisher``)."""
+
+    async def publish_job(
+        self, request: JobRequest, *, file_id: str | None, owner: str | None, idempotency_key: str | None
+    ) -> JobRecord:
+        """Publish the job (broker confirm) and record it (queued); returns the record. Raises what
+        ``JobService.submit`` raises, and QueueUnavailable (nothing recorded) when the broker is unreachable."""
+        ...
+
+    async def close(self) -> None:
+        """Close the broker connection."""
+        ...
+
+
 class JobService:
     """Submits, reads and cancels jobs over a ``JobStore`` and a ``Storage``; the ``JobWorker`` runs them."""
 
-    def __init__(self, store: JobStore, storage: Storage, *, max_queued_jobs: int, retry_after_s: int = 10) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        storage: Storage,
+        *,
+        max_queued_jobs: int,
+        retry_after_s: int = 10,
+        publisher: JobIntake | None = None,
+    ) -> None:
         self.store = store
         self.storage = storage
         self.max_queued_jobs = max_queued_jobs
         self.retry_after_s = retry_after_s
+        # Queue mode (queue.mode = "rabbitmq"): enqueue publishes through it; None: enqueue only records.
+        self.publisher = publisher
+
+    async def enqueue(
+        self,
+        request: JobRequest,
+        *,
+        file_id: str | None = None,
+        owner: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobRecord:
+        """What the HTTP routes call. Local mode: ``submit`` (a JobWorker sharing the store claims it). Queue
+        mode: the publisher publishes the job, then records it; raises QueueUnavailable (503, nothing
+        recorded) when the broker is down, else what ``submit`` raises."""
+        if self.publisher is None:
+            return await asyncio.to_thread(
+                self.submit, request, file_id=file_id, owner=owner, idempotency_key=idempotency_key
+            )
+        return await self.publisher.publish_job(request, file_id=file_id, owner=owner, idempotency_key=idempotency_key)
+
+    def validate(self, request: JobRequest, file_id: str | None) -> JobRequest:
+        """The request as ``submit`` would record it (languages normalised, the upload's path as input), after
+        the queue-room check. Raises what ``submit`` raises; records nothing."""
+        resolved = self._resolve(request, file_id)
+        self.check_queue_room()
+        return resolved
 
     def submit(
         self,
@@ -36,20 +85,23 @@ class JobService:
         file_id: str | None = None,
         owner: str | None = None,
         idempotency_key: str | None = None,
+        check_room: bool = True,
     ) -> JobRecord:
         """Queue a job. With ``file_id`` the upload's path replaces ``request.input``; without it
         ``request.input`` must be an existing local file (trusted callers only).
 
         Raises UnknownLanguage, FileNotFound, InputNotFound, QueueFull (past ``max_queued_jobs`` queued jobs),
         BadRequest (an idempotency key reused by another owner). A repeated ``idempotency_key`` returns the
-        existing job.
+        existing job. ``check_room=False``: skip the cap (the job's message is already published, so it runs
+        whatever this answers).
         """
         if idempotency_key is not None:
             existing = self.store.get_by_idempotency_key(idempotency_key)
             if existing is not None:
                 return self._same_owner(existing, owner)
         request = self._resolve(request, file_id)
-        self.check_queue_room()
+        if check_room:
+            self.check_queue_room()
         candidate = JobRecord(request=request, file_id=file_id, owner=owner, idempotency_key=idempotency_key)
         record = self.store.create(candidate)
         if record.id != candidate.id:  # lost a race on the same idempotency key

@@ -1,7 +1,8 @@
 """``build_job_service(settings)``: the ONE place where the job store, the storage and ``JobService`` are wired.
 
 Every entrypoint gets its job service here: the Serve ingress and job runner, ``Services.local`` and the
-RabbitMQ bridge. Tests that need other limits build ``JobService`` themselves.
+RabbitMQ bridge. Tests that need other limits build ``JobService`` themselves. With ``queue.mode =
+"rabbitmq"`` the service gets its ``JobPublisher`` here too, so ``POST /jobs`` publishes (the one plug).
 """
 
 from __future__ import annotations
@@ -18,13 +19,18 @@ if TYPE_CHECKING:
 
 def build_job_service(settings: Settings) -> JobService:
     """The job service over ``service.job_store_url`` and the local storage root (with its quota), with the
-    queue limits of ``settings.service``. Raises ValueError for an unsupported store url; the store's own
+    queue limits of ``settings.service``, and a ``JobPublisher`` in queue mode. Raises ValueError for an unsupported store url; the store's own
     errors (an unreachable PostgreSQL) propagate."""
     store = make_job_store(settings.service.job_store_url)
     storage = LocalStorage(settings.storage.root, quota_bytes=settings.storage.quota_bytes)
-    return JobService(
+    service = JobService(
         store,
         storage,
         max_queued_jobs=settings.service.max_queued_jobs,
         retry_after_s=settings.service.retry_after_s,
     )
+    if settings.queue.mode == "rabbitmq":
+        from serve_app.bridge.publisher import JobPublisher  # the bridge imports this module: import late
+
+        service.publisher = JobPublisher(settings.queue, service)  # connects on the first job
+    return service

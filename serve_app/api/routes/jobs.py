@@ -52,7 +52,10 @@ JOB_UPLOAD_BODY = {
 }
 
 
-def _submit(jobs: JobService, body: JobCreate, idempotency_key: str | None, owner: str | None = None) -> JobRecord:
+async def _submit(
+    jobs: JobService, body: JobCreate, idempotency_key: str | None, owner: str | None = None
+) -> JobRecord:
+    """Record the job (local mode) or publish then record it (queue mode: 503 when the broker is down)."""
     request = JobRequest(
         input="",  # replaced by the upload's path
         target_languages=body.target_languages,
@@ -61,7 +64,7 @@ def _submit(jobs: JobService, body: JobCreate, idempotency_key: str | None, owne
         burn_in=body.burn_in,
         glossary=body.glossary,
     )
-    return jobs.submit(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
+    return await jobs.enqueue(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
 
 
 def _public(record: JobRecord, prefix: str) -> JobPublic:
@@ -97,11 +100,11 @@ def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreat
 
 
 @router.post("", status_code=202, response_model=Envelope[JobPublic])
-def create_job(
+async def create_job(
     body: JobCreate, request: Request, jobs: JobServiceDep, prefix: PrefixDep, owner: OwnerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Envelope[JobPublic]:  # fmt: skip
-    record = _submit(jobs, body, idempotency_key, owner)
+    record = await _submit(jobs, body, idempotency_key, owner)
     request.state.job_id = record.id
     return Envelope(message=f"job {record.id} {record.state.value}", data=_public(record, prefix))
 
@@ -125,7 +128,7 @@ async def upload_and_create_job(
         raise
     info = await receive_upload(form, storage, settings.MAX_FILE_SIZE)
     try:
-        record = _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner)
+        record = await _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner)
     except Exception:
         discard_upload(storage, info.file_id)  # a refused job leaves no orphan upload
         raise

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +29,7 @@ from pipelines.schema import Segment, Transcript
 from serve_app.bridge import Bridge, RpcHandler, build_bridge, build_job_service
 from serve_app.jobs import JobService, JobState, JobWorker
 from tests.conftest import make_video
+from tests.serve_app.bridge.conftest import delete_names, queue_names
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -71,29 +71,10 @@ def _needs_broker() -> None:
 
 @pytest.fixture
 def names() -> Iterator[QueueSettings]:
-    sfx = uuid.uuid4().hex[:10]
-    queue = QueueSettings(
-        amqp_url=AMQP_URL,
-        request_queue=f"vt-test.{sfx}.rpc",
-        dead_letter_queue=f"vt-test.{sfx}.rpc.dlq",
-        events_exchange=f"vt-test.{sfx}.events",
-        prefetch_count=4,
-        reconnect_interval_s=1.0,
-        events_poll_s=0.2,
-        backpressure_poll_s=0.2,
-        shutdown_timeout_s=10.0,
-    )
+    queue = queue_names(prefetch_count=4)
     yield queue
-
-    async def cleanup() -> None:
-        connection = await aio_pika.connect(AMQP_URL)
-        channel = await connection.channel()
-        for name in (queue.request_queue, queue.dead_letter_queue, f"vt-test.{sfx}.replies", f"vt-test.{sfx}.ev"):
-            await channel.queue_delete(name)
-        await channel.exchange_delete(queue.events_exchange)
-        await connection.close()
-
-    asyncio.run(cleanup())
+    stem = queue.request_queue.removesuffix(".rpc")
+    delete_names(queue, f"{stem}.replies", f"{stem}.ev")
 
 
 @pytest.fixture
@@ -440,34 +421,6 @@ def test_full_job_queue_pauses_consuming_until_there_is_room(settings: Settings,
             assert cid == "2" and second["result"]["state"] == JobState.QUEUED.value
             assert not bridge.paused and bridge.stats["requeued"] >= 1
         await client.close()
-
-    asyncio.run(scenario())
-    service.store.close()
-
-
-def test_job_publisher_records_then_publishes(settings: Settings, media: Path) -> None:
-    """Queue mode for POST /jobs: the job is readable at once; a retried POST (same key) is the same job; the
-    bridge's intake finds both messages' jobs by key (no second job, nothing dead-lettered)."""
-    from pipelines.schema import JobRequest
-    from serve_app.bridge import JobPublisher
-
-    service = build_job_service(settings)
-
-    async def scenario() -> None:
-        publisher = JobPublisher(settings.queue, service, amqp_url=AMQP_URL)
-        request = JobRequest(input=str(media), target_languages=["es"], mode="subtitles")
-        a = await publisher.publish_job(request, owner="u1", idempotency_key="k")
-        assert service.get(a).state is JobState.QUEUED  # GET /jobs/{id} works right after POST returns
-        assert await publisher.publish_job(request, owner="u1", idempotency_key="k") == a
-        b = await publisher.publish_job(request)
-        async with running(settings, service) as bridge:
-            deadline = time.monotonic() + 20
-            while bridge.stats["processed"] < 3:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-            assert bridge.stats["poison"] == 0
-        assert sorted(r.id for r in service.list()) == sorted({a, b}) and a != b
-        await publisher.close()
 
     asyncio.run(scenario())
     service.store.close()
