@@ -1,0 +1,169 @@
+"""The spec's queue, end to end, in separate processes: the HTTP API in queue mode (uvicorn, no job worker)
+publishes ``POST /jobs/upload`` to the REAL RabbitMQ; two ``serve_app.bridge.main`` instances (each with its
+own JobWorker, real Pipeline and its own stage cache) share a PostgreSQL job store and the storage folder, and
+run the jobs. Only the storage root and the job store are shared between the three processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from configs.settings import QueueSettings
+from serve_app.jobs import JobState
+from serve_app.jobs.store import make_job_store
+from tests.conftest import make_video
+from tests.serve_app.bridge.conftest import AMQP_URL, delete_names, queue_names
+from tests.serve_app.conftest import free_port
+
+pytestmark = [pytest.mark.rabbitmq, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[3]
+JOBS = 5
+API = """
+import sys
+import uvicorn
+from configs.settings import Settings
+from serve_app.api.main import get_application
+
+settings = Settings()
+assert settings.queue.mode == "rabbitmq"
+uvicorn.run(get_application(settings), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def queue_env(queue: QueueSettings, pg_url: str, root: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "VT_QUEUE__AMQP_URL": AMQP_URL,
+        "VT_QUEUE__REQUEST_QUEUE": queue.request_queue,
+        "VT_QUEUE__DEAD_LETTER_QUEUE": queue.dead_letter_queue,
+        "VT_QUEUE__EVENTS_EXCHANGE": queue.events_exchange,
+        "VT_QUEUE__RECONNECT_INTERVAL_S": "1",
+        "VT_SERVICE__JOB_STORE_URL": pg_url,
+        "VT_SERVICE__MAX_RUNNING_JOBS": "1",
+        "VT_SERVICE__MAX_QUEUED_JOBS": "50",
+        "VT_STORAGE__ROOT": str(root),
+    }
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log_path = log
+        self.log = open(log, "ab")  # noqa: SIM115  (closed in stop)
+        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, list[Proc], str]]:
+    queue = queue_names()
+    root = tmp_path / "shared"
+    root.mkdir()
+    env = queue_env(queue, pg_url, root)
+    procs: list[Proc] = []
+    try:
+        for name in ("a", "b"):
+            bridge_env = {**env, "VT_STORAGE__CACHE_DIR": str(tmp_path / f"cache-{name}"),
+                          "VT_LOG_DIR": str(tmp_path / f"log-{name}")}  # fmt: skip
+            cmd = [sys.executable, "-m", "serve_app.bridge.main"]
+            procs.append(Proc(cmd, bridge_env, tmp_path / f"bridge-{name}.log"))
+        port = free_port()
+        api_env = {**env, "VT_QUEUE__MODE": "rabbitmq", "VT_LOG_DIR": str(tmp_path / "log-api")}
+        api = Proc([sys.executable, "-c", API, str(port)], api_env, tmp_path / "api.log")
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert api.proc.poll() is None, api.text()
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.2)
+        deadline = time.monotonic() + 120
+        while not all("bridge ready" in p.text() for p in procs):
+            assert all(p.proc.poll() is None for p in procs), [p.text() for p in procs]
+            assert time.monotonic() < deadline, "the bridges did not start"
+            time.sleep(0.2)
+        yield url, procs, pg_url
+        api.stop()
+    finally:
+        for p in procs:
+            p.stop()
+        delete_names(queue)
+
+
+def test_http_jobs_run_once_each_on_two_bridge_instances(
+    stack: tuple[str, list[Proc], str], tmp_path: Path, test_mp3: Path
+) -> None:
+    url, bridges, pg_url = stack
+    video = make_video(tmp_path / "this_is_a_test.mp4", test_mp3, 5.0)
+    answered: dict[str, float] = {}
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(JOBS):
+            t0 = time.monotonic()
+            with open(video, "rb") as fh:
+                r = http.post("/jobs/upload", files={"file": (video.name, fh, "video/mp4")},
+                              data={"target_languages": "es", "mode": "subtitles"})  # fmt: skip
+            assert r.status_code == 202, r.text
+            job = r.json()["data"]
+            assert job["state"] == "queued" and time.monotonic() - t0 < 5
+            answered[job["job_id"]] = time.time()
+            assert http.get(f"/jobs/{job['job_id']}").json()["data"]["job_id"] == job["job_id"]
+        deadline = time.monotonic() + 420
+        while True:
+            states = {i: http.get(f"/jobs/{i}").json()["data"]["state"] for i in answered}
+            if all(s in {"succeeded", "failed", "cancelled"} for s in states.values()):
+                break
+            assert all(b.proc.poll() is None for b in bridges), [b.text()[-3000:] for b in bridges]
+            assert time.monotonic() < deadline, states
+            time.sleep(1.0)
+        assert set(states.values()) == {"succeeded"}, states
+        some = next(iter(answered))
+        done = http.get(f"/jobs/{some}").json()["data"]
+        srt = next(n for n in done["outputs"] if n.endswith(".es.srt"))
+        assert http.get(done["output_urls"][srt]).text.strip()  # the API serves what a bridge wrote
+    store = make_job_store(pg_url)
+    try:
+        records = [store.get(i) for i in answered]
+    finally:
+        store.close()
+    assert all(r is not None and r.state is JobState.SUCCEEDED for r in records)
+    for r in records:
+        assert r is not None and r.started_at is not None
+        # The answer came back before the job started (same host clock; 50 ms for writing the answer).
+        assert answered[r.id] < datetime.timestamp(r.started_at) + 0.05, r.id
+    logs = [b.text() for b in bridges]
+    runs = {i: sum(len(re.findall(rf"\[job {i}\] running \(", log)) for log in logs) for i in answered}
+    assert set(runs.values()) == {1}, runs  # each job ran exactly once
+    per_instance = [sum(f"[job {i}] succeeded" in log for i in answered) for log in logs]
+    assert sum(per_instance) == JOBS and all(n > 0 for n in per_instance), per_instance
+    assert len({r.worker_id for r in records if r is not None}) == 2
+    for b in bridges:
+        assert b.stop() == 0
