@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pipelines.errors import InvalidGlossary, VTError
 from pipelines.glossary import parse_glossary
 from pipelines.languages import normalize_language
-from pipelines.schema import JobRequest
+from pipelines.schema import JobRequest, Sentence
 from serve_app.bridge.rpc import CallState, Watch, current_call, domain_error, invalid_params
 from serve_app.errors import BadRequest, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, is_valid_id
@@ -71,9 +71,13 @@ class PipelineModels:
             return self.pipeline.transcribe(media_path, language=language).transcript
 
     def translate_texts(self, texts: list[str], source_language: str, target_language: str) -> list[str]:
+        # ``translate`` (not ``translate_texts``): the Serve job runner's pipeline has a handle adapter that has only it.
+        sentences = [Sentence(id=i, start_s=0.0, end_s=0.0, text=t) for i, t in enumerate(texts)]
         with self._llm_lock:
-            result: list[str] = self.pipeline.translator.translate_texts(texts, source_language, target_language)
-        return result
+            result = self.pipeline.translator.translate(
+                sentences, source_language=source_language, target_language=target_language
+            )
+        return [t.text for t in result]
 
 
 @dataclass
@@ -89,9 +93,10 @@ class MethodContext:
 
 def job_view(record: JobRecord, service: JobService) -> dict[str, Any]:
     """The public view of a job, as the HTTP API sends it (``JobPublic``, JSON-ready), plus ``output_dir``:
-    the job's output folder on the shared storage, for consumers that read the files from there."""
+    the job's output folder RELATIVE to the shared storage root (``jobs/<id>/out``), for consumers that mount
+    that storage; never a server path."""
     view = JobPublic.from_record(record).model_dump(mode="json")
-    view["output_dir"] = str(service.storage.job_dir(record.id) / "out")
+    view["output_dir"] = f"jobs/{record.id}/out"
     return view
 
 

@@ -13,6 +13,8 @@ from serve_app.deployments.model_deployments import settings_from
 
 if TYPE_CHECKING:
     from pipelines.runner import Pipeline
+    from serve_app.bridge.embedded import BackgroundBridge
+    from serve_app.jobs import JobWorker
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +44,23 @@ class JobRunner:
         self.service = build_job_service(s)
         self.store, self.storage = self.service.store, self.service.storage
         handles = (asr, translator, tts)
-        self.worker = JobWorker(
-            self.service,
-            pipeline_factory or (lambda: self._pipeline(*handles)),
-            max_running_jobs=s.service.max_running_jobs,
-            poll_s=poll_s,
-            lease_s=s.service.job_lease_s,
-        )
-        self.worker.start()  # requeues jobs whose lease expired (a dead process); they resume from the stage cache
+        factory = pipeline_factory or (lambda: self._pipeline(*handles))
+        self.worker: JobWorker | None = None
+        # queue.mode = "rabbitmq" without queue.enabled: bridge instances run the jobs, this app only publishes.
+        if s.queue.mode == "local" or s.queue.enabled:
+            self.worker = JobWorker(
+                self.service, factory, max_running_jobs=s.service.max_running_jobs, poll_s=poll_s,
+                lease_s=s.service.job_lease_s,
+            )  # fmt: skip
+            self.worker.start()  # requeues jobs whose lease expired (a dead process); they resume from the stage cache
         self.retention = start_retention(s, self.store, self.storage)
+        self.consumer: BackgroundBridge | None = None
+        if s.queue.enabled:  # the RabbitMQ consumer in this replica, next to the worker that runs its jobs
+            from serve_app.bridge.embedded import BackgroundBridge
+            from serve_app.bridge.methods import PipelineModels
+
+            self.consumer = BackgroundBridge(s, self.service, models=PipelineModels(factory))
+            self.consumer.start()
 
     def _pipeline(self, asr: Any, translator: Any, tts: Any) -> Pipeline:
         from pipelines.runner import Pipeline
@@ -63,17 +73,25 @@ class JobRunner:
         )
 
     def ready(self) -> bool:
-        return self.worker.running
+        return (self.worker is None or self.worker.running) and (self.consumer is None or self.consumer.connected)
 
     def shutdown(self) -> None:
         """Stop taking jobs. A job still running is put back in the queue (the model deployments are going
         away with this app), so the next start resumes it from its last finished stage."""
+        if getattr(self, "_shut_down", False):
+            return
+        self._shut_down = True
+        consumer = getattr(self, "consumer", None)
+        if consumer is not None:  # first, so no message is taken in while the worker stops
+            consumer.stop()
         retention = getattr(self, "retention", None)
         if retention is not None:
             retention.stop(timeout=1.0)
-        # This replica's jobs only (others may share the store); the threads drop them at their next stage.
-        self.worker.stop(timeout=0, requeue=True)
-        self.worker.stop(timeout=5.0)
+        worker = getattr(self, "worker", None)
+        if worker is not None:
+            # This replica's jobs only (others may share the store); the threads drop them at their next stage.
+            worker.stop(timeout=0, requeue=True)
+            worker.stop(timeout=5.0)
 
     def __del__(self) -> None:  # Serve calls this when the replica shuts down gracefully
         try:
