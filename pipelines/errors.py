@@ -35,6 +35,13 @@ class NoAudioStream(VTError):
     http_status = 422
 
 
+class MediaTooLong(VTError):
+    """The input lasts (or decodes to) more than the ``MAX_DURATION`` setting allows."""
+
+    code = "media_too_long"
+    http_status = 413
+
+
 class UnknownLanguage(VTError):
     code = "unknown_language"
     http_status = 422

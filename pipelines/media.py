@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import InputNotFound, InvalidMedia, MediaError, NoAudioStream
+from pipelines.errors import InputNotFound, InvalidMedia, MediaError, MediaTooLong, NoAudioStream
 from pipelines.fileio import atomic_path
 from pipelines.schema import MediaInfo
 
@@ -65,8 +65,9 @@ def run_ffmpeg(args: Sequence[str], *, input_bytes: bytes | None = None, what: s
     return proc.stdout
 
 
-def probe(path: str | Path) -> MediaInfo:
-    """Describe a media file. Raises InputNotFound, InvalidMedia (not media, truncated, empty)."""
+def probe(path: str | Path, *, max_duration_s: float | None = None) -> MediaInfo:
+    """Describe a media file. Raises InputNotFound, InvalidMedia (not media, truncated, empty), MediaTooLong
+    (it claims to last more than ``max_duration_s`` seconds; None: no limit)."""
     p = Path(path)
     if not p.is_file():
         raise InputNotFound(f"input file not found: {p}")
@@ -95,6 +96,7 @@ def probe(path: str | Path) -> MediaInfo:
     if duration is None or duration <= 0:
         raise InvalidMedia(f"cannot determine the duration of {p.name}; the file may be truncated")
     _check_plausible(p, fmt, video, duration)
+    check_duration(p.name, duration, max_duration_s)
     return MediaInfo(
         path=str(p),
         duration_s=duration,
@@ -133,6 +135,19 @@ def _check_plausible(p: Path, fmt: dict[str, object], video: dict[str, object] |
         )
 
 
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def check_duration(name: str, duration_s: float, max_duration_s: float | None, *, what: str = "lasts") -> None:
+    """MediaTooLong when ``duration_s`` passes ``max_duration_s`` (None: no limit); ``name``: the file's."""
+    if max_duration_s is not None and duration_s > max_duration_s:
+        raise MediaTooLong(
+            f"{name} {what} {_clock(duration_s)} (h:mm:ss); at most {_clock(max_duration_s)} is accepted"
+        )
+
+
 def _short(reason: str, p: Path) -> str:
     return reason.replace(str(p), "").strip(" :") or "unreadable"
 
@@ -147,31 +162,46 @@ def _duration(fmt: dict[str, object], streams: list[dict[str, object]]) -> float
     return None
 
 
-def extract_audio(info: MediaInfo, out_wav: str | Path, *, sample_rate_hz: int = ASR_SAMPLE_RATE_HZ) -> Path:
+def extract_audio(
+    info: MediaInfo,
+    out_wav: str | Path,
+    *,
+    sample_rate_hz: int = ASR_SAMPLE_RATE_HZ,
+    max_duration_s: float | None = None,
+) -> Path:
     """Write the first audio stream as mono 16-bit PCM WAV at ``sample_rate_hz`` (atomically).
 
-    Raises NoAudioStream when the input has none, InvalidMedia when it cannot be decoded.
+    With ``max_duration_s`` ffmpeg decodes at most a second more than that, whatever the header claimed, and a
+    longer result raises MediaTooLong. Raises NoAudioStream when the input has none, InvalidMedia when it
+    cannot be decoded.
     """
+    name = Path(info.path).name
     if not info.has_audio:
-        raise NoAudioStream(f"the input has no audio stream to translate: {Path(info.path).name}")
+        raise NoAudioStream(f"the input has no audio stream to translate: {name}")
     out = Path(out_wav)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out, suffix=".wav") as tmp:
         args = ["-i", info.path, "-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(sample_rate_hz)]
+        if max_duration_s is not None:  # a header that lies about the length cannot make us decode hours
+            args += ["-t", f"{max_duration_s + 1.0:.3f}"]
         args += ["-c:a", "pcm_s16le", "-f", "wav", str(tmp)]
         try:
             run_ffmpeg(args, what="audio extraction")
         except MediaError as exc:
-            raise InvalidMedia(f"cannot decode the audio of {Path(info.path).name}: {exc}", detail=exc.detail) from exc
-        if _wav_frames(str(tmp)) == 0 and info.duration_s > 0.01:
-            raise InvalidMedia(f"no audio could be decoded from {Path(info.path).name}; the file holds no media data")
+            raise InvalidMedia(f"cannot decode the audio of {name}: {exc}", detail=exc.detail) from exc
+        frames, rate = _wav_frames(str(tmp))
+        if frames == 0 and info.duration_s > 0.01:
+            raise InvalidMedia(f"no audio could be decoded from {name}; the file holds no media data")
+        check_duration(name, frames / rate, max_duration_s, what="decodes to more than")
     return out
 
 
-def _wav_frames(path: str) -> int:
+def _wav_frames(path: str) -> tuple[int, int]:
+    """A WAV file's frame count and sample rate (Hz)."""
     import soundfile as sf
 
-    return int(sf.info(path).frames)
+    info = sf.info(path)
+    return int(info.frames), int(info.samplerate)
 
 
 def decode_audio(path: str | Path, *, sample_rate_hz: int, channels: int = 1, stream: str = "0:a:0") -> np.ndarray:

@@ -68,8 +68,8 @@ class Transcription:
     outputs: dict[str, Path] = field(default_factory=dict)
 
 
-def _probe_audio(input: str | Path) -> MediaInfo:
-    info = media.probe(input)
+def _probe_audio(input: str | Path, settings: Settings) -> MediaInfo:
+    info = media.probe(input, max_duration_s=settings.MAX_DURATION)
     if not info.has_audio:
         raise NoAudioStream(f"the input has no audio stream to translate: {Path(input).name}")
     return info
@@ -119,7 +119,7 @@ class Pipeline:
         """Check a request before any work: languages, the input media, TTS voices. Raises VTError."""
         targets = normalize_targets(request.target_languages)
         source = normalize_language(request.source_language) if request.source_language else None
-        info = _probe_audio(request.input)
+        info = _probe_audio(request.input, self.settings)
         if request.burn_in and not info.has_video:
             raise BurnInNeedsVideo(f"burning subtitles in needs a video stream; {Path(request.input).name} has none")
         if request.mode == "dub":
@@ -167,7 +167,7 @@ class Pipeline:
         input's. Raises VTError (InputNotFound, InvalidMedia, NoAudioStream, UnknownLanguage, ModelError).
         """
         source = normalize_language(language) if language else None
-        run = _InputRun(self, _probe_audio(input), source, progress, should_cancel)
+        run = _InputRun(self, _probe_audio(input, self.settings), source, progress, should_cancel)
         transcript, sentences = run.source_stages()
         result = Transcription(transcript, sentences, run.source_cues)
         if out_dir is None:
@@ -254,7 +254,7 @@ class _InputRun:
             self.cache = cache.StageCache(self.settings.storage.cache_dir, cache.file_digest(self.info.path))
             wav = self.cache.path("audio16k.wav")
             if not wav.is_file() and self.preset_transcript is None:
-                media.extract_audio(self.info, wav)
+                media.extract_audio(self.info, wav, max_duration_s=self.settings.MAX_DURATION)
         with self.stage(Stage.ASR):
             transcript = self.transcribe(wav)
         with self.stage(Stage.SEGMENT):

@@ -48,9 +48,14 @@ def decode_audio_bytes(data: bytes) -> np.ndarray:
     return np.asarray(samples, dtype=np.float32)
 
 
-def _as_samples(audio: Audio) -> str | np.ndarray:
+def _as_samples(audio: Audio, max_duration_s: float) -> str | np.ndarray:
+    """Bytes decoded (and held to ``max_duration_s``: MediaTooLong past it), samples and paths as they are."""
     if isinstance(audio, (bytes, bytearray, memoryview)):
-        return decode_audio_bytes(bytes(audio))
+        from pipelines.media import check_duration
+
+        samples = decode_audio_bytes(bytes(audio))
+        check_duration("the audio", len(samples) / ASR_SAMPLE_RATE_HZ, max_duration_s)
+        return samples
     return audio
 
 
@@ -71,7 +76,7 @@ class ASRDeployment:
         """Transcribe an encoded file (bytes), float32 16 kHz samples or a local path. Raises InvalidMedia,
         UnknownLanguage, ModelError."""
         lang = normalize_language(language) if language else None
-        return self.stage(_as_samples(audio), language=lang)  # type: ignore[no-any-return]
+        return self.stage(_as_samples(audio, self.settings.MAX_DURATION), language=lang)  # type: ignore[no-any-return]
 
     def translate_to_english(self, audio: Audio, language: str | None = None) -> Transcript:
         """Whisper's own ``task="translate"``: speech in any language → English text, in one pass (better
@@ -87,7 +92,7 @@ class ASRDeployment:
                 self.settings.asr, self.settings.storage.models_dir, model=model, task="translate"
             )
         lang = normalize_language(language) if language else None
-        return self._translate_stage(_as_samples(audio), language=lang)  # type: ignore[no-any-return]
+        return self._translate_stage(_as_samples(audio, self.settings.MAX_DURATION), language=lang)  # type: ignore[no-any-return]
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.settings.asr.model}

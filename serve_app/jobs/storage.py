@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
 
 from pipelines import media
-from pipelines.errors import InvalidMedia
+from pipelines.errors import InvalidMedia, MediaTooLong
 from pipelines.fileio import atomic_write_text, publish
 from serve_app.errors import FileNotFound, FileTooLarge, InsufficientStorage, OutputNotFound
 from serve_app.jobs.models import FileInfo, is_valid_id, new_id, utcnow
@@ -102,10 +102,14 @@ def _extension(filename: str, format_name: str) -> str:
 class LocalStorage:
     """Files under one local folder ``root``. ``quota_bytes``: the most bytes the files under ``root`` may
     take (None: no cap). The quota is enforced by this process; uploads streaming in parallel reserve their
-    bytes so that together they cannot pass it."""
+    bytes so that together they cannot pass it. ``max_duration_s``: the longest media an upload may hold
+    (the ``MAX_DURATION`` setting; None: no cap), checked when it is probed."""
 
-    def __init__(self, root: str | Path, *, quota_bytes: int | None = None) -> None:
+    def __init__(
+        self, root: str | Path, *, quota_bytes: int | None = None, max_duration_s: float | None = None
+    ) -> None:
         self.root = Path(root)
+        self.max_duration_s = max_duration_s
         self.uploads_dir = self.root / "uploads"
         self.jobs_dir = self.root / "jobs"
         self.quota_bytes = quota_bytes
@@ -137,7 +141,7 @@ class LocalStorage:
         final_dir = self.uploads_dir / file_id
         try:
             size = await self._stream(chunks, tmp, max_bytes, file_id)
-            info = await asyncio.to_thread(media.probe, tmp)
+            info = await asyncio.to_thread(media.probe, tmp, max_duration_s=self.max_duration_s)
             path = final_dir / f"{file_id}.{_extension(display, info.format_name)}"
             record = FileInfo(
                 file_id=file_id,
@@ -153,10 +157,10 @@ class LocalStorage:
         except BaseException as exc:  # also CancelledError: a client that hangs up leaves nothing behind
             tmp.unlink(missing_ok=True)
             shutil.rmtree(final_dir, ignore_errors=True)
-            if isinstance(exc, InvalidMedia):
+            if isinstance(exc, (InvalidMedia, MediaTooLong)):
                 logger.info("rejected upload %r: %s", display, exc)
                 # name the client's file, not our temporary one
-                raise InvalidMedia(exc.message.replace(tmp.name, repr(display)), detail=exc.detail) from None
+                raise type(exc)(exc.message.replace(tmp.name, repr(display)), detail=exc.detail) from None
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 raise InsufficientStorage("not enough disk space to store the upload") from exc
             raise

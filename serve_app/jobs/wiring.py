@@ -22,7 +22,9 @@ def build_job_service(settings: Settings) -> JobService:
     queue limits of ``settings.service``, and a ``JobPublisher`` in queue mode. Raises ValueError for an unsupported store url; the store's own
     errors (an unreachable PostgreSQL) propagate."""
     store = make_job_store(settings.service.job_store_url)
-    storage = LocalStorage(settings.storage.root, quota_bytes=settings.storage.quota_bytes)
+    storage = LocalStorage(
+        settings.storage.root, quota_bytes=settings.storage.quota_bytes, max_duration_s=settings.MAX_DURATION
+    )
     service = JobService(
         store,
         storage,

@@ -30,6 +30,19 @@ def test_env_prefix_nesting_and_spec_names(monkeypatch: pytest.MonkeyPatch) -> N
     assert s.LOG_LEVEL == "DEBUG"
 
 
+def test_max_duration_default_and_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("VT_MAX_DURATION", "MAX_DURATION"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings(_env_file=None).MAX_DURATION == 4 * 3600  # seconds
+    monkeypatch.setenv("MAX_DURATION", "600")
+    assert Settings(_env_file=None).MAX_DURATION == 600
+    monkeypatch.setenv("VT_MAX_DURATION", "90.5")  # the prefixed name wins
+    assert Settings(_env_file=None).MAX_DURATION == 90.5
+    monkeypatch.setenv("VT_MAX_DURATION", "0")
+    with pytest.raises(ValueError, match="MAX_DURATION"):
+        Settings(_env_file=None)
+
+
 def test_dotenv_and_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = tmp_path / ".env"
     env.write_text("VT_TRANSLATOR__BATCH_SIZE=3\nPROJECT_NAME=Demo\n")

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipelines import media
-from pipelines.errors import InputNotFound, InvalidMedia, NoAudioStream
+from pipelines.errors import InputNotFound, InvalidMedia, MediaTooLong, NoAudioStream
 from tests.conftest import make_video
 
 
@@ -65,3 +66,36 @@ def test_video_without_audio(tmp_path: Path) -> None:
     assert info.has_video and not info.has_audio
     with pytest.raises(NoAudioStream):
         media.extract_audio(info, tmp_path / "x.wav")
+
+
+def lying_mp3(folder: Path) -> Path:
+    """An mp3 without a Xing header whose first second is at 320 kb/s and the next 30 s at 32 kb/s: ffprobe
+    estimates its length from the first frames' bitrate (about 5 s), ffmpeg decodes all 31 s."""
+    parts = []
+    for name, seconds, rate in (("a", 1, "320k"), ("b", 30, "32k")):
+        part = folder / f"{name}.mp3"
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=f=440:d={seconds}", "-ac", "1",
+                        "-c:a", "libmp3lame", "-b:a", rate, "-write_xing", "0", "-id3v2_version", "0", str(part)],
+                       check=True)  # fmt: skip
+        parts.append(part.read_bytes())
+    out = folder / "liar.mp3"
+    out.write_bytes(b"".join(parts))
+    return out
+
+
+def test_probe_refuses_media_longer_than_max_duration(jfk_video: Path) -> None:
+    assert media.probe(jfk_video, max_duration_s=13.5).duration_s < 13.5
+    with pytest.raises(MediaTooLong, match=r"jfk.mp4 lasts 0:00:13 .*at most 0:00:10") as exc:
+        media.probe(jfk_video, max_duration_s=10)
+    assert exc.value.http_status == 413 and str(jfk_video.parent) not in exc.value.message
+
+
+def test_extract_audio_checks_what_is_decoded_not_what_the_header_claims(tmp_path: Path) -> None:
+    liar = lying_mp3(tmp_path)
+    info = media.probe(liar, max_duration_s=10)
+    assert info.duration_s < 10  # the header's estimate passes the probe-time check
+    with pytest.raises(MediaTooLong, match="liar.mp3 decodes to more than"):
+        media.extract_audio(info, tmp_path / "a.wav", max_duration_s=10)
+    assert not (tmp_path / "a.wav").exists()
+    wav = media.extract_audio(info, tmp_path / "b.wav", max_duration_s=40)  # under the cap: all of it
+    assert abs(len(media.read_wav(wav)[0]) / 16000 - 31.0) < 0.5

@@ -11,7 +11,7 @@ import pysubs2
 import pytest
 
 from configs.settings import Settings
-from pipelines.errors import JobCancelled
+from pipelines.errors import JobCancelled, MediaTooLong
 from pipelines.runner import Pipeline
 from pipelines.schema import Clip, JobRequest, Segment, Transcript, Translation, Word
 
@@ -169,6 +169,22 @@ def test_preset_translations_win_over_the_same_language_shortcut(
     result = pipe.run(JobRequest(input=str(video), target_languages=["en"]), tmp_path / "out", translations=preset)
     assert result.report["targets"]["en"]["sentences"][0]["translation"] == "Edited first."
     assert "Edited first." in (tmp_path / "out" / "clip.en.srt").read_text()
+
+
+def test_max_duration_is_checked_at_probe_time_and_on_the_decoded_audio(
+    settings: Settings, video: Path, tmp_path: Path
+) -> None:
+    from tests.pipelines.test_media import lying_mp3
+
+    asr = FakeASR()
+    pipe = Pipeline(settings, asr=asr, translator=FakeTranslator(), tts=FakeTTS())
+    settings.MAX_DURATION = 5.0  # the video lasts 6 s
+    with pytest.raises(MediaTooLong, match="lasts 0:00:06"):
+        pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out")
+    settings.MAX_DURATION = 10.0  # the mp3 claims about 5 s and decodes to 31 s
+    with pytest.raises(MediaTooLong, match="decodes to more than"):
+        pipe.transcribe(lying_mp3(tmp_path), out_dir=tmp_path / "t")
+    assert asr.calls == 0 and not (tmp_path / "out").exists() and not (tmp_path / "t").exists()
 
 
 def test_progress_events_name_their_target_language(settings: Settings, video: Path, tmp_path: Path) -> None:

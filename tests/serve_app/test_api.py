@@ -127,6 +127,24 @@ def test_oversize_upload_is_413_and_leaves_nothing(services: Services, tiny_vide
     assert not uploads.exists() or not any(uploads.iterdir())
 
 
+def test_upload_longer_than_max_duration_is_413(tmp_path: Path, fakes: dict[str, Any], tiny_video: Path) -> None:
+    """MAX_DURATION reaches the upload path through the app's own wiring (build_job_service)."""
+    from fastapi.testclient import TestClient
+
+    from serve_app.api.main import get_application
+    from tests.serve_app.conftest import make_services, make_settings
+
+    settings = make_settings(tmp_path / "var", MAX_DURATION=2.0)  # the clip lasts 3 s
+    services = make_services(settings, fakes)
+    try:
+        with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+            body = assert_envelope(upload(c, tiny_video), 413, "media_too_long")
+    finally:
+        services.jobs.store.close()
+    assert "'clip.mp4' lasts 0:00:03" in body["message"] and ".part" not in body["message"]
+    assert not any((settings.storage.root / "uploads").iterdir())
+
+
 def test_non_media_upload_is_415(client: Any, settings: Any) -> None:
     r = client.post("/files/upload", files={"file": ("notes.mp4", io.BytesIO(b"hello, not a video" * 100))})
     body = assert_envelope(r, 415, "invalid_media")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs.settings import Settings
-from pipelines.errors import InvalidMedia, UnknownLanguage
+from pipelines.errors import InvalidMedia, MediaTooLong, UnknownLanguage
 from pipelines.runner import Pipeline
 from pipelines.schema import Sentence, Translation
 from serve_app.deployments import (
@@ -63,6 +63,13 @@ def test_asr_deployment_decodes_bytes_and_checks_language(settings: Settings, jf
         dep.transcribe(b"not audio at all" * 10)
     with pytest.raises(UnknownLanguage):
         dep.transcribe(np.zeros(1600, dtype=np.float32), "klingon")
+
+
+def test_asr_deployment_holds_decoded_audio_to_max_duration(settings: Settings, jfk_flac: Path) -> None:
+    dep = ASRDeployment(settings.model_copy(update={"MAX_DURATION": 5.0}), stage=FakeASR())
+    with pytest.raises(MediaTooLong, match="the audio lasts 0:00:11"):
+        dep.transcribe(jfk_flac.read_bytes())
+    assert not dep.stage.calls
 
 
 def test_translator_and_tts_deployments(settings: Settings) -> None:

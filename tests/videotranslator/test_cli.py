@@ -156,6 +156,17 @@ def test_bad_input_is_one_line_error(case: str, jfk_video: Path, tmp_path: Path)
     assert not out.exists() or not any(out.iterdir())  # no partial output
 
 
+def test_input_longer_than_max_duration_is_one_line_error(jfk_video: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "COLUMNS": "200", "VT_MAX_DURATION": "5"}  # the video lasts 13 s
+    out = tmp_path / "out"
+    proc = subprocess.run([*CLI, "translate", str(jfk_video), "--to", "ru", "-o", str(out)],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert lines[0] == "error: jfk.mp4 lasts 0:00:13 (h:mm:ss); at most 0:00:05 is accepted"
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_stage_progress_has_one_bar_per_stage_and_target() -> None:
     """The bars follow the language the runner names, not the order in which stages start."""
     import io

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import InvalidMedia
+from pipelines.errors import InvalidMedia, MediaTooLong
 from serve_app.errors import FileNotFound, FileTooLarge, OutputNotFound
 from serve_app.jobs.models import FileInfo, is_valid_id
 from serve_app.jobs.storage import LocalStorage, safe_display_name
@@ -75,6 +75,15 @@ def test_non_media_is_rejected(storage: LocalStorage) -> None:
         save(storage, b"this is not a video at all\n" * 100, "notes.mp4")
     assert exc.value.http_status == 415
     assert list(storage.uploads_dir.iterdir()) == []
+
+
+def test_media_longer_than_max_duration_is_rejected(tmp_path: Path, test_mp3: Path) -> None:
+    storage = LocalStorage(tmp_path / "var", max_duration_s=1.0)
+    with pytest.raises(MediaTooLong, match="'talk.mp3' lasts") as exc:
+        save(storage, test_mp3.read_bytes(), "talk.mp3")
+    assert exc.value.http_status == 413 and ".upload-" not in exc.value.message
+    assert list(storage.uploads_dir.iterdir()) == []
+    assert save(LocalStorage(tmp_path / "other", max_duration_s=60.0), test_mp3.read_bytes(), "talk.mp3").size
 
 
 def test_empty_upload_is_rejected(storage: LocalStorage) -> None:
