@@ -203,7 +203,7 @@ def test_round_trip_translate_video_with_the_real_pipeline(settings: Settings, t
             assert cid == "c-rt" and final["id"] == "rt"
             result = final["result"]
             assert result["final"] is True and result["job_id"] == job_id and result["state"] == "succeeded", result
-            out = Path(result["output_dir"])
+            out = settings.storage.root / result["output_dir"]  # relative to the shared storage root
             for name in ("this_is_a_test.es.mp4", "this_is_a_test.es.srt", "this_is_a_test.report.json"):
                 assert name in result["outputs"] and (out / name).stat().st_size > 0
             keys = [m.routing_key for m in await client.take(events.name, 2, 10, settle_s=0.5)]

@@ -184,7 +184,7 @@ BRIDGE_JOB_FIELDS = {"job_id", "state", "stage", "progress", "eta_s", "error", "
                      "target_languages", "cancel_requested", "created_at", "updated_at", "finished_at"}  # fmt: skip
 
 
-def test_job_replies_are_the_http_public_view_plus_output_dir(
+def test_job_replies_are_the_http_public_view_plus_a_relative_output_dir(
     handler: RpcHandler, service: JobService, root: Path
 ) -> None:
     reply = call(handler, video(), key="amqp:view").reply
@@ -194,7 +194,8 @@ def test_job_replies_are_the_http_public_view_plus_output_dir(
     view = call(handler, req("get_job", [job_id])).reply
     assert isinstance(view, dict)
     expected = JobPublic.from_record(service.get(job_id)).model_dump(mode="json")
-    assert view["result"] == {**expected, "output_dir": str(root / "jobs" / job_id / "out")}
+    assert view["result"] == {**expected, "output_dir": f"jobs/{job_id}/out"}  # relative: no server path
+    assert service.storage.job_dir(job_id) / "out" == root / view["result"]["output_dir"]
     assert BRIDGE_JOB_FIELDS <= set(view["result"])
     assert view["result"]["progress"] == 0.1235 and view["result"]["error"] == {"code": "x", "message": "y"}
 
