@@ -170,6 +170,11 @@ class QueueSettings(BaseModel):
     publish_timeout_s: float = Field(
         default=5.0, description="Queue mode: how long POST /jobs waits to connect and for the broker's confirm; then 503."
     )
+    input_dir: str = Field(
+        default="inputs",
+        description="The bridge's translate_video/transcribe take file ids, or paths in this folder under storage.root "
+        "(never uploads/ or jobs/); empty: file ids only.",
+    )
 
 
 class BatchSettings(BaseModel):

@@ -52,6 +52,7 @@ def build_bridge(
         storage_root=Path(settings.storage.root),
         max_text_items=settings.service.max_text_items,
         max_text_chars=settings.service.max_text_chars,
+        input_dir=settings.queue.input_dir,
     )
     handler = RpcHandler(
         build_methods(ctx), max_batch_size=settings.queue.max_batch_size, api_keys=settings.service.api_keys

@@ -32,6 +32,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_INPUT_DIR = "inputs"
+_NOT_ALLOWED = (
+    "input must be a file_id from POST /files/upload, or a path in the shared input folder (queue.input_dir "
+    "under the shared storage root)"
+)
+_APP_FOLDERS = ("uploads", "jobs")
+
+
 # The bundled translator needs a source language; translate_text assumes English when none is given.
 DEFAULT_TEXT_SOURCE = "en"
 
@@ -82,13 +90,15 @@ class PipelineModels:
 
 @dataclass
 class MethodContext:
-    """What the methods need. ``storage_root``: the shared-storage root that path inputs must stay under."""
+    """What the methods need. ``storage_root``: the shared-storage root; path inputs must lie in its
+    ``input_dir`` (``queue.input_dir``; empty: file ids only)."""
 
     service: JobService
     models: BridgeModels
     storage_root: Path
     max_text_items: int = 256
     max_text_chars: int = 20_000
+    input_dir: str = DEFAULT_INPUT_DIR
 
 
 def job_view(record: JobRecord, service: JobService) -> dict[str, Any]:
@@ -100,19 +110,32 @@ def job_view(record: JobRecord, service: JobService) -> dict[str, Any]:
     return view
 
 
-def resolve_input(value: Any, storage_root: Path) -> tuple[str, str | None]:
-    """``(path, file_id)``: a 32-hex ``file_id`` from /files/upload, or a path under ``storage_root``
-    (relative paths are taken from the root). Raises -32602 for anything else or a path that escapes the root."""
+def resolve_input(value: Any, storage_root: Path, input_dir: str = DEFAULT_INPUT_DIR) -> tuple[str, str | None]:
+    """``(path, file_id)``: a 32-hex ``file_id`` from /files/upload, or a path (relative to ``storage_root``, or
+    absolute) that resolves, symlinks followed, inside the shared input folder ``storage_root / input_dir``.
+    Uploads, job folders, the stage cache and everything else on the storage are refused, and so is any path
+    when ``input_dir`` is empty. Raises -32602 (``input_not_allowed``); the error names no server path."""
     if not isinstance(value, str) or not value.strip():
-        raise invalid_params("input must be a file_id or a path under the shared storage root")
+        raise invalid_params(_NOT_ALLOWED, code="input_not_allowed")
     if is_valid_id(value):
         return value, value
     root = storage_root.resolve()
+    inputs = (root / input_dir).resolve() if input_dir.strip() else None
+    if inputs is None or inputs == root or not inputs.is_relative_to(root) or _holds_app_folders(inputs, root):
+        raise invalid_params(_NOT_ALLOWED, code="input_not_allowed")
     path = Path(value)
     resolved = (path if path.is_absolute() else root / path).resolve()
-    if not resolved.is_relative_to(root):
-        raise invalid_params("input must be a path under the shared storage root", code="input_outside_storage")
+    if not resolved.is_relative_to(inputs) or resolved == inputs:
+        raise invalid_params(_NOT_ALLOWED, code="input_not_allowed")
     return str(resolved), None
+
+
+def _holds_app_folders(inputs: Path, root: Path) -> bool:
+    """True when the input folder is (or holds, or lies in) one of the app's own folders."""
+    return any(
+        (root / name).resolve().is_relative_to(inputs) or inputs.is_relative_to((root / name).resolve())
+        for name in _APP_FOLDERS
+    )
 
 
 def _str_list(value: Any, name: str) -> list[str]:
@@ -191,7 +214,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         burn_in: Any,
         glossary: Any,
     ) -> JobRecord:
-        path, file_id = resolve_input(input, ctx.storage_root)
+        path, file_id = resolve_input(input, ctx.storage_root, ctx.input_dir)
         try:
             request = JobRequest(
                 input=path,
@@ -212,7 +235,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
             raise domain_error(exc) from None
 
     async def transcribe(input: Any, language: Any = None) -> dict[str, Any]:
-        path, file_id = resolve_input(input, ctx.storage_root)
+        path, file_id = resolve_input(input, ctx.storage_root, ctx.input_dir)
         lang = _optional_str(language, "language")
         try:
             if file_id is not None:

@@ -197,8 +197,8 @@ def rpc(services: Any) -> Any:
             return [t.upper() for t in texts]
 
     root = Path(services.settings.storage.root)
-    (root / "media").mkdir(parents=True, exist_ok=True)
-    (root / "media" / "clip.mp4").write_bytes(b"x")
+    (root / "inputs").mkdir(parents=True, exist_ok=True)  # the bridge's shared input folder (queue.input_dir)
+    (root / "inputs" / "clip.mp4").write_bytes(b"x")
     ctx = MethodContext(service=services.jobs, models=BridgeModels(), storage_root=root)
     handler = RpcHandler(build_methods(ctx), api_keys=[KEY_A, KEY_B])
 
@@ -222,7 +222,7 @@ def test_bridge_needs_a_key_in_params_and_keeps_jobs_private(rpc: Any, services:
         assert wrong not in json.dumps(outcome.reply) and wrong not in (outcome.poison or "")
     ok = rpc("translate_text", {"texts": ["hi"], "target_language": "ru", "api_key": KEY_A})
     assert ok.reply["result"]["translations"] == ["HI"]
-    created = rpc("translate_video", {"input": "media/clip.mp4", "target_languages": ["es"], "api_key": KEY_A},
+    created = rpc("translate_video", {"input": "inputs/clip.mp4", "target_languages": ["es"], "api_key": KEY_A},
                   owner="key:forged-by-a-header")  # fmt: skip
     job_id = created.reply["result"]["job_id"]
     assert services.jobs.store.get(job_id).owner == owner_of(KEY_A)  # the header cannot choose the owner
@@ -231,7 +231,7 @@ def test_bridge_needs_a_key_in_params_and_keeps_jobs_private(rpc: Any, services:
         other = rpc(method, {"job_id": job_id, "api_key": KEY_B}, key="amqp:2")
         assert other.reply["error"]["data"]["error"]["code"] == "job_not_found"
     assert services.jobs.store.get(job_id).state.value == "queued"  # Bob's cancel did nothing
-    replay = rpc("translate_video", {"input": "media/clip.mp4", "target_languages": ["es"], "api_key": KEY_B})
+    replay = rpc("translate_video", {"input": "inputs/clip.mp4", "target_languages": ["es"], "api_key": KEY_B})
     assert replay.reply["error"]["data"]["error"]["code"] == "bad_request"  # Alice's message id, Bob's key
 
 

@@ -90,7 +90,7 @@ def settings(tmp_path: Path, names: QueueSettings) -> Settings:
 @pytest.fixture
 def media(settings: Settings) -> Path:
     """A stand-in input under the storage root (intake only checks that it exists)."""
-    path = settings.storage.root / "in" / "clip.mp4"
+    path = settings.storage.root / "inputs" / "clip.mp4"
     path.parent.mkdir()
     path.write_bytes(b"stand-in")
     return path
@@ -177,7 +177,8 @@ def req(method: str, params: Any, id_: Any = 1) -> dict[str, Any]:
 @pytest.mark.slow
 def test_round_trip_translate_video_with_the_real_pipeline(settings: Settings, test_mp3: Path) -> None:
     """translate_video with reply_to and wait: the {job_id, state} reply, events, then the final result."""
-    video = make_video(settings.storage.root / "this_is_a_test.mp4", test_mp3, 5.0)
+    (settings.storage.root / "inputs").mkdir()
+    video = make_video(settings.storage.root / "inputs" / "this_is_a_test.mp4", test_mp3, 5.0)
     service = build_job_service(settings)
 
     async def scenario() -> None:
@@ -190,7 +191,7 @@ def test_round_trip_translate_video_with_the_real_pipeline(settings: Settings, t
             assert client.channel is not None
             exchange = await client.channel.get_exchange(settings.queue.events_exchange)
             await events.bind(exchange, routing_key="job.#")
-            params = {"input": video.name, "target_languages": ["es"], "mode": "subtitles", "wait": True}
+            params = {"input": f"inputs/{video.name}", "target_languages": ["es"], "mode": "subtitles", "wait": True}
             await client.publish(req("translate_video", params, "rt"), message_id="rt-1", correlation_id="c-rt")
             [(cid, first)] = await client.replies(1, 30)
             assert cid == "c-rt" and first["id"] == "rt" and first["result"]["state"] == "queued"
@@ -256,7 +257,7 @@ def test_same_message_twice_gives_one_job(settings: Settings, media: Path) -> No
     """The same message_id twice (as a redelivery or a re-publish would bring it): one job. (aiormq stamps a random
     message_id on every publish, so the body-hash fallback for other clients is covered in test_rpc.py.)"""
     service = build_job_service(settings)
-    params = {"input": "in/clip.mp4", "target_languages": ["es"]}
+    params = {"input": "inputs/clip.mp4", "target_languages": ["es"]}
 
     async def scenario() -> None:
         client = await Client(settings.queue).open()
@@ -346,7 +347,7 @@ def test_bridge_killed_between_record_and_ack(settings: Settings, media: Path) -
         client = await Client(settings.queue).open()
         first = _bridge_process(settings, ("VT_BRIDGE_TEST_PAUSE_BEFORE_ACK_S", "120"))
         try:
-            params = {"input": "in/clip.mp4", "target_languages": ["es"]}
+            params = {"input": "inputs/clip.mp4", "target_languages": ["es"]}
             await client.publish(req("translate_video", params, 1), message_id="kill-1", correlation_id="k")
             deadline = time.monotonic() + 60
             while service.store.get_by_idempotency_key(key) is None:
@@ -402,7 +403,7 @@ def test_two_instances_share_the_load(settings: Settings) -> None:
 def test_full_job_queue_pauses_consuming_until_there_is_room(settings: Settings, media: Path) -> None:
     settings.service.max_queued_jobs = 1
     service = build_job_service(settings)
-    params = {"input": "in/clip.mp4", "target_languages": ["es"]}
+    params = {"input": "inputs/clip.mp4", "target_languages": ["es"]}
 
     async def scenario() -> None:
         client = await Client(settings.queue).open()

@@ -41,14 +41,15 @@ def test_media_longer_than_max_duration_is_a_json_rpc_error(tmp_path: Path, test
     settings.storage.cache_dir = tmp_path / "cache"
     root = tmp_path / "shared"
     root.mkdir()
-    make_video(root / "clip.mp4", test_mp3, 6.0)
+    (root / "inputs").mkdir()
+    make_video(root / "inputs" / "clip.mp4", test_mp3, 6.0)
     store = SQLiteJobStore(tmp_path / "jobs.db")
     try:
         models = PipelineModels(lambda: Pipeline(settings, asr=FakeASR()))
         ctx = MethodContext(
             service=JobService(store, LocalStorage(root), max_queued_jobs=3), models=models, storage_root=root
         )
-        body = {"jsonrpc": "2.0", "method": "transcribe", "params": {"input": "clip.mp4"}, "id": 1}
+        body = {"jsonrpc": "2.0", "method": "transcribe", "params": {"input": "inputs/clip.mp4"}, "id": 1}
         outcome = asyncio.run(RpcHandler(build_methods(ctx)).handle(json.dumps(body).encode(), key="amqp:m1"))
     finally:
         store.close()

@@ -36,8 +36,8 @@ class FakeModels:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     root = tmp_path / "shared"
-    (root / "media").mkdir(parents=True)
-    (root / "media" / "clip.mp4").write_bytes(b"not really a video; submit only checks that it exists")
+    (root / "inputs").mkdir(parents=True)
+    (root / "inputs" / "clip.mp4").write_bytes(b"not really a video; submit only checks that it exists")
     return root
 
 
@@ -66,7 +66,7 @@ def req(method: str, params: Any, id_: Any = 1) -> dict[str, Any]:
 
 
 def video(**extra: Any) -> dict[str, Any]:
-    return req("translate_video", {"input": "media/clip.mp4", "target_languages": ["es"], "mode": "subtitles", **extra})
+    return req("translate_video", {"input": "inputs/clip.mp4", "target_languages": ["es"], "mode": "subtitles", **extra})
 
 
 @pytest.mark.parametrize(
@@ -97,11 +97,45 @@ def test_each_protocol_error_is_poison_with_a_reply(handler: RpcHandler, body: A
     assert outcome.queue_full is None and not outcome.watches
 
 
-def test_path_escaping_the_root_says_why(handler: RpcHandler) -> None:
-    reply = call(handler, video(input="../outside.mp4")).reply
-    assert isinstance(reply, dict)
-    assert reply["error"]["data"]["error"]["code"] == "input_outside_storage"
-    assert reply["error"]["data"]["status"] == "error"
+@pytest.mark.parametrize(
+    "where",
+    [
+        "../outside.mp4",  # escapes the storage root
+        "inputs/../../outside.mp4",
+        "inputs/../uploads/{file_id}/{file_id}.mp4",  # another tenant's upload, by path
+        "uploads/{file_id}/{file_id}.mp4",
+        "{root}/uploads/{file_id}/{file_id}.mp4",
+        "jobs/{job_id}/out/talk.es.srt",  # another job's output
+        "inputs/link-to-uploads/{file_id}.mp4",  # a symlink out of the input folder
+        "inputs",
+        "jobs.db",
+        "",
+    ],
+)
+def test_paths_outside_the_input_folder_are_refused_and_make_no_job(
+    handler: RpcHandler, service: JobService, root: Path, where: str
+) -> None:
+    file_id, job_id = "a" * 32, "b" * 32
+    upload = root / "uploads" / file_id
+    upload.mkdir(parents=True, exist_ok=True)
+    (upload / f"{file_id}.mp4").write_bytes(b"someone else's video")
+    (root / "jobs" / job_id / "out").mkdir(parents=True, exist_ok=True)
+    (root / "jobs" / job_id / "out" / "talk.es.srt").write_text("1")
+    link = root / "inputs" / "link-to-uploads"
+    if not link.exists():
+        link.symlink_to(upload)
+    outcome = call(handler, video(input=where.format(file_id=file_id, job_id=job_id, root=root)))
+    reply = outcome.reply
+    assert isinstance(reply, dict) and reply["error"]["code"] == -32602, reply
+    assert reply["error"]["data"]["error"]["code"] == "input_not_allowed"
+    assert str(root) not in json.dumps(reply)
+    assert service.list() == []  # no job
+
+
+def test_the_input_folder_may_not_hold_the_apps_folders(root: Path) -> None:
+    for input_dir in ("", ".", "uploads", "jobs/x", "..", "/tmp"):
+        with pytest.raises(Exception, match="input must be a file_id"):
+            resolve_input("inputs/clip.mp4", root, input_dir)
 
 
 def test_domain_errors_carry_the_envelope_and_are_not_poison(handler: RpcHandler) -> None:
@@ -123,7 +157,7 @@ def test_domain_errors_carry_the_envelope_and_are_not_poison(handler: RpcHandler
     assert -32099 <= min(DOMAIN_CODES.values()) and max(DOMAIN_CODES.values()) <= -32000
     unknown = call(handler, req("translate_text", {"texts": ["a"], "target_language": "xx"})).reply
     assert isinstance(unknown, dict) and unknown["error"]["code"] == DOMAIN_CODES["unknown_language"]
-    missing = call(handler, video(input="media/none.mp4")).reply
+    missing = call(handler, video(input="inputs/none.mp4")).reply
     assert isinstance(missing, dict) and missing["error"]["code"] == DOMAIN_CODES["input_not_found"]
 
 
@@ -210,7 +244,7 @@ def test_full_job_queue_is_backpressure_not_poison(handler: RpcHandler, service:
 
 
 def test_transcribe_and_file_ids(handler: RpcHandler) -> None:
-    reply = call(handler, req("transcribe", {"input": "media/clip.mp4", "language": "en"})).reply
+    reply = call(handler, req("transcribe", {"input": "inputs/clip.mp4", "language": "en"})).reply
     assert isinstance(reply, dict)
     assert reply["result"]["text"] == "This is a test." and reply["result"]["language"] == "en"
     unknown_file = call(handler, req("transcribe", {"input": "0" * 32})).reply
@@ -219,11 +253,24 @@ def test_transcribe_and_file_ids(handler: RpcHandler) -> None:
 
 def test_resolve_input(root: Path) -> None:
     assert resolve_input("a" * 32, root) == ("a" * 32, "a" * 32)
-    assert resolve_input("media/clip.mp4", root) == (str((root / "media/clip.mp4").resolve()), None)
-    assert resolve_input(str(root / "media/clip.mp4"), root)[1] is None
+    assert resolve_input("inputs/clip.mp4", root) == (str((root / "inputs/clip.mp4").resolve()), None)
+    assert resolve_input(str(root / "inputs/clip.mp4"), root)[1] is None
+    assert resolve_input("shared/clip.mp4", root, "shared")[1] is None
 
 
 def test_message_key_and_request_body() -> None:
     assert message_key("abc", b"x") == "amqp:abc"
     assert message_key(None, b"x") == message_key("", b"x") != message_key(None, b"y")
     assert json.loads(request_body("get_job", ["a"])) == {"jsonrpc": "2.0", "method": "get_job", "params": ["a"]}
+
+
+def test_translate_video_takes_a_glossary(handler: RpcHandler, service: JobService) -> None:
+    reply = call(handler, video(glossary={"test": "prueba"}), key="amqp:g1").reply
+    assert isinstance(reply, dict), reply
+    assert service.get(reply["result"]["job_id"]).request.glossary == {"test": "prueba"}
+    lines = call(handler, video(glossary="test = prueba"), key="amqp:g2").reply
+    assert isinstance(lines, dict) and service.get(lines["result"]["job_id"]).request.glossary == {"test": "prueba"}
+    for bad in ({"test": 1}, ["test"], "no separator here"):
+        outcome = call(handler, video(glossary=bad), key="amqp:g3")
+        assert isinstance(outcome.reply, dict) and outcome.reply["error"]["code"] == -32602, (bad, outcome.reply)
+    assert len(service.list()) == 2
