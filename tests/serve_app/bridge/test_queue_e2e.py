@@ -54,6 +54,7 @@ def queue_env(queue: QueueSettings, pg_url: str, root: Path) -> dict[str, str]:
         "VT_SERVICE__JOB_STORE_URL": pg_url,
         "VT_SERVICE__MAX_RUNNING_JOBS": "1",
         "VT_SERVICE__MAX_QUEUED_JOBS": "50",
+        "VT_SERVICE__JOB_LEASE_S": "4",  # a SIGKILLed instance's job is taken over within seconds
         "VT_STORAGE__ROOT": str(root),
     }
 
@@ -119,6 +120,18 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, list[Proc], str]]:
         delete_names(queue)
 
 
+def post_job(http: httpx.Client, video: Path) -> tuple[str, float]:
+    """POST /jobs/upload (subtitles, es): the job id and when the answer came back (time.time())."""
+    t0 = time.monotonic()
+    with open(video, "rb") as fh:
+        r = http.post("/jobs/upload", files={"file": (video.name, fh, "video/mp4")},
+                      data={"target_languages": "es", "mode": "subtitles"})  # fmt: skip
+    assert r.status_code == 202, r.text
+    job = r.json()["data"]
+    assert job["state"] == "queued" and time.monotonic() - t0 < 5
+    return str(job["job_id"]), time.time()
+
+
 def test_http_jobs_run_once_each_on_two_bridge_instances(
     stack: tuple[str, list[Proc], str], tmp_path: Path, test_mp3: Path
 ) -> None:
@@ -127,15 +140,8 @@ def test_http_jobs_run_once_each_on_two_bridge_instances(
     answered: dict[str, float] = {}
     with httpx.Client(base_url=url, timeout=30) as http:
         for _ in range(JOBS):
-            t0 = time.monotonic()
-            with open(video, "rb") as fh:
-                r = http.post("/jobs/upload", files={"file": (video.name, fh, "video/mp4")},
-                              data={"target_languages": "es", "mode": "subtitles"})  # fmt: skip
-            assert r.status_code == 202, r.text
-            job = r.json()["data"]
-            assert job["state"] == "queued" and time.monotonic() - t0 < 5
-            answered[job["job_id"]] = time.time()
-            assert http.get(f"/jobs/{job['job_id']}").json()["data"]["job_id"] == job["job_id"]
+            job_id, answered[job_id] = post_job(http, video)
+            assert http.get(f"/jobs/{job_id}").json()["data"]["job_id"] == job_id
         deadline = time.monotonic() + 420
         while True:
             states = {i: http.get(f"/jobs/{i}").json()["data"]["state"] for i in answered}
@@ -167,3 +173,42 @@ def test_http_jobs_run_once_each_on_two_bridge_instances(
     assert len({r.worker_id for r in records if r is not None}) == 2
     for b in bridges:
         assert b.stop() == 0
+
+
+def test_an_instance_sigkilled_mid_job_leaves_the_job_to_the_other(
+    stack: tuple[str, list[Proc], str], tmp_path: Path, test_mp3: Path
+) -> None:
+    """SIGKILL the instance running the job: its lease expires, the other instance takes the job over (resuming
+    from the stage cache it can see, else from the start) and it succeeds once."""
+    url, bridges, pg_url = stack
+    video = make_video(tmp_path / "this_is_a_test.mp4", test_mp3, 5.0)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        job_id, _ = post_job(http, video)
+        deadline = time.monotonic() + 120
+        while (job := http.get(f"/jobs/{job_id}").json()["data"])["state"] == "queued":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.1)
+        assert job["state"] == "running", job
+        while not any(f"[job {job_id}] running (" in b.text() for b in bridges):  # its log line follows the claim
+            assert time.monotonic() < deadline, "no instance logged the job"
+            time.sleep(0.05)
+        runner = next(b for b in bridges if f"[job {job_id}] running (" in b.text())
+        other = next(b for b in bridges if b is not runner)
+        runner.proc.send_signal(signal.SIGKILL)
+        runner.proc.wait(30)
+        deadline = time.monotonic() + 300
+        while (job := http.get(f"/jobs/{job_id}").json()["data"])["state"] not in {"succeeded", "failed", "cancelled"}:
+            assert other.proc.poll() is None, other.text()[-3000:]
+            assert time.monotonic() < deadline, job
+            time.sleep(0.5)
+        assert job["state"] == "succeeded", job
+    assert "succeeded" not in runner.text().split(f"[job {job_id}] running (")[-1]  # it died mid-job
+    assert other.text().count(f"[job {job_id}] running (") == 1 and f"[job {job_id}] succeeded" in other.text()
+    store = make_job_store(pg_url)
+    try:
+        record = store.get(job_id)
+    finally:
+        store.close()
+    assert record is not None and record.state is JobState.SUCCEEDED
+    assert record.worker_id is not None and f"-{other.proc.pid}-" in record.worker_id
+    assert other.stop() == 0
