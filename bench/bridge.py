@@ -5,7 +5,7 @@
    The translator is an instant fake, so the figures are the bridge's own cost, not the LLM's.
 2. Jobs accepted per second in queue mode: ``translate_video`` messages (fire-and-forget) taken in by 1 and 2
    bridge processes (``python -m serve_app.bridge.main --no-worker``) until every job is in the job store.
-   (HTTP ``POST /jobs`` in queue mode against local mode: bench/queue.py.)
+   (HTTP ``POST /jobs`` in queue mode against local mode: bench/queue_mode.py.)
    No pipeline runs (intake only; the jobs stay queued), so this measures intake, not translation.
 
     .venv/bin/python bench/bridge.py [--texts 500] [--latency 100] [--jobs 300] [--instances 1,2]
