@@ -9,7 +9,6 @@ exceptions are logged here with theirs.
 from __future__ import annotations
 
 import logging
-import re
 from http import HTTPStatus
 from typing import Any
 
@@ -20,10 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.errors import VTError
 from serve_app.errors import QueueFull, RateLimited, Unauthorized
+from serve_app.jobs.public import public_message
 
 logger = logging.getLogger(__name__)
 
-_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s/:'\"]+)+/([^\s/:'\"]+)")
 _MAX_DETAIL_CHARS = 2000
 
 
@@ -55,7 +54,7 @@ class InvalidRequest(VTError):
 
 def _redact(text: str) -> str:
     """Server paths become their last component (ffmpeg's stderr names temp files)."""
-    return _PATH.sub(r"\1", text)[:_MAX_DETAIL_CHARS]
+    return public_message(text)[:_MAX_DETAIL_CHARS]
 
 
 def envelope(
@@ -97,7 +96,7 @@ def error_response(exc: BaseException) -> JSONResponse:
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": 'Bearer realm="videotranslator"'}
         detail = _redact(exc.detail) if exc.detail and exc.http_status < 500 else None
-        return envelope(exc.http_status, exc.code, exc.message, detail, headers)
+        return envelope(exc.http_status, exc.code, public_message(exc.message), detail, headers)
     if isinstance(exc, RequestValidationError):
         code, message, errors = _validation_detail(exc)
         return envelope(422, code, message, errors)

@@ -6,12 +6,24 @@ so the bridge uses it too (``JobPublic.from_record(record).model_dump(mode="json
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
 
 from serve_app.jobs.models import JobRecord
+
+# An absolute server path (POSIX or Windows): ``/srv/vt/jobs/<id>/in.mp4`` → ``in.mp4``; not a URL's path nor
+# a relative one (``jobs/<id>/out``), which name nothing on the server's disk.
+_PATH = re.compile(r"(?<![\w:/\\.])(?:[A-Za-z]:)?(?:[/\\][^\s/\\:'\"]+)+[/\\]([^\s/\\:'\"]+)")
+
+
+def public_message(text: str) -> str:
+    """``text`` as a client may see it: every server path becomes its last component. The one redaction of
+    error messages (stage errors name model files, uploads and temp folders), for the HTTP envelope, a job's
+    ``error`` and the bridge's job views."""
+    return _PATH.sub(r"\1", text)
 
 
 class JobError(BaseModel):
@@ -47,7 +59,8 @@ class JobPublic(BaseModel):
         """The public view of ``record``; ``output_urls`` are paths of the HTTP API under ``prefix``."""
         error = None
         if record.error:
-            error = JobError(code=str(record.error.get("code", "error")), message=str(record.error.get("message", "")))
+            message = public_message(str(record.error.get("message", "")))
+            error = JobError(code=str(record.error.get("code", "error")), message=message)
         return cls(
             job_id=record.id,
             state=record.state.value,

@@ -238,6 +238,26 @@ def test_jobs_upload_runs_through_worker_with_sse_and_ranges(
     assert JobState(job["state"]) is JobState.SUCCEEDED
 
 
+def test_a_failed_job_names_no_server_path(
+    client: Any, tiny_video: Path, services: Services, fakes: dict[str, Any], settings: Any
+) -> None:
+    """job.error comes from a stage's message (here the probe's "input file not found: <absolute path>")."""
+    from pipelines.runner import Pipeline
+    from serve_app.jobs import JobWorker
+
+    file_id = upload(client, tiny_video).json()["data"]["file_id"]
+    r = client.post("/jobs", json={"file_id": file_id, "target_languages": ["ru"]})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["data"]["job_id"]
+    services.storage.get_file(file_id).path.unlink()  # gone before the worker probes it
+    worker = JobWorker(services.jobs, lambda: Pipeline(services.settings, asr=fakes["asr"], tts=fakes["tts"]))
+    assert worker.run_once()
+    job = client.get(f"/jobs/{job_id}").json()["data"]
+    assert job["state"] == "failed" and job["error"]["code"] == "input_not_found"
+    assert job["error"]["message"] == f"input file not found: {file_id}.mp4"
+    assert str(settings.storage.root) in services.jobs.get(job_id).error["message"]  # kept for the operator
+
+
 # ----------------------------------------------------------------------------- /v1
 
 
@@ -266,6 +286,18 @@ def test_transcription_errors(client: Any, jfk_flac: Path) -> None:
     )
     assert_envelope(client.post("/v1/audio/transcriptions", files=files, data={"response_format": "xml"}), 422)
     assert_envelope(client.post("/v1/audio/transcriptions", files={"file": ("x.wav", b"garbage" * 10)}), 415)
+
+
+def test_v1_error_messages_name_no_server_path(client: Any, fakes: dict[str, Any]) -> None:
+    from pipelines.errors import ModelError
+
+    class MissingVoice:
+        def __init__(self) -> None:
+            raise ModelError("piper voice not found: /srv/vt/models/voices/ru_RU-irina-medium.onnx")
+
+    fakes["tts"].synth_cls = MissingVoice
+    body = assert_envelope(client.post("/v1/audio/speech", json={"input": "hi", "voice": "ru"}), 503, "model_error")
+    assert body["message"] == body["error"]["message"] == "piper voice not found: ru_RU-irina-medium.onnx"
 
 
 def test_speech_wav_and_mp3(client: Any, tmp_path: Path) -> None:
