@@ -24,6 +24,7 @@ from pipelines.errors import VTError
 from pipelines.fileio import atomic_write_text
 from pipelines.languages import normalize_language
 from pipelines.schema import Transcript, Translation, dump_translations, load_translations
+from serve_app.errors import QueueFull
 from serve_app.jobs.models import JobRecord, JobState, job_logger
 
 if TYPE_CHECKING:
@@ -181,12 +182,16 @@ def request_redub(
     spec = {"version": version, "target_language": lang, "edited": changed,
             "translations": dump_translations(translations)}  # fmt: skip
     atomic_write_text(_spec_path(service.storage, job_id, version), json.dumps(spec, ensure_ascii=False))
-    done = service.store.transition(
-        job_id,
-        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED},
-        state=JobState.QUEUED, stage=None, progress=0.0, eta_s=None, error=None, finished_at=None,
-        cancel_requested=False, redub={"version": version, "target_language": lang, "edited": changed},
-    )  # fmt: skip
+    try:  # counted and requeued in one step (the cap holds under concurrent PATCHes); it joins the queue's end
+        done = service.store.transition(
+            job_id,
+            {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED},
+            max_queued=service.max_queued_jobs,
+            state=JobState.QUEUED, stage=None, progress=0.0, eta_s=None, error=None, finished_at=None,
+            cancel_requested=False, redub={"version": version, "target_language": lang, "edited": changed},
+        )  # fmt: skip
+    except QueueFull as exc:
+        raise QueueFull(exc.message, retry_after_s=service.retry_after_s) from None
     if done is None:
         raise JobBusy(f"job {job_id} changed state meanwhile; try again")
     job_logger(logger, job_id).info("re-dub v%d queued: %s, sentences %s", version, lang, changed)

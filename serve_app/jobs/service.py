@@ -100,10 +100,11 @@ class JobService:
             if existing is not None:
                 return self._same_owner(existing, owner)
         request = self._resolve(request, file_id)
-        if check_room:
-            self.check_queue_room()
         candidate = JobRecord(request=request, file_id=file_id, owner=owner, idempotency_key=idempotency_key)
-        record = self.store.create(candidate)
+        try:  # the store counts and inserts in one step: concurrent submits cannot pass the cap together
+            record = self.store.create(candidate, max_queued=self.max_queued_jobs if check_room else None)
+        except QueueFull as exc:
+            raise QueueFull(exc.message, retry_after_s=self.retry_after_s) from None
         if record.id != candidate.id:  # lost a race on the same idempotency key
             return self._same_owner(record, owner)
         job_logger(logger, record.id).info(

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from serve_app.errors import JobNotFound
+from serve_app.errors import JobNotFound, QueueFull
 from serve_app.jobs.models import TERMINAL, JobRecord, JobState, utcnow
 
 if TYPE_CHECKING:
@@ -38,8 +38,10 @@ _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,50}$")
 class JobStore(Protocol):
     """Persistent job records. Every method is synchronous and thread-safe."""
 
-    def create(self, record: JobRecord) -> JobRecord:
-        """Insert ``record``. If its ``idempotency_key`` already exists, return the EXISTING record instead."""
+    def create(self, record: JobRecord, *, max_queued: int | None = None) -> JobRecord:
+        """Insert ``record``. If its ``idempotency_key`` already exists, return the EXISTING record instead.
+        With ``max_queued``: raise QueueFull when that many jobs are queued already, counted and inserted in
+        one step (two callers can never both take the last place)."""
         ...
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -66,14 +68,21 @@ class JobStore(Protocol):
         ...
 
     def transition(
-        self, job_id: str, from_states: Iterable[JobState], *, if_worker_id: str | None = None, **fields: Any
+        self,
+        job_id: str,
+        from_states: Iterable[JobState],
+        *,
+        if_worker_id: str | None = None,
+        max_queued: int | None = None,
+        **fields: Any,
     ) -> JobRecord | None:
         """Like ``update`` but only if the job is in one of ``from_states`` (and, with ``if_worker_id``, still
-        held by that worker): an atomic compare-and-set; else None."""
+        held by that worker): an atomic compare-and-set; else None. A job that enters ``queued`` this way (a
+        re-dub) joins the END of the queue; with ``max_queued`` it raises QueueFull, like ``create``."""
         ...
 
     def claim_next(self, worker_id: str | None = None) -> JobRecord | None:
-        """Atomically move the oldest ``queued`` job to ``running`` (held by ``worker_id``, heartbeat now) and
+        """Atomically move the longest-queued ``queued`` job to ``running`` (held by ``worker_id``, heartbeat now) and
         return it; None when none is queued."""
         ...
 
@@ -138,37 +147,54 @@ class _SQLJobStore:
             return JobRecord.model_validate_json(value)
         return JobRecord.model_validate(value)
 
-    def _write(self, conn: Any, record: JobRecord) -> None:
-        conn.execute(
-            self._q("UPDATE {t} SET state = ?, owner = ?, idempotency_key = ?, record = ? WHERE id = ?"),
-            (record.state.value, record.owner, record.idempotency_key, self._json(record), record.id),
-        )
+    def _write(self, conn: Any, record: JobRecord, *, requeued: bool = False) -> None:
+        sql = "UPDATE {t} SET state = ?, owner = ?, idempotency_key = ?, record = ?"
+        params: builtins.list[Any] = [record.state.value, record.owner, record.idempotency_key, self._json(record)]
+        if requeued:  # its place in the queue: now, behind every job already waiting
+            sql += ", queued_at = ?"
+            params.append(self._time(utcnow()))
+        conn.execute(self._q(sql + " WHERE id = ?"), (*params, record.id))
 
-    def create(self, record: JobRecord) -> JobRecord:
+    def _lock_queue(self, conn: Any) -> None:
+        """Serialise the capped inserts and requeues (SQLite's BEGIN IMMEDIATE already does)."""
+
+    def _check_room(self, conn: Any, max_queued: int | None) -> None:
+        """QueueFull when ``max_queued`` jobs are queued, counted inside the caller's write transaction."""
+        if max_queued is None:
+            return
+        self._lock_queue(conn)
+        row = conn.execute(self._q("SELECT COUNT(*) FROM {t} WHERE state = ?"), (JobState.QUEUED.value,)).fetchone()
+        if int(row[0]) >= max_queued:
+            raise QueueFull(f"too many queued jobs ({max_queued}); try again later")
+
+    def create(self, record: JobRecord, *, max_queued: int | None = None) -> JobRecord:
         with self._tx() as conn:
+            existing = self._by_key(conn, record.idempotency_key)  # a repeat is answered even on a full queue
+            if existing is not None:
+                return existing
+            if record.state is JobState.QUEUED:
+                self._check_room(conn, max_queued)
+            created = self._time(record.created_at)
             cur = conn.execute(
                 self._q(
-                    "INSERT INTO {t} (id, state, created_at, idempotency_key, owner, record)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+                    "INSERT INTO {t} (id, state, created_at, queued_at, idempotency_key, owner, record)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
                 ),
-                (
-                    record.id,
-                    record.state.value,
-                    self._time(record.created_at),
-                    record.idempotency_key,
-                    record.owner,
-                    self._json(record),
-                ),
-            )
+                (record.id, record.state.value, created, created, record.idempotency_key, record.owner,
+                 self._json(record)),
+            )  # fmt: skip
             if cur.rowcount == 1:
                 return record
-            if record.idempotency_key is not None:
-                row = conn.execute(
-                    self._q("SELECT record FROM {t} WHERE idempotency_key = ?"), (record.idempotency_key,)
-                ).fetchone()
-                if row is not None:
-                    return self._load(row[0])
+            existing = self._by_key(conn, record.idempotency_key)  # another caller inserted the same key meanwhile
+            if existing is not None:
+                return existing
         raise ValueError(f"a job with id {record.id} already exists")
+
+    def _by_key(self, conn: Any, key: str | None) -> JobRecord | None:
+        if key is None:
+            return None
+        row = conn.execute(self._q("SELECT record FROM {t} WHERE idempotency_key = ?"), (key,)).fetchone()
+        return None if row is None else self._load(row[0])
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._tx(write=False) as conn:
@@ -177,8 +203,7 @@ class _SQLJobStore:
 
     def get_by_idempotency_key(self, key: str) -> JobRecord | None:
         with self._tx(write=False) as conn:
-            row = conn.execute(self._q("SELECT record FROM {t} WHERE idempotency_key = ?"), (key,)).fetchone()
-        return None if row is None else self._load(row[0])
+            return self._by_key(conn, key)
 
     def list(
         self,
@@ -209,6 +234,7 @@ class _SQLJobStore:
         from_states: Iterable[JobState] | None,
         fields: dict[str, Any],
         if_worker_id: str | None = None,
+        max_queued: int | None = None,
     ) -> JobRecord | None:
         with self._tx() as conn:
             row = conn.execute(self._q("SELECT record FROM {t} WHERE id = ?" + self._for_update), (job_id,)).fetchone()
@@ -220,7 +246,10 @@ class _SQLJobStore:
             if if_worker_id is not None and record.worker_id != if_worker_id:
                 return None
             new = _apply(record, fields)
-            self._write(conn, new)
+            requeued = new.state is JobState.QUEUED and record.state is not JobState.QUEUED
+            if requeued:
+                self._check_room(conn, max_queued)
+            self._write(conn, new, requeued=requeued)
             return new
 
     def update(self, job_id: str, **fields: Any) -> JobRecord:
@@ -229,12 +258,19 @@ class _SQLJobStore:
         return record
 
     def transition(
-        self, job_id: str, from_states: Iterable[JobState], *, if_worker_id: str | None = None, **fields: Any
+        self,
+        job_id: str,
+        from_states: Iterable[JobState],
+        *,
+        if_worker_id: str | None = None,
+        max_queued: int | None = None,
+        **fields: Any,
     ) -> JobRecord | None:
-        return self._modify(job_id, builtins.list(from_states), fields, if_worker_id)
+        return self._modify(job_id, builtins.list(from_states), fields, if_worker_id, max_queued)
 
     def claim_next(self, worker_id: str | None = None) -> JobRecord | None:
-        sql = f"SELECT record FROM {{t}} WHERE state = ? ORDER BY created_at, {self._seq} LIMIT 1{self._skip_locked}"
+        order = f"COALESCE(queued_at, created_at), {self._seq}"
+        sql = f"SELECT record FROM {{t}} WHERE state = ? ORDER BY {order} LIMIT 1{self._skip_locked}"
         with self._tx() as conn:
             row = conn.execute(self._q(sql), (JobState.QUEUED.value,)).fetchone()
             if row is None:
@@ -329,6 +365,10 @@ class SQLiteJobStore(_SQLJobStore):
                 )
                 conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_state_created ON {t} (state, created_at)"))
                 conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_owner_created ON {t} (owner, created_at)"))
+                columns = {row[1] for row in conn.execute(self._q("PRAGMA table_info({t})"))}
+                if "queued_at" not in columns:  # a store made before re-dubs were queued behind new jobs
+                    conn.execute(self._q("ALTER TABLE {t} ADD COLUMN queued_at TEXT"))
+                conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_state_queued ON {t} (state, queued_at)"))
         except BaseException:
             self._conn.close()
             raise
@@ -385,6 +425,8 @@ class PostgresJobStore(_SQLJobStore):
             )
             conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_state_created ON {t} (state, created_at, seq)"))
             conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_owner_created ON {t} (owner, created_at)"))
+            conn.execute(self._q("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS queued_at TIMESTAMPTZ"))
+            conn.execute(self._q("CREATE INDEX IF NOT EXISTS {t}_state_queued ON {t} (state, queued_at, seq)"))
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
             kwargs={"autocommit": True},
@@ -396,6 +438,10 @@ class PostgresJobStore(_SQLJobStore):
             num_workers=2,
             open=True,
         )
+
+    def _lock_queue(self, conn: Any) -> None:
+        # READ COMMITTED lets two transactions count the same rows; this lock (held to commit) orders them.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.table}:queue",))
 
     def _json(self, record: JobRecord) -> Any:
         from psycopg.types.json import Jsonb

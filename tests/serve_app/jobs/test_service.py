@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -84,6 +84,48 @@ def test_queue_room_is_the_one_cap_check(service: JobService, store: JobStore) -
     assert exc.value.retry_after_s == 7 and "3" in exc.value.message
     store.claim_next()
     assert service.has_queue_room()
+
+
+class _SlowCount:
+    """The real store, but ``count`` returns only once every racer has counted: the widest window a
+    check-then-act cap could leave open (a cap counted inside the store's insert never calls it)."""
+
+    def __init__(self, store: JobStore, racers: int) -> None:
+        self._store, self._barrier = store, threading.Barrier(racers)
+
+    def count(self, states: object) -> int:
+        n = self._store.count(states)  # type: ignore[arg-type]
+        try:
+            self._barrier.wait(timeout=2.0)
+        except threading.BrokenBarrierError:
+            pass
+        return n
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def test_concurrent_submits_never_pass_the_queue_cap(
+    store_factory: Callable[[], JobStore], storage: LocalStorage, upload: FileInfo
+) -> None:
+    services = [JobService(_SlowCount(store_factory(), 6), storage, max_queued_jobs=3, retry_after_s=7)  # type: ignore[arg-type]
+                for _ in range(6)]  # fmt: skip
+    accepted: list[str] = []
+    refused: list[QueueFull] = []
+
+    def submit(service: JobService) -> None:
+        try:
+            accepted.append(service.submit(req(), file_id=upload.file_id).id)
+        except QueueFull as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(s,)) for s in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(accepted) == 3 and len(refused) == 3 and services[0].store.count({JobState.QUEUED}) == 3
+    assert all(exc.retry_after_s == 7 and exc.http_status == 429 for exc in refused)
 
 
 def test_idempotent_submit(service: JobService, upload: FileInfo) -> None:

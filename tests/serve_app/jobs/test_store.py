@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.errors import JobNotFound
+from serve_app.errors import JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, JobState, utcnow
 from serve_app.jobs.store import JobStore, PostgresJobStore, SQLiteJobStore, make_job_store
 
@@ -123,6 +123,64 @@ def test_no_double_claim_across_connections(store_factory: StoreFactory, make_re
     ids = {first.create(make_record()).id for _ in range(30)}
     claimed = _claim_all([first, second], 4)
     assert sorted(claimed) == sorted(ids)
+
+
+def test_capped_create_counts_and_inserts_in_one_step(store_factory: StoreFactory, make_record: MakeRecord) -> None:
+    """Eight callers over four connections race for three places: exactly three get one."""
+    stores = [store_factory() for _ in range(4)]
+    barrier = threading.Barrier(8)
+    created: list[str] = []
+    refused: list[QueueFull] = []
+
+    def work(s: JobStore) -> None:
+        barrier.wait()
+        try:
+            created.append(s.create(make_record(), max_queued=3).id)
+        except QueueFull as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=work, args=(stores[i % 4],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(created) == 3 and len(refused) == 5 and stores[0].count({JobState.QUEUED}) == 3
+    assert stores[0].create(make_record(state=JobState.SUCCEEDED), max_queued=3)  # not queued: no cap
+    keyed = stores[0].create(make_record(idempotency_key="k", state=JobState.SUCCEEDED))
+    assert stores[1].create(make_record(idempotency_key="k"), max_queued=3).id == keyed.id  # a repeat still answers
+
+
+def test_a_requeued_job_joins_the_end_of_the_queue_within_the_cap(store: JobStore, make_record: MakeRecord) -> None:
+    base = utcnow()
+    done = store.create(make_record(created_at=base - timedelta(hours=1), state=JobState.SUCCEEDED))
+    waiting = store.create(make_record(created_at=base))
+    assert store.transition(done.id, {JobState.SUCCEEDED}, max_queued=2, state=JobState.QUEUED) is not None
+    assert [store.claim_next().id, store.claim_next().id] == [waiting.id, done.id]  # type: ignore[union-attr]
+    store.create(make_record())
+    store.create(make_record())
+    again = store.transition(done.id, {JobState.RUNNING}, state=JobState.SUCCEEDED)
+    assert again is not None
+    with pytest.raises(QueueFull):
+        store.transition(done.id, {JobState.SUCCEEDED}, max_queued=2, state=JobState.QUEUED)
+    assert store.get(done.id).state is JobState.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_an_older_sqlite_store_gains_the_queue_column(tmp_path: Path, make_record: MakeRecord) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    record = make_record()
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, created_at TEXT NOT NULL,"
+                     " idempotency_key TEXT UNIQUE, owner TEXT, record TEXT NOT NULL)")  # fmt: skip
+        conn.execute("INSERT INTO jobs VALUES (?, 'queued', ?, NULL, NULL, ?)",
+                     (record.id, "2026-01-01T00:00:00.000000Z", record.model_dump_json()))  # fmt: skip
+    store = SQLiteJobStore(db)
+    try:
+        newer = store.create(make_record())
+        assert [store.claim_next().id, store.claim_next().id] == [record.id, newer.id]  # type: ignore[union-attr]
+    finally:
+        store.close()
 
 
 def test_requeue_interrupted(store: JobStore, make_record: MakeRecord) -> None:
