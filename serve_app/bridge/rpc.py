@@ -24,6 +24,7 @@ from jsonrpc.openrpc import UndefinedType
 from pipelines.errors import VTError
 from serve_app.auth import KeyRing
 from serve_app.errors import QueueFull, Unauthorized
+from serve_app.jobs.public import public_message
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ DOMAIN_CODES: dict[str, int] = {
     "cancelled": -32017,
     "unauthorized": -32018,
     "queue_unavailable": -32019,
+    "media_too_long": -32020,
 }
 
 # Protocol errors as jsonrpc-py raises them carry no envelope (and echo the bad request back in ``data``);
@@ -87,10 +89,11 @@ def envelope(code: str, message: str, detail: str | None = None) -> dict[str, An
 
 
 def domain_error(exc: VTError) -> Error:
-    """A VTError as a JSON-RPC error in -32000..-32099 with the envelope in ``data``."""
-    return Error(
-        code=DOMAIN_CODES.get(exc.code, -32000), message=exc.message, data=envelope(exc.code, exc.message, exc.detail)
-    )
+    """A VTError as a JSON-RPC error in -32000..-32099 with the envelope in ``data``; server paths are redacted
+    (``public_message``) as in the HTTP envelope."""
+    message = public_message(exc.message)
+    detail = public_message(exc.detail) if isinstance(exc.detail, str) else exc.detail
+    return Error(code=DOMAIN_CODES.get(exc.code, -32000), message=message, data=envelope(exc.code, message, detail))
 
 
 def with_envelope(error: Error) -> Error:

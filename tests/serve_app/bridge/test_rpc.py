@@ -274,3 +274,15 @@ def test_translate_video_takes_a_glossary(handler: RpcHandler, service: JobServi
         outcome = call(handler, video(glossary=bad), key="amqp:g3")
         assert isinstance(outcome.reply, dict) and outcome.reply["error"]["code"] == -32602, (bad, outcome.reply)
     assert len(service.list()) == 2
+
+
+def test_domain_errors_name_no_server_path(root: Path) -> None:
+    """A stage error that names a server path (ffmpeg, a model file): the reply keeps the file name only."""
+    from pipelines.errors import InputNotFound
+    from serve_app.bridge.rpc import domain_error
+
+    exc = InputNotFound(f"input file not found: {root}/inputs/missing.mp4", detail=f"stat {root}/inputs/missing.mp4")
+    error = domain_error(exc)
+    assert error.code == DOMAIN_CODES["input_not_found"]
+    assert error.message == "input file not found: missing.mp4"
+    assert str(root) not in json.dumps(error.data)
