@@ -4,6 +4,10 @@ Stage instances are built once per ``Pipeline`` and reused across jobs; each sta
 cached under a hash of its inputs (see ``pipelines.cache``), so a rerun resumes where it stopped.
 ``Pipeline.run`` makes a job's outputs; ``Pipeline.transcribe`` runs only the per-input stages (extract,
 ASR, segment) through the same cache, for the transcription entrypoints.
+
+Why ~420 lines: it is the one orchestrator, and every step of a job lives here so that every caller gets it. The
+next cut, when separation, diarization or voices add steps: the per-target dub steps (``dub``, ``plan``,
+``shorten_overflow``) into a module of their own.
 """
 
 from __future__ import annotations
