@@ -182,7 +182,6 @@ class BatchSettings(BaseModel):
     asr_actors: int = 1
     asr_batch_size: int = 4
     translate_actors: int = 1
-    translate_batch_size: int = 16
     tts_actors: int = 1
     num_cpus_per_actor: float = 1.0
     num_gpus_per_actor: float = 0.0
