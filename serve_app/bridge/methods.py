@@ -24,6 +24,7 @@ from serve_app.bridge.rpc import CallState, Watch, current_call, domain_error, i
 from serve_app.errors import BadRequest, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, is_valid_id
 from serve_app.jobs.public import JobPublic
+from serve_app.jobs.storage import ANY_OWNER
 
 if TYPE_CHECKING:
     from pipelines.runner import Pipeline
@@ -177,13 +178,14 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
     unknown or missing param is -32602)."""
     service = ctx.service
 
-    def _intake(request: JobRequest, file_id: str | None, key: str, owner: str | None) -> JobRecord:
+    def _intake(request: JobRequest, file_id: str | None, key: str, owner: str | None, scoped: bool) -> JobRecord:
         # The bridge is a trusted adapter: a key it has seen (or that JobPublisher recorded) is that job,
         # whoever published it; JobService.submit's owner check is for HTTP clients' own keys.
         existing = service.store.get_by_idempotency_key(key)
         if existing is not None:
             return existing
-        return service.submit(request, file_id=file_id, owner=owner, idempotency_key=key)
+        # With API keys the upload must be the caller's own; without them there are no tenants to keep apart.
+        return service.submit(request, file_id=file_id, owner=owner, idempotency_key=key, check_file_owner=scoped)
 
     async def translate_video(
         input: Any,
@@ -227,7 +229,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         except ValidationError as exc:
             raise invalid_params(f"invalid params: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
         try:
-            return await asyncio.to_thread(_intake, request, file_id, call.item_key(), call.owner)
+            return await asyncio.to_thread(_intake, request, file_id, call.item_key(), call.owner, call.scoped)
         except QueueFull as exc:
             call.queue_full = exc
             raise domain_error(exc) from None
@@ -235,11 +237,13 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
             raise domain_error(exc) from None
 
     async def transcribe(input: Any, language: Any = None) -> dict[str, Any]:
+        call = current_call()
         path, file_id = resolve_input(input, ctx.storage_root, ctx.input_dir)
         lang = _optional_str(language, "language")
         try:
             if file_id is not None:
-                path = str(service.storage.get_file(file_id).path)
+                owner = call.owner if call.scoped else ANY_OWNER
+                path = str(service.storage.get_file(file_id, owner=owner).path)
             lang = normalize_language(lang) if lang else None
             transcript = await asyncio.to_thread(ctx.models.transcribe, Path(path), lang)
         except VTError as exc:

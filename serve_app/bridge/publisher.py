@@ -100,7 +100,7 @@ class JobPublisher:
         existing = await asyncio.to_thread(self.service.store.get_by_idempotency_key, key)
         if existing is not None:
             return existing
-        resolved = await asyncio.to_thread(self.service.validate, request, file_id)
+        resolved = await asyncio.to_thread(self.service.validate, request, file_id, owner)
         params: dict[str, Any] = {
             "input": file_id,
             "target_languages": resolved.target_languages,

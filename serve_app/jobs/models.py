@@ -92,6 +92,7 @@ class FileInfo(BaseModel):
     size: int = Field(ge=0, description="bytes")
     upload_time: AwareDatetime
     path: Path
+    owner: str | None = Field(default=None, description="the uploader's key owner (None without API keys)")
 
 
 class JobLogAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]

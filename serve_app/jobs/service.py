@@ -14,7 +14,7 @@ from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import JobRequest, safe_stem
 from serve_app.errors import BadRequest, JobNotCancellable, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, JobState, job_logger, utcnow
-from serve_app.jobs.storage import Storage
+from serve_app.jobs.storage import ANY_OWNER, Storage
 from serve_app.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -71,10 +71,10 @@ class JobService:
             )
         return await self.publisher.publish_job(request, file_id=file_id, owner=owner, idempotency_key=idempotency_key)
 
-    def validate(self, request: JobRequest, file_id: str | None) -> JobRequest:
+    def validate(self, request: JobRequest, file_id: str | None, owner: str | None = None) -> JobRequest:
         """The request as ``submit`` would record it (languages normalised, the upload's path as input), after
         the queue-room check. Raises what ``submit`` raises; records nothing."""
-        resolved = self._resolve(request, file_id)
+        resolved = self._resolve(request, file_id, owner)
         self.check_queue_room()
         return resolved
 
@@ -86,6 +86,7 @@ class JobService:
         owner: str | None = None,
         idempotency_key: str | None = None,
         check_room: bool = True,
+        check_file_owner: bool = True,
     ) -> JobRecord:
         """Queue a job. With ``file_id`` the upload's path replaces ``request.input``; without it
         ``request.input`` must be an existing local file (trusted callers only).
@@ -93,13 +94,14 @@ class JobService:
         Raises UnknownLanguage, FileNotFound, InputNotFound, QueueFull (past ``max_queued_jobs`` queued jobs),
         BadRequest (an idempotency key reused by another owner). A repeated ``idempotency_key`` returns the
         existing job. ``check_room=False``: skip the cap (the job's message is already published, so it runs
-        whatever this answers).
+        whatever this answers). The upload named by ``file_id`` must be ``owner``'s (else FileNotFound), unless
+        ``check_file_owner=False`` (a keyless bridge: a trusted adapter with no tenants).
         """
         if idempotency_key is not None:
             existing = self.store.get_by_idempotency_key(idempotency_key)
             if existing is not None:
                 return self._same_owner(existing, owner)
-        request = self._resolve(request, file_id)
+        request = self._resolve(request, file_id, owner if check_file_owner else ANY_OWNER)
         candidate = JobRecord(request=request, file_id=file_id, owner=owner, idempotency_key=idempotency_key)
         try:  # the store counts and inserts in one step: concurrent submits cannot pass the cap together
             record = self.store.create(candidate, max_queued=self.max_queued_jobs if check_room else None)
@@ -129,12 +131,12 @@ class JobService:
             raise BadRequest("this idempotency key was already used for another job")
         return record
 
-    def _resolve(self, request: JobRequest, file_id: str | None) -> JobRequest:
+    def _resolve(self, request: JobRequest, file_id: str | None, file_owner: str | None | object) -> JobRequest:
         targets = normalize_targets(request.target_languages)
         source = normalize_language(request.source_language) if request.source_language else None
         stem = request.output_stem
         if file_id is not None:
-            info = self.storage.get_file(file_id)
+            info = self.storage.get_file(file_id, owner=file_owner)  # another owner's upload: FileNotFound
             path = str(info.path)
             stem = stem or safe_stem(info.filename or "")
         else:

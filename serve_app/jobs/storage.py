@@ -59,18 +59,29 @@ def tree_bytes(root: Path, *, skip_prefix: str | None = None) -> int:
     return total
 
 
+ANY_OWNER: object = object()
+"""``get_file(..., owner=ANY_OWNER)``: no owner check (trusted callers: the worker, retention, a keyless bridge)."""
+
+
 class Storage(Protocol):
     """Where uploads and job artifacts live."""
 
     async def save_upload(
-        self, chunks: AsyncIterator[bytes], *, filename: str | None, content_type: str | None, max_bytes: int
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        filename: str | None,
+        content_type: str | None,
+        max_bytes: int,
+        owner: str | None = None,
     ) -> FileInfo:
-        """Stream an upload to disk. Raises FileTooLarge past ``max_bytes`` (bytes), InvalidMedia if it is not
+        """Stream an upload to disk, recording ``owner`` (the uploader's key owner). Raises FileTooLarge past ``max_bytes`` (bytes), InvalidMedia if it is not
         media, InsufficientStorage when the disk is full; nothing is left behind on failure."""
         ...
 
-    def get_file(self, file_id: str) -> FileInfo:
-        """The upload's metadata; raises FileNotFound."""
+    def get_file(self, file_id: str, *, owner: str | None | object = ANY_OWNER) -> FileInfo:
+        """The upload's metadata; raises FileNotFound, also when ``owner`` is given and the upload is another
+        owner's (answered exactly like a file that does not exist)."""
         ...
 
     def job_dir(self, job_id: str) -> Path:
@@ -131,7 +142,13 @@ class LocalStorage:
             )
 
     async def save_upload(
-        self, chunks: AsyncIterator[bytes], *, filename: str | None, content_type: str | None, max_bytes: int
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        filename: str | None,
+        content_type: str | None,
+        max_bytes: int,
+        owner: str | None = None,
     ) -> FileInfo:
         """See ``Storage.save_upload``."""
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
@@ -150,6 +167,7 @@ class LocalStorage:
                 size=size,
                 upload_time=utcnow(),
                 path=path.resolve(),
+                owner=owner,
             )
             final_dir.mkdir()
             publish(tmp, path)
@@ -202,7 +220,7 @@ class LocalStorage:
                 )
             self._inflight[file_id] = size
 
-    def get_file(self, file_id: str) -> FileInfo:
+    def get_file(self, file_id: str, *, owner: str | None | object = ANY_OWNER) -> FileInfo:
         """See ``Storage.get_file``."""
         if not is_valid_id(file_id):
             raise FileNotFound(f"no uploaded file with id {file_id!r}")
@@ -211,6 +229,8 @@ class LocalStorage:
             info = FileInfo.model_validate(json.loads(meta.read_text(encoding="utf-8")))
         except (OSError, ValueError) as exc:
             raise FileNotFound(f"no uploaded file with id {file_id}") from exc
+        if owner is not ANY_OWNER and info.owner != owner:
+            raise FileNotFound(f"no uploaded file with id {file_id}")  # another tenant's: as if it did not exist
         if not info.path.is_file():
             raise FileNotFound(f"the uploaded file {file_id} is gone")
         return info

@@ -113,6 +113,21 @@ def test_jobs_are_visible_only_to_the_key_that_created_them(keyed: Any, media: d
     assert all(KEY_A.encode() not in p.read_bytes() for p in db.parent.glob("jobs.db*"))
 
 
+def test_uploads_are_visible_and_usable_only_by_the_key_that_made_them(keyed: Any, media: dict[str, Path]) -> None:
+    with open(media["good"], "rb") as fh:
+        r = keyed.post("/files/upload", files={"file": ("mine.mp4", fh)}, headers=A)
+    assert r.status_code == 201, r.text
+    file_id = r.json()["data"]["file_id"]
+    assert keyed.get(f"/files/{file_id}", headers=A).status_code == 200
+    # Bob can neither see Alice's upload nor start a job on it: both answer like a file that does not exist.
+    envelope(keyed.get(f"/files/{file_id}", headers=B), 404, "file_not_found")
+    body = {"file_id": file_id, "target_languages": ["ru"], "mode": "subtitles"}
+    envelope(keyed.post("/jobs", json=body, headers=B), 404, "file_not_found")
+    assert keyed.get("/jobs", headers=B).json()["data"]["jobs"] == []
+    assert keyed.post("/jobs", json=body, headers=A).status_code == 202
+    assert keyed.services.storage.get_file(file_id).owner == owner_of(KEY_A)
+
+
 class _Authed:
     """A client that adds one key's header (for helpers that poll)."""
 
@@ -486,3 +501,18 @@ def test_job_id_in_path_is_the_one_job_path_rule() -> None:
     assert job_id_in_path(f"/jobs/{job_id}/outputs/a.srt") == job_id
     for path in ("/jobs", "/jobs/", f"/jobs/{job_id}x", f"/jobs/{job_id.upper()}", f"/v1/jobs/{job_id}", "/jobs/abc"):
         assert job_id_in_path(path) is None, path
+
+
+def test_bridge_jobs_take_only_the_callers_own_uploads(rpc: Any, services: Any, media: dict[str, Path]) -> None:
+    async def chunks() -> Any:
+        yield media["good"].read_bytes()
+
+    info = asyncio.run(services.storage.save_upload(
+        chunks(), filename="alice.mp4", content_type="video/mp4", max_bytes=1 << 30, owner=owner_of(KEY_A)))  # fmt: skip
+    params = {"input": info.file_id, "target_languages": ["es"], "mode": "subtitles"}
+    before = len(services.jobs.store.list())
+    other = rpc("translate_video", {**params, "api_key": KEY_B}, key="amqp:bob")
+    assert other.reply["error"]["data"]["error"]["code"] == "file_not_found" and other.poison is None
+    assert len(services.jobs.store.list()) == before  # no job for Bob
+    mine = rpc("translate_video", {**params, "api_key": KEY_A}, key="amqp:alice")
+    assert services.jobs.store.get(mine.reply["result"]["job_id"]).owner == owner_of(KEY_A)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from serve_app.api.deps import CSRFExpectedDep, SettingsDep, StorageDep
+from serve_app.api.deps import CSRFExpectedDep, OwnerDep, SettingsDep, StorageDep
 from serve_app.api.errors import InvalidRequest
 from serve_app.api.schemas import Envelope, FilePublic
 from serve_app.api.upload import StreamingForm
@@ -34,14 +34,15 @@ def discard_upload(storage: Storage, file_id: str) -> None:
         delete(file_id)
 
 
-async def receive_upload(form: StreamingForm, storage: Storage, max_bytes: int) -> FileInfo:
+async def receive_upload(form: StreamingForm, storage: Storage, max_bytes: int, owner: str | None) -> FileInfo:
     """Stream the form's file into storage, then read the fields after it. On an error the rest of the body
     is drained (up to a limit) so the client reads the answer; storage leaves no partial file."""
     try:
         if not await form.open_file():
             raise InvalidRequest("no file: send it in the multipart field 'file'")
         info = await storage.save_upload(
-            form.file_chunks(), filename=form.filename, content_type=form.content_type, max_bytes=max_bytes
+            form.file_chunks(), filename=form.filename, content_type=form.content_type, max_bytes=max_bytes,
+            owner=owner,
         )
     except Exception:
         await form.drain()
@@ -56,13 +57,14 @@ async def receive_upload(form: StreamingForm, storage: Storage, max_bytes: int) 
 
 @router.post("/files/upload", status_code=201, response_model=Envelope[FilePublic], openapi_extra=UPLOAD_BODY)
 async def upload_file(
-    request: Request, storage: StorageDep, settings: SettingsDep, csrf_expected: CSRFExpectedDep
+    request: Request, storage: StorageDep, settings: SettingsDep, csrf_expected: CSRFExpectedDep, owner: OwnerDep
 ) -> Envelope[FilePublic]:
     form = StreamingForm(request, csrf_expected=csrf_expected)
-    info = await receive_upload(form, storage, settings.MAX_FILE_SIZE)
+    info = await receive_upload(form, storage, settings.MAX_FILE_SIZE, owner)
     return Envelope(message=f"uploaded {info.filename}", data=FilePublic.from_info(info))
 
 
 @router.get("/files/{file_id}", response_model=Envelope[FilePublic])
-async def get_file(file_id: str, storage: StorageDep) -> Envelope[FilePublic]:
-    return Envelope(message="file", data=FilePublic.from_info(storage.get_file(file_id)))
+async def get_file(file_id: str, storage: StorageDep, owner: OwnerDep) -> Envelope[FilePublic]:
+    """The upload's public metadata; another key's upload is 404, like one that does not exist."""
+    return Envelope(message="file", data=FilePublic.from_info(storage.get_file(file_id, owner=owner)))

@@ -126,7 +126,7 @@ async def upload_and_create_job(
     except QueueFull:
         await form.drain()
         raise
-    info = await receive_upload(form, storage, settings.MAX_FILE_SIZE)
+    info = await receive_upload(form, storage, settings.MAX_FILE_SIZE, owner)
     try:
         record = await _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner)
     except Exception:

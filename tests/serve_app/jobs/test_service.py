@@ -25,11 +25,23 @@ def service(store: JobStore, storage: LocalStorage) -> JobService:
 
 
 @pytest.fixture
-def upload(storage: LocalStorage, test_mp3: Path) -> FileInfo:
-    async def chunks() -> AsyncIterator[bytes]:
-        yield test_mp3.read_bytes()
+def upload_for(storage: LocalStorage, test_mp3: Path) -> Callable[[str | None], FileInfo]:
+    """Uploads made by one owner (None: without API keys)."""
 
-    return asyncio.run(storage.save_upload(chunks(), filename="talk.mp3", content_type="audio/mpeg", max_bytes=10**6))
+    def make(owner: str | None) -> FileInfo:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield test_mp3.read_bytes()
+
+        return asyncio.run(
+            storage.save_upload(chunks(), filename="talk.mp3", content_type="audio/mpeg", max_bytes=10**6, owner=owner)
+        )
+
+    return make
+
+
+@pytest.fixture
+def upload(upload_for: Callable[[str | None], FileInfo]) -> FileInfo:
+    return upload_for(None)
 
 
 def req(**fields: object) -> JobRequest:
@@ -128,7 +140,8 @@ def test_concurrent_submits_never_pass_the_queue_cap(
     assert all(exc.retry_after_s == 7 and exc.http_status == 429 for exc in refused)
 
 
-def test_idempotent_submit(service: JobService, upload: FileInfo) -> None:
+def test_idempotent_submit(service: JobService, upload_for: Callable[[str | None], FileInfo]) -> None:
+    upload = upload_for("a")
     first = service.submit(req(), file_id=upload.file_id, owner="a", idempotency_key="abc")
     for _ in range(2):
         service.submit(req(), file_id=upload.file_id, owner="a")
@@ -139,9 +152,9 @@ def test_idempotent_submit(service: JobService, upload: FileInfo) -> None:
         service.submit(req(), file_id=upload.file_id, owner="intruder", idempotency_key="abc")
 
 
-def test_list_and_get(service: JobService, upload: FileInfo) -> None:
-    a = service.submit(req(), file_id=upload.file_id, owner="a")
-    b = service.submit(req(), file_id=upload.file_id, owner="b")
+def test_list_and_get(service: JobService, upload_for: Callable[[str | None], FileInfo]) -> None:
+    a = service.submit(req(), file_id=upload_for("a").file_id, owner="a")
+    b = service.submit(req(), file_id=upload_for("b").file_id, owner="b")
     assert {r.id for r in service.list()} == {a.id, b.id}
     assert [r.id for r in service.list(owner="b")] == [b.id]
     with pytest.raises(JobNotFound):
@@ -212,3 +225,14 @@ def test_events_of_a_finished_job_yield_once(service: JobService, upload: FileIn
     assert [e.state for e in events] == [JobState.CANCELLED]
     with pytest.raises(JobNotFound):
         asyncio.run(_collect(service, "f" * 32))
+
+
+def test_an_upload_serves_only_its_owner(service: JobService, upload_for: Callable[[str | None], FileInfo]) -> None:
+    alices = upload_for("alice")
+    with pytest.raises(FileNotFound, match=f"no uploaded file with id {alices.file_id}"):
+        service.submit(req(), file_id=alices.file_id, owner="bob")
+    with pytest.raises(FileNotFound):
+        service.submit(req(), file_id=alices.file_id)  # a keyless caller is not the owner either
+    assert service.submit(req(), file_id=alices.file_id, owner="alice").owner == "alice"
+    trusted = service.submit(req(), file_id=alices.file_id, owner=None, check_file_owner=False)  # keyless bridge
+    assert trusted.request.input == str(alices.path)
