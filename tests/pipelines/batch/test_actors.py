@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from the runner tests are test arguments here)
 """The batch's actors called directly on Arrow tables, with fake models (Ray Data only wires them up)."""
 
 from __future__ import annotations
@@ -16,21 +17,9 @@ from pipelines.batch.rows import CHUNK_KEYS, FILE_KEYS, dump_chunk, table
 from pipelines.fileio import sha256_file
 from pipelines.runner import Pipeline
 from pipelines.schema import JobRequest, Segment, Transcript, Word
-from tests.pipelines.test_runner import FakeASR, FakeTranslator
 
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    s = Settings(_env_file=None)
-    s.storage.cache_dir = tmp_path / "cache"
-    return s
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory: pytest.TempPathFactory, test_mp3: Path) -> Path:
-    from tests.conftest import make_video
-
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", test_mp3, 6.0)
+# The runner tests' fakes and fixtures (a stage cache in tmp, a 6 s clip), so both suites test the same stages.
+from tests.pipelines.test_runner import FakeASR, FakeTranslator, settings, video  # noqa: F401
 
 
 def _file_row(video: Path, transcript: Transcript, **request: Any) -> dict[str, Any]:
