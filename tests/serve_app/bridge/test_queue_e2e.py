@@ -212,3 +212,35 @@ def test_an_instance_sigkilled_mid_job_leaves_the_job_to_the_other(
     assert record is not None and record.state is JobState.SUCCEEDED
     assert record.worker_id is not None and f"-{other.proc.pid}-" in record.worker_id
     assert other.stop() == 0
+
+
+def wait_done(http: httpx.Client, job_id: str, seconds: float) -> dict:
+    deadline = time.monotonic() + seconds
+    while (job := http.get(f"/jobs/{job_id}").json()["data"])["state"] not in {"succeeded", "failed", "cancelled"}:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.5)
+    return job
+
+
+def test_a_redub_in_queue_mode_runs_on_a_bridge_instance(
+    stack: tuple[str, list[Proc], str], tmp_path: Path, test_mp3: Path
+) -> None:
+    """PATCH /jobs/{id}/segments on the queue-mode API (which runs no worker): a bridge instance re-runs the
+    edited line and the new version is served by the API."""
+    url, bridges, _pg_url = stack
+    video = make_video(tmp_path / "this_is_a_test.mp4", test_mp3, 5.0)
+    with httpx.Client(base_url=url, timeout=30) as http:
+        job_id, _ = post_job(http, video)
+        job = wait_done(http, job_id, 300)
+        assert job["state"] == "succeeded", job
+        report_name = next(n for n in job["outputs"] if n.endswith(".report.json"))
+        rows = http.get(job["output_urls"][report_name]).json()["targets"]["es"]["sentences"]
+        edit = {"target_language": "es", "segments": [{"id": rows[0]["id"], "translation": "Texto corregido a mano."}]}
+        r = http.patch(f"/jobs/{job_id}/segments", json=edit)
+        assert r.status_code == 202, r.text
+        job2 = wait_done(http, job_id, 300)
+        assert job2["state"] == "succeeded", job2
+        assert http.get(f"/jobs/{job_id}/versions").json()["data"]["current_version"] == 2
+        srt = next(n for n in job2["outputs"] if n.endswith(".es.srt"))
+        assert "Texto corregido a mano." in http.get(job2["output_urls"][srt]).text
+    assert sum(b.text().count(f"[job {job_id}] running (") for b in bridges) == 2  # first run and the re-dub
