@@ -145,14 +145,44 @@ def _ray(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, *args], env=env, capture_output=True, text=True, timeout=400, check=False)
 
 
-def _node(env: dict[str, str], temp_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+def _node(env: dict[str, str], temp_dir: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
     """``ray start --block`` in the foreground: terminating it stops that node and only it (unlike
     ``ray stop --force``, which stops every Ray on the machine, other people's test clusters too)."""
     ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"]
     own = [x for flag in ports for x in (flag, str(free_port()))]  # the defaults may be taken on a shared box
     cmd = [str(Path(sys.executable).with_name("ray")), "start", "--block", "--num-cpus", "1", "--disable-usage-stats",
            "--object-store-memory", str(300 * 1024**2), "--temp-dir", str(temp_dir), *own, *args]  # fmt: skip
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with log.open("ab") as fh:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def _two_nodes(env: dict[str, str], temp_dir: Path, logs: Path) -> tuple[list[subprocess.Popen[bytes]], str]:
+    """A head (with the dashboard) and a worker node, both ALIVE; returns them and the dashboard's address.
+
+    Ports are picked free and then bound by Ray, so on a busy machine another process can take one in between
+    and the head dies at start: then it is tried again on fresh ports (three times at most)."""
+    from ray.util.state import list_nodes
+
+    for attempt in range(3):
+        port, dash = free_port(), free_port()
+        api = f"http://127.0.0.1:{dash}"
+        head_log, worker_log = logs / f"head{attempt}.log", logs / f"worker{attempt}.log"
+        procs = [_node(env, temp_dir, "--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
+                       "--dashboard-port", str(dash), "--include-dashboard", "true",
+                       "--ray-client-server-port", str(free_port()), log=head_log)]  # fmt: skip
+        procs.append(_node(env, temp_dir, "--address", f"127.0.0.1:{port}", log=worker_log))
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and all(p.poll() is None for p in procs):
+            try:
+                if len([n for n in list_nodes(address=api) if n.state == "ALIVE"]) == 2:
+                    return procs, api
+            except Exception as exc:  # noqa: BLE001 - the dashboard is not up yet
+                print(f"waiting for the nodes: {exc}")
+            time.sleep(2)
+        _stop(procs)
+        tails = "\n".join(f"{p.name}: {p.read_text(errors='replace')[-1500:]}" for p in (head_log, worker_log))
+        print(f"attempt {attempt + 1}: the two nodes did not come up\n{tails}")
+    raise AssertionError(f"the two nodes did not come up in 3 attempts; logs in {logs}")
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -173,24 +203,11 @@ def test_two_nodes_with_ray_job_submit(media: dict[str, Path], tmp_path: Path) -
     for name in ("test", "test2"):
         shutil.copy(media[name], d / media[name].name)
     out = tmp_path / "out"
-    port, dash = free_port(), free_port()
-    api = f"http://127.0.0.1:{dash}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)
     temp_dir = Path(f"/tmp/vt-2n-{os.getpid()}")  # short: Ray's socket paths must fit 107 bytes
-    procs = [_node(env, temp_dir, "--head", "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-                   "--include-dashboard", "true", "--ray-client-server-port", str(free_port()))]  # fmt: skip
+    procs, api = _two_nodes(env, temp_dir, tmp_path)
     try:
-        procs.append(_node(env, temp_dir, "--address", f"127.0.0.1:{port}"))
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if len([n for n in list_nodes(address=api) if n.state == "ALIVE"]) == 2:
-                    break
-            except Exception as exc:  # noqa: BLE001 - the dashboard is not up yet
-                print(f"waiting for the nodes: {exc}")
-            assert time.monotonic() < deadline, "the two nodes did not come up"
-            time.sleep(2)
         runtime_env = {"env_vars": {"VT_STORAGE__CACHE_DIR": str(tmp_path / "cache"), "RAY_AUTH_MODE": "disabled"}}
         submit = ["job", "submit", "--address", api, "--working-dir", str(ROOT), "--runtime-env-json", json.dumps(runtime_env),
                   "--", sys.executable, "-m", "pipelines.batch", "--input", str(d), "--to", "ru", "--from", "en",
