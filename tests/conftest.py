@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,22 @@ def _hermetic_state(tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("state")
     os.environ["VT_STORAGE__CACHE_DIR"] = str(root / "cache")
     os.environ["VT_LOG_DIR"] = str(root / "log")
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 120.0) -> None:
+    """Poll ``url``/healthz until it answers 200; fail at once if ``proc`` exits, or after ``timeout_s``."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, f"{what} exited during start-up"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{what} did not start"
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import wait_healthy
 from tests.serve_app.conftest import free_port
 
 pytestmark = [pytest.mark.slow]
@@ -146,16 +147,7 @@ class Service:
         self.log = open(log, "ab")  # noqa: SIM115  (closed in stop)
         self.proc = subprocess.Popen([sys.executable, "-c", SERVICE, str(self.port)], cwd=REPO, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.proc.poll() is None, "the service exited during start-up"
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the service did not start"
-            time.sleep(0.2)
+        wait_healthy(self.url, self.proc, "the service")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -22,7 +22,7 @@ import pytest
 from configs.settings import QueueSettings
 from serve_app.jobs import JobState
 from serve_app.jobs.store import make_job_store
-from tests.conftest import make_video
+from tests.conftest import make_video, wait_healthy
 from tests.serve_app.bridge.conftest import AMQP_URL, delete_names, queue_names
 from tests.serve_app.conftest import free_port
 
@@ -97,16 +97,11 @@ def stack(tmp_path: Path, pg_url: str) -> Iterator[tuple[str, list[Proc], str]]:
         api_env = {**env, "VT_QUEUE__MODE": "rabbitmq", "VT_LOG_DIR": str(tmp_path / "log-api")}
         api = Proc([sys.executable, "-c", API, str(port)], api_env, tmp_path / "api.log")
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            assert api.proc.poll() is None, api.text()
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.2)
+        try:
+            wait_healthy(url, api.proc, "the API")
+        except AssertionError:
+            print(api.text())
+            raise
         deadline = time.monotonic() + 120
         while not all("bridge ready" in p.text() for p in procs):
             assert all(p.proc.poll() is None for p in procs), [p.text() for p in procs]
