@@ -170,7 +170,10 @@ def _two_nodes(env: dict[str, str], temp_dir: Path, logs: Path) -> tuple[list[su
         procs = [_node(env, temp_dir, "--head", "--port", str(port), "--dashboard-host", "127.0.0.1",
                        "--dashboard-port", str(dash), "--include-dashboard", "true",
                        "--ray-client-server-port", str(free_port()), log=head_log)]  # fmt: skip
-        procs.append(_node(env, temp_dir, "--address", f"127.0.0.1:{port}", log=worker_log))
+        # The worker node gets a temp dir of its own: two nodes sharing one unpack the job's working_dir into
+        # the same runtime_resources folder at once, and the driver then finds modules missing.
+        worker_dir = temp_dir.with_name(temp_dir.name + "w")
+        procs.append(_node(env, worker_dir, "--address", f"127.0.0.1:{port}", log=worker_log))
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and all(p.poll() is None for p in procs):
             try:
@@ -227,3 +230,4 @@ def test_two_nodes_with_ray_job_submit(media: dict[str, Path], tmp_path: Path) -
     finally:
         _stop(procs)
         shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(temp_dir.with_name(temp_dir.name + "w"), ignore_errors=True)
