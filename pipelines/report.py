@@ -44,7 +44,9 @@ def sentence_rows(
     return rows
 
 
-def build_report(job: Any, transcript: Transcript, sentences: Sequence[Sentence], per_target: dict[str, Any]) -> dict[str, Any]:
+def build_report(
+    job: Any, transcript: Transcript, sentences: Sequence[Sentence], per_target: dict[str, Any]
+) -> dict[str, Any]:
     """Assemble the report of one run (``job`` is the runner's internal job object)."""
     from pipelines.cues import compliance
     from pipelines.fit import fit_summary
@@ -55,7 +57,10 @@ def build_report(job: Any, transcript: Transcript, sentences: Sequence[Sentence]
         rows = sentence_rows(sentences, details["translations"], plan)
         targets[lang] = {
             "sentences": rows,
-            "untranslated": [r["id"] for r in rows if "untranslated" in r["flags"] or "translation_failed" in r["flags"]],
+            # Every flag that leaves a line in the source text (see pipelines.translate).
+            "untranslated": [
+                r["id"] for r in rows if {"untranslated", "translation_failed", "mixed_script"} & set(r["flags"])
+            ],
             "subtitle_compliance": compliance(details["cues"]),
             "fit": fit_summary(plan) if plan is not None else None,
             "resynthesized": details.get("resynthesized", 0),

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 FLAG_UNTRANSLATED = "untranslated"
 FLAG_FAILED = "translation_failed"
+FLAG_MIXED_SCRIPT = "mixed_script"
 
 _WORD = re.compile(r"[^\W\d_]+")
 _TOKEN = re.compile(r"\w+")
@@ -101,6 +102,21 @@ def is_untranslated(source: str, text: str, *, source_language: str, target_lang
     if source_script is not None:
         return source_script > 0.5
     return _copied_share(source, text) >= 0.7
+
+
+def mixed_script_words(text: str) -> list[str]:
+    """Words that mix Latin and Cyrillic letters, e.g. "argueют" or "Mосква" (a Latin M).
+
+    A reader sees these as broken words; a hyphenated compound ("IT-отдел") is two words and
+    is not flagged.
+    """
+    found = []
+    for word in _WORD.findall(text):
+        latin = any("a" <= c.casefold() <= "z" for c in word)
+        cyrillic = any("\u0400" <= c <= "\u04ff" for c in word)
+        if latin and cyrillic:
+            found.append(word)
+    return found
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -314,6 +330,9 @@ class LLMTranslator:
             source = job.sentences[pos].text
             if is_untranslated(source, answer[key], source_language=job.source, target_language=job.target):
                 outcome.failed[pos] = FLAG_UNTRANSLATED
+            elif mixed := mixed_script_words(answer[key]):
+                outcome.failed[pos] = FLAG_MIXED_SCRIPT
+                outcome.problem = "mixed-script words: " + ", ".join(mixed)
             else:
                 outcome.accepted[pos] = answer[key]
         return outcome
@@ -356,6 +375,11 @@ def _hint(outcome: _Outcome, pos: int, target: str) -> str:
     name = language_name(target)
     if outcome.failed.get(pos) == FLAG_UNTRANSLATED:
         return f"Your previous answer was not in {name}. Translate the line into {name}."
+    if outcome.failed.get(pos) == FLAG_MIXED_SCRIPT:
+        return (
+            f"Your previous answer had broken words that mix alphabets ({outcome.problem}). "
+            f"Translate every word fully into {name}; do not leave English inside a word."
+        )
     return f'Your previous answer was invalid ({outcome.problem}). Answer with the JSON object {{"1": "..."}}.'
 
 

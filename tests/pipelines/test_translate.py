@@ -16,11 +16,13 @@ from pipelines.languages import script_ratio
 from pipelines.schema import Sentence
 from pipelines.translate import (
     FLAG_FAILED,
+    FLAG_MIXED_SCRIPT,
     FLAG_UNTRANSLATED,
     LLMTranslator,
     batch_schema,
     is_untranslated,
     make_translator,
+    mixed_script_words,
     parse_answer,
     system_prompt,
 )
@@ -264,6 +266,42 @@ def test_source_copied_back_is_retried_then_flagged(caplog: pytest.LogCaptureFix
     retries = [m[1]["content"] for m, r in zip(backend.messages, backend.requests) if r == {"1": texts[3]}]
     assert all("Your previous answer was not in Russian" in content for content in retries)
     assert f"sentence {inputs[3].id}: kept in the source language (untranslated" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("и теории, о которых люди argueют в журналах", ["argueют"]),
+        ("Mосква", ["Mосква"]),  # a Latin M
+        ("Привет, Dublin и IT-отдел", []),
+        ("plain English", []),
+    ],
+)
+def test_mixed_script_words(text: str, found: list[str]) -> None:
+    assert mixed_script_words(text) == found
+
+
+def test_mixed_script_answer_is_retried_with_a_pointed_hint() -> None:
+    def mix_once(answer: dict[str, str], lines: dict[str, str]) -> str:
+        first_try = not any("mix alphabets" in m[1]["content"] for m in backend.messages)
+        return json.dumps({k: ("люди argueют" if first_try else v) for k, v in answer.items()}, ensure_ascii=False)
+
+    backend = FakeBackend(mix_once)
+    inputs = sentences(["People argue about it in journals."])
+    result = LLMTranslator(settings(), backend).translate(inputs, source_language="en", target_language="ru")
+    assert result[0].text == fake_ru(inputs[0].text) and not result[0].flags
+    assert "argueют" in backend.messages[1][1]["content"]
+
+
+def test_mixed_script_answer_that_persists_is_flagged() -> None:
+    def always_mixed(answer: dict[str, str], lines: dict[str, str]) -> str:
+        return json.dumps(dict.fromkeys(answer, "люди argueют"), ensure_ascii=False)
+
+    inputs = sentences(["People argue about it in journals."])
+    result = LLMTranslator(settings(), FakeBackend(always_mixed)).translate(
+        inputs, source_language="en", target_language="ru"
+    )
+    assert result[0].flags == (FLAG_MIXED_SCRIPT,) and result[0].text == inputs[0].text
 
 
 def test_glossary_in_prompt_only_when_used() -> None:
