@@ -114,6 +114,17 @@ def _soft_break(prev: str, nxt: str) -> bool:
     return nxt.strip().strip(_OPENERS + _CLOSERS + ",.").lower() in _CONJUNCTIONS
 
 
+def _goes_on(prev: str, nxt: str) -> bool:
+    """The text clearly continues: ``prev`` has no end punctuation and ``nxt`` starts in lower case
+    or with a conjunction. A pause there is a breath, not a sentence end, so the translator gets
+    the whole sentence (``_split_long`` still caps its length for the timing fit)."""
+    p = strip_closers(prev.strip())
+    n = nxt.strip().lstrip(_OPENERS)
+    if not p or not n or p[-1] in FINAL_CHARS or p.endswith("."):
+        return False
+    return n[0].islower() or n.split()[0].strip(_CLOSERS + ",.").lower() in _CONJUNCTIONS
+
+
 @dataclass(frozen=True)
 class _Unit:
     """One word, or one whole segment when the ASR gave no word timestamps."""
@@ -159,7 +170,8 @@ def merge_sentences(transcript: Transcript, *, max_sentence_s: float = 12.0, max
 
     A sentence ends at sentence-final punctuation (``. ! ? …`` and ``。！？``, but not after
     abbreviations such as "Mr." or "e.g.", initials, or inside decimals), at a pause longer than
-    ``max_gap_s`` seconds, and is split near its middle (at a comma, semicolon or conjunction if
+    ``max_gap_s`` seconds (unless the text clearly goes on, see ``_goes_on``, and the pause is
+    under ``3 * max_gap_s``), and is split near its middle (at a comma, semicolon or conjunction if
     there is one, else at the largest pause) while it is longer than ``max_sentence_s`` seconds.
     Segments without words (word timestamps off) count as one unit with the segment's text and times.
 
@@ -173,7 +185,8 @@ def merge_sentences(transcript: Transcript, *, max_sentence_s: float = 12.0, max
     groups: list[list[_Unit]] = []
     current: list[_Unit] = []
     for i, unit in enumerate(units):
-        if current and unit.start_s - current[-1].end_s > max_gap_s:
+        gap_s = unit.start_s - current[-1].end_s if current else 0.0
+        if gap_s > max_gap_s and not (gap_s <= 3 * max_gap_s and _goes_on(current[-1].text, unit.text)):
             groups.append(current)
             current = []
         current.append(unit)

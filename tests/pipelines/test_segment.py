@@ -115,13 +115,25 @@ def test_ellipsis_and_cjk_punctuation_end_sentences() -> None:
 
 def test_long_pause_splits_a_sentence() -> None:
     first = evenly("so we went home", 0.0)
-    second = evenly("and slept well.", first[-1].end_s + 2.0)
+    second = evenly("Then we slept well.", first[-1].end_s + 2.0)
     out = merge_sentences(transcript(segment(first + second)))
-    assert [s.text for s in out] == ["so we went home", "and slept well."]
+    assert [s.text for s in out] == ["so we went home", "Then we slept well."]
     # A pause just under the limit keeps the sentence whole.
-    second = evenly("and slept well.", first[-1].end_s + 1.0)
+    second = evenly("Then we slept well.", first[-1].end_s + 1.0)
     assert len(merge_sentences(transcript(segment(first + second)))) == 1
     assert len(merge_sentences(transcript(segment(first + second)), max_gap_s=0.5)) == 2
+
+
+@pytest.mark.parametrize("continuation", ["that take no account of where we are.", "and slept well."])
+def test_pause_before_a_lower_case_continuation_keeps_the_sentence_whole(continuation: str) -> None:
+    first = evenly("much of political philosophy develops theories", 0.0)
+    second = evenly(continuation, first[-1].end_s + 2.0)
+    assert len(merge_sentences(transcript(segment(first), segment(second)))) == 1
+    # A very long pause (over 3 x max_gap_s) still ends it; so does end punctuation.
+    far = evenly(continuation, first[-1].end_s + 4.0)
+    assert len(merge_sentences(transcript(segment(first), segment(far)))) == 2
+    ended = evenly("much of political philosophy develops theories.", 0.0)
+    assert len(merge_sentences(transcript(segment(ended), segment(second)))) == 2
 
 
 def test_max_duration_split_prefers_comma_near_the_middle() -> None:
