@@ -1,4 +1,4 @@
-"""The bridge's method table: translate_video, transcribe, translate_text, get_job, cancel_job.
+"""The bridge's method table: translate_video, transcribe, translate_text, get_job, cancel_job, redub_job.
 
 Each method checks its params (-32602 on a bad one), builds the one ``JobRequest`` or calls the stage, and
 turns domain errors into JSON-RPC errors; no business logic lives here (see ``JobService``).
@@ -22,6 +22,7 @@ from pipelines.languages import normalize_language
 from pipelines.schema import JobRequest, Sentence
 from serve_app.bridge.rpc import CallState, Watch, current_call, domain_error, invalid_params
 from serve_app.errors import BadRequest, JobNotFound, QueueFull
+from serve_app.jobs import redub
 from serve_app.jobs.models import JobRecord, is_valid_id
 from serve_app.jobs.public import JobPublic
 from serve_app.jobs.storage import ANY_OWNER
@@ -276,7 +277,18 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
     async def cancel_job(job_id: Any) -> dict[str, Any]:
         return job_view(await _job_call(service.cancel, job_id, service), service)
 
+    async def redub_job(job_id: Any, version: Any, spec: Any) -> dict[str, Any]:
+        """Intake of a re-dub the API published (PATCH /jobs/{id}/segments in queue mode): requeue the job
+        for that plan unless the API already did; a JobWorker on the shared store then runs it."""
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise invalid_params("version must be a positive integer")
+        if not isinstance(spec, str) or not spec.isalnum() or len(spec) > 64:
+            raise invalid_params("spec must be the plan's id")
+        record = await _job_call(lambda j: redub.accept_redub(service, j, version, spec), job_id, service)
+        return {"job_id": record.id, "state": record.state.value, "version": version}
+
     return {
+        "redub_job": redub_job,
         "translate_video": translate_video,
         "transcribe": transcribe,
         "translate_text": translate_text,

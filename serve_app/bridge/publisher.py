@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from configs.settings import QueueSettings
     from serve_app.jobs.models import JobRecord
+    from serve_app.jobs.redub import RedubPlan
     from serve_app.jobs.service import JobService
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,21 @@ class JobPublisher:
             self.service.submit, request, file_id=file_id, owner=owner, idempotency_key=key, check_room=False
         )
 
+    async def publish_redub(self, plan: RedubPlan) -> None:
+        """Publish a ``redub_job`` message for a planned re-dub and wait for the confirm. Raises
+        QueueUnavailable (the caller then leaves the job untouched). The bridge's intake requeues the job for
+        that plan unless the API already did (``serve_app.jobs.redub.accept_redub``: idempotent)."""
+        message_id = f"redub-{plan.job_id}-v{plan.version}-{plan.spec_id}"
+        params = {"job_id": plan.job_id, "version": plan.version, "spec": plan.spec_id}
+        message = aio_pika.Message(
+            request_body("redub_job", params, request_id=message_id),
+            message_id=message_id,
+            content_type="application/json",
+            headers={OWNER_HEADER: plan.owner} if plan.owner else None,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await self._publish(message)
+
     async def _publish(self, message: aio_pika.Message) -> None:
         """Connect if needed, publish and wait for the confirm, all within ``publish_timeout_s``; on any failure
         drop the connection (the next call connects afresh) and raise QueueUnavailable."""
@@ -131,7 +147,9 @@ class JobPublisher:
                 await self.channel.default_exchange.publish(
                     message, routing_key=self.settings.request_queue, mandatory=True
                 )
-        except Exception as exc:  # unreachable, refused, closed channel, nack, returned, timed out: all mean "not queued"
+        except (
+            Exception
+        ) as exc:  # unreachable, refused, closed channel, nack, returned, timed out: all mean "not queued"
             logger.warning("queue: job message not confirmed (%s: %s)", type(exc).__name__, exc)
             try:
                 await asyncio.wait_for(self.close(), 2.0)

@@ -12,11 +12,14 @@ the latest complete version, so ``GET /jobs/{id}`` and the download URLs keep wo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +41,7 @@ TRANSCRIPT_FILE = "transcript.json"
 MAX_TRANSLATION_CHARS = 2000
 # Flags the report derives from the dub plan (not from the translation): never carried into a preset.
 _PLAN_FLAGS = frozenset({"overflow", "sped_up", "missing"})
-_FAILED_FLAGS = frozenset({"untranslated", "translation_failed", "shortened"})
+_FAILED_FLAGS = frozenset({"untranslated", "translation_failed", "shortened", "mixed_script"})
 
 
 class JobBusy(VTError):
@@ -115,8 +118,11 @@ def version_files(storage: Storage, job_id: str, version: int) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
-def _spec_path(storage: Storage, job_id: str, version: int) -> Path:
-    return storage.job_dir(job_id) / "redub" / f"v{version}.json"
+def _spec_path(storage: Storage, job_id: str, version: int, spec_id: str | None = None) -> Path:
+    # Each request writes its own file (``v<N>-<spec_id>.json``): two PATCHes racing for version N never
+    # overwrite each other's translations; the one whose requeue wins names its file in ``record.redub``.
+    name = f"v{version}-{spec_id}.json" if spec_id else f"v{version}.json"
+    return storage.job_dir(job_id) / "redub" / name
 
 
 # ----------------------------------------------------------------------------- request (HTTP side)
@@ -153,15 +159,31 @@ def check_edits(rows: list[dict[str, Any]], edits: list[tuple[int, str]]) -> dic
     return result
 
 
-def request_redub(
-    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]]
-) -> tuple[JobRecord, list[int]]:
-    """Queue a re-dub of ``edits`` (sentence id, new translation) for one target language of a finished job.
+@dataclass(frozen=True)
+class RedubPlan:
+    """A checked re-dub request, its translations written to its own spec file, not yet queued."""
 
-    Returns the job and the ids that really changed; when nothing changed the job is returned untouched
-    and no version is made. Raises JobNotFound, JobBusy (queued or running), NoOutputsToEdit, InvalidEdit,
-    UnknownLanguage, QueueFull.
-    """
+    job_id: str
+    owner: str | None
+    version: int
+    target_language: str
+    edited: list[int]
+    spec_id: str
+
+    @property
+    def redub(self) -> dict[str, Any]:
+        """What ``record.redub`` holds while the re-dub waits and runs."""
+        return {"version": self.version, "target_language": self.target_language, "edited": self.edited,
+                "spec": self.spec_id}  # fmt: skip
+
+
+def plan_redub(
+    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]]
+) -> tuple[JobRecord, RedubPlan | None]:
+    """Check ``edits`` (sentence id, new translation) for one target language of a finished job and write
+    the full list of translations to the plan's spec file. Returns the job and the plan, or ``None`` when
+    nothing changed (nothing written). Raises JobNotFound, JobBusy (queued or running), NoOutputsToEdit,
+    InvalidEdit, UnknownLanguage, QueueFull. Nothing is queued: ``commit_redub`` does that."""
     record = service.get(job_id)
     if not record.terminal:
         raise JobBusy(f"job {job_id} is {record.state.value}; wait until it is finished, then edit")
@@ -176,26 +198,92 @@ def request_redub(
         raise NoOutputsToEdit(f"job {job_id} has no finished {lang!r} outputs to edit")
     translations, changed = _preset(rows, check_edits(rows, edits))
     if not changed:
-        return record, []
+        return record, None
     service.check_queue_room()
-    version = record.output_version + 1
-    spec = {"version": version, "target_language": lang, "edited": changed,
-            "translations": dump_translations(translations)}  # fmt: skip
-    atomic_write_text(_spec_path(service.storage, job_id, version), json.dumps(spec, ensure_ascii=False))
-    try:  # counted and requeued in one step (the cap holds under concurrent PATCHes); it joins the queue's end
+    plan = RedubPlan(job_id, record.owner, record.output_version + 1, lang, changed, uuid.uuid4().hex[:12])
+    spec = {**plan.redub, "translations": dump_translations(translations)}
+    atomic_write_text(
+        _spec_path(service.storage, job_id, plan.version, plan.spec_id), json.dumps(spec, ensure_ascii=False)
+    )
+    return record, plan
+
+
+def commit_redub(service: JobService, plan: RedubPlan, *, check_room: bool = True) -> JobRecord | None:
+    """Requeue the job for ``plan`` (counted against the queue cap and requeued in one step, so the cap holds
+    under concurrent PATCHes; it joins the queue's end). Returns the record, or ``None`` when the job is no
+    longer the finished job at version ``plan.version - 1`` (another request won). ``check_room=False``: skip
+    the cap (queue mode: the message is already published). Raises QueueFull."""
+    try:
         done = service.store.transition(
-            job_id,
+            plan.job_id,
             {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED},
-            max_queued=service.max_queued_jobs,
+            max_queued=service.max_queued_jobs if check_room else None,
+            if_output_version=plan.version - 1,
             state=JobState.QUEUED, stage=None, progress=0.0, eta_s=None, error=None, finished_at=None,
-            cancel_requested=False, redub={"version": version, "target_language": lang, "edited": changed},
+            cancel_requested=False, redub=plan.redub,
         )  # fmt: skip
     except QueueFull as exc:
         raise QueueFull(exc.message, retry_after_s=service.retry_after_s) from None
+    if done is not None:
+        job_logger(logger, plan.job_id).info(
+            "re-dub v%d queued: %s, sentences %s", plan.version, plan.target_language, plan.edited
+        )
+    return done
+
+
+def request_redub(
+    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]]
+) -> tuple[JobRecord, list[int]]:
+    """Local mode: plan the re-dub and requeue the job in the store (a JobWorker sharing it claims it).
+    Returns the job and the ids that really changed (none: the job untouched, no version made). Raises what
+    ``plan_redub`` raises, and JobBusy when another request won the race."""
+    record, plan = plan_redub(service, job_id, target_language, edits)
+    if plan is None:
+        return record, []
+    done = commit_redub(service, plan)
     if done is None:
         raise JobBusy(f"job {job_id} changed state meanwhile; try again")
-    job_logger(logger, job_id).info("re-dub v%d queued: %s, sentences %s", version, lang, changed)
-    return done, changed
+    return done, plan.edited
+
+
+async def enqueue_redub(
+    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]]
+) -> tuple[JobRecord, list[int]]:
+    """What ``PATCH /jobs/{id}/segments`` calls. Local mode: ``request_redub``. Queue mode: plan, PUBLISH a
+    ``redub_job`` message (broker confirm), THEN requeue in the store. Broker down: QueueUnavailable (503) and
+    the job is untouched (only the unreferenced spec file was written). If this process dies between the
+    confirm and the requeue, the bridge's intake of the message requeues it (``accept_redub``)."""
+    if service.publisher is None:
+        return await asyncio.to_thread(request_redub, service, job_id, target_language, edits)
+    record, plan = await asyncio.to_thread(plan_redub, service, job_id, target_language, edits)
+    if plan is None:
+        return record, []
+    await service.publisher.publish_redub(plan)
+    done = await asyncio.to_thread(commit_redub, service, plan, check_room=False)
+    if done is None:
+        current = await asyncio.to_thread(service.get, job_id)
+        if current.redub != plan.redub:  # a bridge took the message first, or another PATCH won
+            raise JobBusy(f"job {job_id} changed state meanwhile; try again")
+        done = current
+    return done, plan.edited
+
+
+def accept_redub(service: JobService, job_id: str, version: int, spec_id: str) -> JobRecord:
+    """The bridge's intake of a ``redub_job`` message: requeue the job for that plan unless it is already
+    (requeued by the API, running, or done: ``output_version >= version``) or stale (another plan won).
+    Idempotent; returns the job. Raises JobNotFound; InvalidEdit when the spec file is missing."""
+    record = service.get(job_id)
+    if record.output_version >= version or (record.redub or {}).get("version") == version:
+        return record  # recorded already (by the API, or by this message's earlier delivery), or done
+    if not record.terminal or record.output_version != version - 1:
+        return record  # stale: another request's version won
+    path = _spec_path(service.storage, job_id, version, spec_id)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise InvalidEdit(f"re-dub v{version} of job {job_id}: its translations are missing") from None
+    plan = RedubPlan(job_id, record.owner, version, spec["target_language"], list(spec["edited"]), spec_id)
+    return commit_redub(service, plan, check_room=False) or service.get(job_id)
 
 
 # ----------------------------------------------------------------------------- run (worker side)
@@ -257,7 +345,8 @@ def run_redub(
     assert record.redub is not None
     version = int(record.redub["version"])
     job_dir = storage.job_dir(record.id)
-    spec = json.loads(_spec_path(storage, record.id, version).read_text(encoding="utf-8"))
+    spec_path = _spec_path(storage, record.id, version, record.redub.get("spec"))
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
     lang = spec["target_language"]
     translations = load_translations(spec["translations"])
     request = record.request.model_copy(update={"target_languages": [lang]})
@@ -278,8 +367,14 @@ def run_redub(
     report = _merge_report(old, result.report, spec, record.output_version)
     new_report = next(p for name, p in result.outputs.items() if name == "report")
     atomic_write_text(new_report, json.dumps(report, ensure_ascii=False, indent=2))
-    _archive(out, versions_dir(storage, record.id) / f"v{record.output_version}")
-    for path in result.outputs.values():
+    archive = versions_dir(storage, record.id) / f"v{record.output_version}"
+    # Idempotent on a rerun: the archive is renamed into place whole (``_archive``), so when it exists it is
+    # the real previous version, kept by an earlier attempt that died after archiving; ``out/`` may already
+    # hold (some of) the new files and must not be archived over it.
+    if not archive.is_dir():
+        _archive(out, archive)
+    reports = [p for p in result.outputs.values() if p == new_report]
+    for path in [p for p in result.outputs.values() if p != new_report] + reports:  # the report last
         path.replace(out / path.name)
     shutil.rmtree(staging, ignore_errors=True)
     job_logger(logger, record.id).info(

@@ -7,7 +7,7 @@ import builtins
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.errors import InputNotFound
 from pipelines.languages import normalize_language, normalize_targets
@@ -16,6 +16,9 @@ from serve_app.errors import BadRequest, JobNotCancellable, JobNotFound, QueueFu
 from serve_app.jobs.models import JobRecord, JobState, job_logger, utcnow
 from serve_app.jobs.storage import ANY_OWNER, Storage
 from serve_app.jobs.store import JobStore
+
+if TYPE_CHECKING:
+    from serve_app.jobs.redub import RedubPlan
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +31,10 @@ class JobIntake(Protocol):
     ) -> JobRecord:
         """Publish the job (broker confirm) and record it (queued); returns the record. Raises what
         ``JobService.submit`` raises, and QueueUnavailable (nothing recorded) when the broker is unreachable."""
+        ...
+
+    async def publish_redub(self, plan: RedubPlan) -> None:
+        """Publish a planned re-dub (broker confirm). Raises QueueUnavailable when the broker is unreachable."""
         ...
 
     async def close(self) -> None:

@@ -77,11 +77,13 @@ class JobStore(Protocol):
         from_states: Iterable[JobState],
         *,
         if_worker_id: str | None = None,
+        if_output_version: int | None = None,
         max_queued: int | None = None,
         **fields: Any,
     ) -> JobRecord | None:
         """Like ``update`` but only if the job is in one of ``from_states`` (and, with ``if_worker_id``, still
-        held by that worker): an atomic compare-and-set; else None. A job that enters ``queued`` this way (a
+        held by that worker; with ``if_output_version``, its outputs still at that version): an atomic
+        compare-and-set; else None. A job that enters ``queued`` this way (a
         re-dub) joins the END of the queue; with ``max_queued`` it raises QueueFull, like ``create``."""
         ...
 
@@ -239,6 +241,7 @@ class _SQLJobStore:
         fields: dict[str, Any],
         if_worker_id: str | None = None,
         max_queued: int | None = None,
+        if_output_version: int | None = None,
     ) -> JobRecord | None:
         with self._tx() as conn:
             row = conn.execute(self._q("SELECT record FROM {t} WHERE id = ?" + self._for_update), (job_id,)).fetchone()
@@ -248,6 +251,8 @@ class _SQLJobStore:
             if from_states is not None and record.state not in set(from_states):
                 return None
             if if_worker_id is not None and record.worker_id != if_worker_id:
+                return None
+            if if_output_version is not None and record.output_version != if_output_version:
                 return None
             new = _apply(record, fields)
             requeued = new.state is JobState.QUEUED and record.state is not JobState.QUEUED
@@ -267,10 +272,11 @@ class _SQLJobStore:
         from_states: Iterable[JobState],
         *,
         if_worker_id: str | None = None,
+        if_output_version: int | None = None,
         max_queued: int | None = None,
         **fields: Any,
     ) -> JobRecord | None:
-        return self._modify(job_id, builtins.list(from_states), fields, if_worker_id, max_queued)
+        return self._modify(job_id, builtins.list(from_states), fields, if_worker_id, max_queued, if_output_version)
 
     def claim_next(self, worker_id: str | None = None) -> JobRecord | None:
         order = f"COALESCE(queued_at, created_at), {self._seq}"

@@ -154,11 +154,35 @@ def test_a_redub_that_ends_without_success_is_no_longer_pending(
     if end == "cancelled":
         assert client.delete(url).status_code == 200
     else:  # the spec file is gone: the re-dub fails in the worker
-        (services.storage.job_dir(job["job_id"]) / "redub" / "v2.json").unlink()
+        [spec] = (services.storage.job_dir(job["job_id"]) / "redub").glob("v2-*.json")
+        spec.unlink()
         assert worker.run_once()
     assert client.get(url).json()["data"]["state"] == end
     versions = client.get(f"{url}/versions").json()["data"]
     assert versions["pending"] is None and versions["current_version"] == 1
+
+
+def test_concurrent_edits_never_overwrite_each_other(
+    client: Any, worker: Any, services: Services, tiny_video: Path
+) -> None:
+    """Two PATCHes racing for version 2: each writes its own spec file, the one whose requeue wins runs with
+    ITS translations, and the loser is refused (409), also once the winner's version is done."""
+    from serve_app.jobs.redub import commit_redub, plan_redub
+
+    job = _finished_job(client, worker, tiny_video)
+    job_id = job["job_id"]
+    sid = _report(client, job)["targets"]["ru"]["sentences"][0]["id"]
+    _, first = plan_redub(services.jobs, job_id, "ru", [(sid, "Первая правка.")])
+    _, second = plan_redub(services.jobs, job_id, "ru", [(sid, "Вторая правка.")])
+    assert first is not None and second is not None
+    assert first.version == second.version == 2 and first.spec_id != second.spec_id
+    assert commit_redub(services.jobs, first) is not None
+    assert commit_redub(services.jobs, second) is None  # lost the race: request_redub answers 409
+    assert worker.run_once()
+    job2 = client.get(f"/jobs/{job_id}").json()["data"]
+    assert job2["state"] == "succeeded" and services.jobs.get(job_id).output_version == 2, job2
+    assert _report(client, job2)["targets"]["ru"]["sentences"][0]["translation"] == "Первая правка."
+    assert commit_redub(services.jobs, second) is None  # finished again, but no longer at version 1
 
 
 def test_original_audio_for_the_player_switch(client: Any, worker: Any, tiny_video: Path) -> None:

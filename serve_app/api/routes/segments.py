@@ -19,7 +19,7 @@ from serve_app.api.deps import JobServiceDep, PrefixDep, SettingsDep, StorageDep
 from serve_app.api.schemas import Envelope, JobPublic
 from serve_app.errors import OutputNotFound
 from serve_app.jobs import JobRecord, Storage
-from serve_app.jobs.redub import MAX_TRANSLATION_CHARS, request_redub, version_files, versions_dir
+from serve_app.jobs.redub import MAX_TRANSLATION_CHARS, enqueue_redub, version_files, versions_dir
 
 router = APIRouter(tags=["web"])
 
@@ -97,7 +97,7 @@ def web_config(settings: SettingsDep) -> Envelope[WebConfig]:
 
 
 @router.patch("/jobs/{job_id}/segments", status_code=202, response_model=Envelope[Redub])
-def edit_segments(
+async def edit_segments(
     job_id: str, body: SegmentsPatch, request: Request, response: Response, jobs: JobServiceDep, prefix: PrefixDep
 ) -> Envelope[Redub]:
     """Change some translations and re-dub ONLY those sentences, as a new version of the outputs.
@@ -106,11 +106,12 @@ def edit_segments(
     version, the previous one stays under ``GET /jobs/{id}/versions``, and the report's
     ``targets[lang].resynthesized`` counts the sentences synthesised again. 200: nothing changed.
     409 ``job_busy`` while the job is queued or running; 422 ``invalid_edit`` for an unknown sentence id,
-    an empty or too long translation, or a language the job has no outputs for.
+    an empty or too long translation, or a language the job has no outputs for. Queue mode: the re-dub is
+    published to the broker first; 503 ``queue_unavailable`` (with Retry-After, job untouched) when it is down.
     """
     request.state.job_id = job_id
     edits = [(s.id, s.translation) for s in body.segments]
-    record, changed = request_redub(jobs, job_id, body.target_language, edits)
+    record, changed = await enqueue_redub(jobs, job_id, body.target_language, edits)
     version = record.redub["version"] if changed and record.redub else record.output_version
     data = Redub(
         job=JobPublic.from_record(record, prefix=prefix),

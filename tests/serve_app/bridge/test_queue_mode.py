@@ -71,7 +71,9 @@ def test_post_jobs_publishes_then_records(settings: Settings, fakes: dict[str, A
     assert isinstance(jobs.publisher, JobPublisher)  # the one wiring place plugged it in
     with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
         with open(tiny_video, "rb") as fh:
-            file_id = client.post("/files/upload", files={"file": ("talk.mp4", fh, "video/mp4")}).json()["data"]["file_id"]
+            file_id = client.post("/files/upload", files={"file": ("talk.mp4", fh, "video/mp4")}).json()["data"][
+                "file_id"
+            ]
         body = {"file_id": file_id, "target_languages": ["es"], "mode": "subtitles", "glossary": {"test": "prueba"}}
         first = client.post("/jobs", json=body, headers={"Idempotency-Key": "k1"})
         assert first.status_code == 202, first.text
@@ -155,6 +157,136 @@ def test_broker_down_is_503_and_records_nothing(settings: Settings, fakes: dict[
         assert {r.id for r in jobs.list()} == ids and all(r.state is JobState.QUEUED for r in jobs.list())
         messages = queued_messages(settings)
         assert sorted(f"amqp:{m.message_id}" for m in messages) == sorted(jobs.get(i).idempotency_key for i in ids)
+    finally:
+        proxy.shutdown()
+        jobs.store.close()
+
+
+def _finished(client: Any, services: Any, settings: Settings, video: Path) -> tuple[str, int]:
+    """A succeeded subtitles job (es) made through the queue-mode API and run by a JobWorker on the shared
+    store (a bridge would do the same); its message drained. Returns the job id and a sentence id."""
+    from pipelines.runner import Pipeline
+    from serve_app.jobs import JobWorker
+    from tests.serve_app.conftest import FakeASR, FakeTranslator, FakeTTS
+
+    r = upload_job(client, video)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["data"]["job_id"]
+    queued_messages(settings)
+    worker = JobWorker(
+        services.jobs, lambda: Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS())
+    )
+    assert worker.run_once()
+    job = client.get(f"/jobs/{job_id}").json()["data"]
+    assert job["state"] == "succeeded", job
+    report = next(n for n in job["outputs"] if n.endswith(".report.json"))
+    rows = client.get(job["output_urls"][report]).json()["targets"]["es"]["sentences"]
+    return job_id, rows[0]["id"]
+
+
+def test_a_redub_is_published_then_recorded(settings: Settings, fakes: dict[str, Any], tiny_video: Path) -> None:
+    """PATCH /jobs/{id}/segments in queue mode publishes a ``redub_job`` message (confirmed) and requeues the
+    job; the bridge's intake of that message is a no-op then, and requeues the job itself when the API died
+    between the confirm and its own requeue."""
+    from fastapi.testclient import TestClient
+
+    from serve_app.api.main import get_application
+    from serve_app.jobs.redub import plan_redub
+
+    services = make_services(settings, fakes)
+    jobs = services.jobs
+    try:
+        with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+            job_id, sid = _finished(client, services, settings, tiny_video)
+            edit = {"target_language": "es", "segments": [{"id": sid, "translation": "Corregido a mano."}]}
+            r = client.patch(f"/jobs/{job_id}/segments", json=edit)
+            assert r.status_code == 202, r.text
+            assert r.json()["data"]["version"] == 2 and r.json()["data"]["job"]["state"] == "queued"
+            [message] = queued_messages(settings)
+            rpc = json.loads(message.body)
+            record = jobs.get(job_id)
+            assert rpc["method"] == "redub_job" and rpc["params"]["job_id"] == job_id
+            assert rpc["params"]["version"] == 2 and record.redub and rpc["params"]["spec"] == record.redub["spec"]
+            assert deliver(settings, jobs, [message]) == {"processed": 1, "poison": 0}
+            assert jobs.get(job_id).version == record.version  # already recorded: the intake changed nothing
+
+            # The API died after the confirm, before its requeue: the bridge's intake requeues the job.
+            jobs.store.update(job_id, state=JobState.SUCCEEDED)  # back to finished at version 1
+            assert jobs.get(job_id).redub is None and jobs.get(job_id).output_version == 1
+            _, plan = plan_redub(jobs, job_id, "es", [(sid, "Otra corrección.")])
+            assert plan is not None
+            asyncio.run(_publish_only(settings, jobs, plan))
+            [orphan] = queued_messages(settings)
+            assert jobs.get(job_id).state is JobState.SUCCEEDED
+            assert deliver(settings, jobs, [orphan]) == {"processed": 1, "poison": 0}
+            after = jobs.get(job_id)
+            assert after.state is JobState.QUEUED and after.redub == plan.redub
+    finally:
+        jobs.store.close()
+
+
+async def _publish_only(settings: Settings, jobs: Any, plan: Any) -> None:
+    publisher = JobPublisher(settings.queue, jobs, amqp_url=AMQP_URL)
+    await publisher.publish_redub(plan)
+    await publisher.close()
+
+
+def deliver(settings: Settings, jobs: Any, messages: list[Any]) -> dict[str, int]:
+    """Publish ``messages`` again and let a bridge (no JobWorker) take them; its processed/poison counts."""
+
+    async def run() -> dict[str, int]:
+        connection = await aio_pika.connect(AMQP_URL)
+        channel = await connection.channel()
+        for m in messages:
+            out = aio_pika.Message(m.body, message_id=m.message_id, headers=m.headers)
+            await channel.default_exchange.publish(out, routing_key=settings.queue.request_queue)
+        await connection.close()
+        bridge = build_bridge(settings, jobs, amqp_url=AMQP_URL, models=fakes_models())
+        await bridge.start()
+        for _ in range(200):
+            if bridge.stats["processed"] + bridge.stats["poison"] >= len(messages):
+                break
+            await asyncio.sleep(0.05)
+        await bridge.stop()
+        return {"processed": bridge.stats["processed"], "poison": bridge.stats["poison"]}
+
+    return asyncio.run(run())
+
+
+def test_broker_down_redub_is_503_and_the_job_is_untouched(
+    settings: Settings, fakes: dict[str, Any], tiny_video: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from serve_app.api.main import get_application
+
+    proxy = TcpProxy(free_port())
+    settings.queue.amqp_url = proxy.url
+    services = make_services(settings, fakes)
+    jobs = services.jobs
+    proxy.start()
+    try:
+        with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+            job_id, sid = _finished(client, services, settings, tiny_video)
+            before = jobs.get(job_id)
+            proxy.stop()
+            edit = {"target_language": "es", "segments": [{"id": sid, "translation": "Corregido a mano."}]}
+            r = client.patch(f"/jobs/{job_id}/segments", json=edit)
+            assert r.status_code == 503 and r.headers["Retry-After"] == "7", r.text
+            assert r.json()["error"]["code"] == "queue_unavailable"
+            now = jobs.get(job_id)
+            assert (now.state, now.redub, now.output_version, now.version) == (
+                JobState.SUCCEEDED,
+                None,
+                1,
+                before.version,
+            )
+            assert client.get(f"/jobs/{job_id}/versions").json()["data"]["pending"] is None
+            proxy.start()
+            again = client.patch(f"/jobs/{job_id}/segments", json=edit)
+            assert again.status_code == 202, again.text
+            assert jobs.get(job_id).state is JobState.QUEUED
+        assert [json.loads(m.body)["method"] for m in queued_messages(settings)] == ["redub_job"]
     finally:
         proxy.shutdown()
         jobs.store.close()
