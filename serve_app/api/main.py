@@ -6,8 +6,11 @@ In the Serve app, ``serve_app.app.build_app`` passes services over deployment ha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -57,6 +60,23 @@ class AccessLogMiddleware:
             logger.info("%s %s %d %.1fms%s", scope.get("method"), path, status, ms, suffix, extra=extra)
 
 
+def _closing_publisher(services: Services) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: in queue mode, close the broker connection on shutdown (on the loop that opened it;
+    left to the garbage collector, its close coroutine is never awaited)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        publisher = services.jobs.publisher
+        if publisher is not None:
+            try:
+                await asyncio.wait_for(publisher.close(), 5.0)
+            except Exception:  # shutting down: a broker that is gone must not fail the stop
+                logger.warning("queue: closing the publisher's connection failed", exc_info=True)
+
+    return lifespan
+
+
 def get_application(
     settings: Settings | None = None, *, services: Services | None = None, web_dir: Path | None = None
 ) -> FastAPI:
@@ -66,6 +86,7 @@ def get_application(
     if services is None:
         services = Services.local(settings)
     app = FastAPI(
+        lifespan=_closing_publisher(services),
         title=settings.PROJECT_NAME,
         version=settings.VERSION,
         description="Translate videos: subtitles and a dubbed voice track. Every JSON answer is the envelope "
