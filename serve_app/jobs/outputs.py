@@ -13,7 +13,10 @@ already open (Range requests included) keeps reading the file it opened. The wor
 inside the store's fenced finish (``JobStore.finish_if_held``): a worker that lost its lease publishes
 nothing. A re-dub archives the previous version (``versions/v<N-1>``, a link to its folder) before the
 swap, and only when ``out`` still holds N-1 (the version is in the folder's name): a rerun after a crash
-between the swap and the store's finish never archives the new files as the old version.
+between the swap and the store's finish never archives the new files as the old version. A re-dub's folder
+also carries its plan's id (``v<N>-<spec>_<token>``): the rerun finishes that publish only if it is its own
+plan's; a publish the store never recorded for another plan (the job was cancelled meanwhile, then edited
+again) is rolled back to the recorded version first.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ OUT = "out"
 OUTPUTS = "outputs"
 VERSIONS = "versions"
 _PENDING = ".out.adopt"  # an older store's out/ folder being moved behind the link
-_VERSION_NAME = re.compile(r"^v(\d+)-[0-9A-Za-z_]+$")
+_VERSION_NAME = re.compile(r"^v(\d+)-[0-9A-Za-z_]+$")  # v<N>-[<tag>_]<token>
 
 
 def current(job_dir: Path) -> Path | None:
@@ -50,6 +53,11 @@ def folder_version(folder: Path | None) -> int | None:
     """The version a published folder holds, from its name (None: not a version folder)."""
     match = _VERSION_NAME.match(folder.name) if folder is not None else None
     return int(match.group(1)) if match else None
+
+
+def prefix(version: int, tag: str | None = None) -> str:
+    """The start of the name of version ``version``'s folders (those of one re-dub plan with ``tag``)."""
+    return f"v{version}-{tag}_" if tag else f"v{version}-"
 
 
 def names(folder: Path) -> list[str]:
@@ -98,14 +106,31 @@ def sweep(job_dir: Path) -> list[Path]:
     return removed
 
 
+def reconcile(job_dir: Path, recorded: int, keep: str | None = None) -> None:
+    """Undo a publish the store never recorded: ``out`` holds a version newer than ``recorded`` (the job's
+    ``output_version``) whose worker died between the swap and the finish, and its folder's name does not
+    start with ``keep`` (the publish this attempt will finish itself). ``out`` goes back to the recorded
+    version's folder (its archive link, made before that swap)."""
+    held = current(job_dir)
+    version = folder_version(held)
+    if held is None or version is None or version <= recorded or (keep and held.name.startswith(keep)):
+        return
+    archived = job_dir / VERSIONS / f"v{recorded}"
+    if archived.is_symlink() and archived.resolve().is_dir():
+        logger.warning("job %s: out/ held an unrecorded v%d; back to v%d", job_dir.name, version, recorded)
+        swap_symlink(job_dir / OUT, f"{OUTPUTS}/{archived.resolve().name}")
+
+
 @contextmanager
-def attempt(job_dir: Path, version: int) -> Iterator[Path]:
+def attempt(job_dir: Path, version: int, *, keep: str | None = None) -> Iterator[Path]:
     """A fresh folder of this run attempt's own under ``outputs/`` (never shared with another attempt, so
     no other worker's sweep or retry touches it while it lives); removed on exit unless published.
-    ``version``: the job's current output version (names an older store's ``out/`` when it is adopted)."""
+    ``version``: the job's recorded output version (names an older store's ``out/`` when it is adopted;
+    an unrecorded newer publish not starting with ``keep`` is rolled back to it, see ``reconcile``)."""
     job_dir.mkdir(parents=True, exist_ok=True)
     adopt_legacy(job_dir, version)
     (job_dir / OUTPUTS).mkdir(exist_ok=True)
+    reconcile(job_dir, version, keep)
     sweep(job_dir)
     with staging_dir(job_dir / OUTPUTS) as folder:
         yield folder
@@ -126,15 +151,15 @@ def archive(job_dir: Path, previous: int) -> None:
     swap_symlink(link, os.path.relpath(held, link.parent))
 
 
-def publish(job_dir: Path, folder: Path, version: int, *, previous: int | None = None) -> Path:
-    """Make ``folder`` (an attempt's, complete) version ``version`` and point ``out`` at it in one rename;
-    with ``previous``, archive that version first. Returns the published folder. Idempotent: publishing
-    the folder ``out`` already holds changes nothing."""
+def publish(job_dir: Path, folder: Path, version: int, *, previous: int | None = None, tag: str | None = None) -> Path:
+    """Make ``folder`` (an attempt's, complete) version ``version`` (``tag``: the re-dub plan's id, kept in
+    the name) and point ``out`` at it in one rename; with ``previous``, archive that version first. Returns
+    the published folder. Idempotent: publishing the folder ``out`` already holds changes nothing."""
     if previous is not None:
         archive(job_dir, previous)
     if folder_version(folder) != version:
         (folder / LOCK_NAME).unlink(missing_ok=True)  # the attempt's lock file is no output (its flock stays held)
-        named = job_dir / OUTPUTS / f"v{version}-{folder.name.rsplit('-', 1)[-1].lstrip('.')}"
+        named = job_dir / OUTPUTS / (prefix(version, tag) + folder.name.rsplit("-", 1)[-1].lstrip("."))
         os.rename(folder, named)
         folder = named
     swap_symlink(job_dir / OUT, f"{OUTPUTS}/{folder.name}")

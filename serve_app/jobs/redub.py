@@ -17,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import VTError
-from pipelines.fileio import atomic_write_text
+from pipelines.fileio import atomic_copy, atomic_write_text
 from pipelines.languages import normalize_language
 from pipelines.schema import Transcript, Translation, dump_translations, load_translations
 from serve_app.errors import QueueFull
@@ -302,8 +301,8 @@ def progress_record(record: JobRecord) -> JobRecord:
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    except OSError:  # a file system without hard links
+        atomic_copy(src, dst)
 
 
 def _merge_report(old: dict[str, Any], new: dict[str, Any], spec: dict[str, Any], previous: int) -> dict[str, Any]:
@@ -317,6 +316,13 @@ def _merge_report(old: dict[str, Any], new: dict[str, Any], spec: dict[str, Any]
         "resynthesized": new.get("targets", {}).get(lang, {}).get("resynthesized", 0),
     }
     return merged
+
+
+def own_prefix(record: JobRecord) -> str | None:
+    """The start of the folder name of the version a re-dub record makes (None: not a re-dub)."""
+    if record.redub is None:
+        return None
+    return outputs.prefix(int(record.redub["version"]), record.redub.get("spec"))
 
 
 def run_redub(
@@ -341,8 +347,7 @@ def run_redub(
     job_dir = storage.job_dir(record.id)
     done = {"output_version": version, "redub": None}
     published = outputs.current(job_dir)
-    if outputs.folder_version(published) == version:
-        assert published is not None
+    if published is not None and published.name.startswith(own_prefix(record) or "\0"):
         job_logger(logger, record.id).info("re-dub v%d was published by an earlier attempt; finishing it", version)
         return published, done
     spec_path = _spec_path(storage, record.id, version, record.redub.get("spec"))

@@ -306,7 +306,8 @@ class JobWorker:
             pipeline = self.pipeline()
             if hooks.check_quota is not None:
                 hooks.check_quota()  # a full store fails the job before any work
-            with outputs.attempt(job_dir, record.output_version) as folder:
+            plan = record.redub.get("spec") if record.redub is not None else None  # names a re-dub's folder
+            with outputs.attempt(job_dir, record.output_version, keep=redub.own_prefix(record)) as folder:
                 if record.redub is not None:  # edited translations: a new version of the outputs
                     made, extra = redub.run_redub(
                         pipeline, self.service.storage, record, folder,
@@ -320,7 +321,7 @@ class JobWorker:
                     made, extra = folder, {}
                 if hooks.check_quota is not None:
                     hooks.check_quota()  # over the quota: the job fails and its folder goes, nothing published
-                self._publish(record, job_dir, made, extra, log, started)
+                self._publish(record, job_dir, made, extra, log, started, plan)
         except JobCancelled:
             if hooks.lost:
                 log.info("dropped: another worker (or the queue) has the job now")
@@ -341,7 +342,14 @@ class JobWorker:
             self._fail_internal(record.id, log)
 
     def _publish(
-        self, record: JobRecord, job_dir: Path, made: Path, extra: dict[str, Any], log: JobLogAdapter, started: float
+        self,
+        record: JobRecord,
+        job_dir: Path,
+        made: Path,
+        extra: dict[str, Any],
+        log: JobLogAdapter,
+        started: float,
+        plan: str | None,
     ) -> None:
         """Publish ``made`` as the job's outputs and record the success, in the store's fence: only if this
         worker still holds the job (checked with the job's row locked, right before the swap)."""
@@ -350,7 +358,7 @@ class JobWorker:
         names = outputs.names(made)
         done = self.service.store.finish_if_held(
             record.id, self.worker_id,
-            publish=lambda: outputs.publish(job_dir, made, version, previous=previous),
+            publish=lambda: outputs.publish(job_dir, made, version, previous=previous, tag=plan),
             state=JobState.SUCCEEDED, outputs=names, progress=1.0, finished_at=utcnow(), eta_s=None, **extra,
         )  # fmt: skip
         if done is None:

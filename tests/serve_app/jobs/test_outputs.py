@@ -105,7 +105,7 @@ _HOLD = """
 import sys, time
 from pathlib import Path
 from serve_app.jobs import outputs
-with outputs.attempt(Path(sys.argv[1]), 1) as folder:
+with outputs.attempt(Path(sys.argv[1]), 2) as folder:  # the job is at v2
     (folder / "talk.es.mp4").write_text("live")
     print(folder, flush=True)
     time.sleep(60)
@@ -137,3 +137,16 @@ def test_the_sweep_removes_dead_attempts_and_orphans_but_never_a_live_or_referen
         for p in procs:
             p.kill()
             p.wait(10)
+
+
+def test_an_unrecorded_newer_publish_is_rolled_back_unless_it_is_the_attempts_own(tmp_path: Path) -> None:
+    job_dir = tmp_path / "job"
+    run_into(job_dir, "v1", 1)
+    with outputs.attempt(job_dir, 1) as folder:
+        (folder / "talk.es.srt").write_text("x")
+        mine = outputs.publish(job_dir, folder, 2, previous=1, tag="plan1")
+    assert mine.name.startswith("v2-plan1_")
+    outputs.reconcile(job_dir, 1, keep=outputs.prefix(2, "plan1"))  # its own plan's rerun: finishes it
+    assert outputs.current(job_dir) == mine
+    outputs.reconcile(job_dir, 1, keep=outputs.prefix(2, "plan2"))  # another plan: back to the recorded v1
+    assert marks(job_dir / "out") == dict.fromkeys(NAMES, "v1")

@@ -171,3 +171,47 @@ def test_a_redub_taken_over_from_a_hung_worker_is_published_once_and_its_folder_
         assert not any(p.exists() for p in a_folders)  # A's folders went with its run
     finally:
         service_b.store.close()
+
+
+class _Died(BaseException):
+    """The worker process ends here (no handler runs, the store's open transaction is rolled back)."""
+
+
+def test_an_unrecorded_publish_is_rolled_back_before_another_plans_redub(
+    finished_v1: tuple[Path, str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker dies right after swapping in plan X's v2, before the store records it; the job is cancelled
+    meanwhile, then edited again (plan Y, also v2). The new run must make Y's v2 (not finish X's) and keep v1."""
+    from serve_app.jobs import outputs
+
+    base, job_id, v1 = finished_v1
+    root = tmp_path / "var"
+    shutil.copytree(base, root, symlinks=True)
+    settings = settings_for(root)
+    service = build_job_service(settings)
+    real_publish = outputs.publish
+
+    def publish_then_die(*args: object, **kwargs: object) -> Path:
+        real_publish(*args, **kwargs)  # type: ignore[arg-type]
+        raise _Died
+
+    try:
+        monkeypatch.setattr(outputs, "publish", publish_then_die)
+        with pytest.raises(_Died):
+            JobWorker(service, functools.partial(pipeline_for, settings)).run_once()
+        monkeypatch.undo()
+        job_dir = service.storage.job_dir(job_id)
+        assert is_v2(files(job_dir / "out"), v1, job_dir)  # X's v2 is out, the store still says v1, running
+        service.cancel(job_id)
+        assert service.store.requeue_interrupted(stale_after_s=0) == []  # the cancel wins: cancelled
+        assert service.get(job_id).state is JobState.CANCELLED and service.get(job_id).output_version == 1
+        first = load_report(service.storage, service.get(job_id))["targets"]["ru"]["sentences"][0]["id"]
+        request_redub(service, job_id, "ru", [(first, "Третья версия.")])
+        assert JobWorker(service, functools.partial(pipeline_for, settings)).run_once()
+        record = service.get(job_id)
+        assert record.state is JobState.SUCCEEDED and record.output_version == 2
+        srt = next((job_dir / "out" / n).read_text() for n in record.outputs if n.endswith(".ru.srt"))
+        assert "Третья версия." in srt and EDIT not in srt
+        assert files(versions_dir(service.storage, job_id) / "v1") == v1
+    finally:
+        service.store.close()
