@@ -12,7 +12,7 @@ stamped and compared on the STORE's clock (PostgreSQL's ``clock_timestamp()``, S
 a worker's, so hosts whose clocks disagree still agree on who holds a lease. ``finish_if_held`` is the
 fence: it publishes (a callback) and records the result in one write transaction, only for the holder.
 
-Why one module of ~470 lines: the two implementations are the same state machine (transitions, the queue cap
+Why one module of ~520 lines: the two implementations are the same state machine (transitions, the queue cap
 counted inside the insert, leases) in two SQL dialects; side by side, a change to one is seen next to the other.
 The next cut, if it grows: ``store/{protocol,sqlite,postgres}.py``.
 """
