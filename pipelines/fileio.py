@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,6 +95,21 @@ def publish(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
+def swap_symlink(link: str | Path, target: str | Path) -> Path:
+    """Point the symlink ``link`` at ``target`` in one step: a new link made beside it is renamed over it
+    (rename(2) replaces a symlink atomically: a reader resolves the old target or the new one, never
+    nothing). ``target`` is stored as given (relative: resolved from ``link``'s folder). Returns ``link``."""
+    dst = Path(link)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.link")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
 def sha256_file(path: str | Path) -> str:
     """The sha256 of a file's content, as hex. OS errors propagate."""
     with open(path, "rb") as fh:
@@ -101,15 +117,15 @@ def sha256_file(path: str | Path) -> str:
 
 
 STAGING_PREFIX = ".vt-staging-"
-_LOCK_NAME = ".lock"
+LOCK_NAME = ".lock"
 _UNLOCKED_GRACE_S = 60.0
 
 
-def _is_live(staging: Path) -> bool:
+def is_live(staging: Path) -> bool:
     """True while the run that made ``staging`` holds its lock (a crashed or killed run's lock is free)."""
     import fcntl
 
-    lock = staging / _LOCK_NAME
+    lock = staging / LOCK_NAME
     try:
         fd = os.open(lock, os.O_RDWR)
     except FileNotFoundError:
@@ -134,7 +150,7 @@ def sweep_staging(out_dir: str | Path) -> list[Path]:
     """Remove the staging folders of runs that are no longer alive in ``out_dir``; returns what was removed."""
     removed = []
     for path in Path(out_dir).glob(f"{STAGING_PREFIX}*"):
-        if path.is_dir() and not _is_live(path):
+        if path.is_dir() and not is_live(path):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
@@ -153,7 +169,7 @@ def staging_dir(out_dir: str | Path) -> Iterator[Path]:
     out.mkdir(parents=True, exist_ok=True)
     sweep_staging(out)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
-    fd = os.open(staging / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(staging / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield staging

@@ -27,7 +27,7 @@ from pipelines.batch.rows import (
     table,
     timed,
 )
-from pipelines.fileio import sha256_file
+from pipelines.fileio import atomic_write_text, sha256_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -220,7 +220,7 @@ class FinishActor:
                 if uris.is_remote(request.input):  # the report names the input as the user gave it
                     result.report["input"] = request.input
                     report = json.dumps(result.report, ensure_ascii=False, indent=2)
-                    result.outputs["report"].write_text(report, "utf-8")
+                    atomic_write_text(result.outputs["report"], report)
                 uploaded = time.perf_counter()
                 outputs, sums = {}, {}
                 for name, path in sorted(result.outputs.items()):

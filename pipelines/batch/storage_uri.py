@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pipelines.errors import VTError
-from pipelines.fileio import atomic_copy, atomic_write_text
+from pipelines.fileio import atomic_copy, atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -152,8 +152,8 @@ def download(uri: str, dest_dir: Path) -> Path:
     fs, path = resolve(uri)
     dest = Path(dest_dir) / basename(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with fs.open_input_stream(path) as src, open(dest, "wb") as out:
+    try:  # a download cut short leaves nothing under the final name
+        with atomic_path(dest) as tmp, fs.open_input_stream(path) as src, open(tmp, "wb") as out:
             while block := src.read(_CHUNK_BYTES):
                 out.write(block)
     except (OSError, FileNotFoundError) as exc:

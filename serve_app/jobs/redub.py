@@ -6,8 +6,9 @@ writes the full list of translations to ``job_dir/redub/v<N>.json`` and puts the
 ``record.redub = {"version", "target_language", "edited"}``. The ``JobWorker`` sees ``record.redub`` and calls
 ``run_redub``: ``Pipeline.run`` with the saved transcript and the preset translations, so ASR and
 translation are skipped and the TTS clip cache (keyed by voice and text) re-synthesises only the changed
-sentences. The files of the previous version are kept in ``job_dir/versions/v<N-1>/``; ``out/`` always holds
-the latest complete version, so ``GET /jobs/{id}`` and the download URLs keep working unchanged.
+sentences. The previous version stays as ``job_dir/versions/v<N-1>`` (a link to its folder, see
+``serve_app/jobs/outputs.py``); ``out/`` always holds the latest complete version, swapped in one rename, so
+``GET /jobs/{id}`` and the download URLs keep working unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import VTError
-from pipelines.fileio import atomic_write_text
+from pipelines.fileio import atomic_copy, atomic_write_text
 from pipelines.languages import normalize_language
 from pipelines.schema import Transcript, Translation, dump_translations, load_translations
 from serve_app.errors import QueueFull
+from serve_app.jobs import outputs
 from serve_app.jobs.models import JobRecord, JobState, job_logger
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def versions_dir(storage: Storage, job_id: str) -> Path:
 def version_files(storage: Storage, job_id: str, version: int) -> list[str]:
     """The file names of an archived version (empty when there is none)."""
     folder = versions_dir(storage, job_id) / f"v{version}"
-    return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return outputs.names(folder) if folder.is_dir() else []
 
 
 def _spec_path(storage: Storage, job_id: str, version: int, spec_id: str | None = None) -> Path:
@@ -300,20 +301,8 @@ def progress_record(record: JobRecord) -> JobRecord:
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def _archive(out: Path, dst: Path) -> None:
-    """Keep the current version's files (hard links: no copy of the video)."""
-    shutil.rmtree(dst, ignore_errors=True)  # a half-made archive from a crash
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for path in out.iterdir():
-        if path.is_file() and not path.name.startswith("."):
-            _link_or_copy(path, tmp / path.name)
-    tmp.replace(dst)
+    except OSError:  # a file system without hard links
+        atomic_copy(src, dst)
 
 
 def _merge_report(old: dict[str, Any], new: dict[str, Any], spec: dict[str, Any], previous: int) -> dict[str, Any]:
@@ -329,22 +318,38 @@ def _merge_report(old: dict[str, Any], new: dict[str, Any], spec: dict[str, Any]
     return merged
 
 
+def own_prefix(record: JobRecord) -> str | None:
+    """The start of the folder name of the version a re-dub record makes (None: not a re-dub)."""
+    if record.redub is None:
+        return None
+    return outputs.prefix(int(record.redub["version"]), record.redub.get("spec"))
+
+
 def run_redub(
     pipeline: Pipeline,
     storage: Storage,
     record: JobRecord,
+    folder: Path,
     *,
     progress: ProgressFn | None = None,
     should_cancel: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
-    """Make version ``record.redub["version"]`` of the outputs; returns the record fields to set on success.
+) -> tuple[Path, dict[str, Any]]:
+    """Make version ``record.redub["version"]`` of the outputs, complete, in the attempt's ``folder``: the
+    re-dubbed language's new files, the other files of the current version (hard links: no copy of a
+    video) and the merged report. Returns the folder to publish and the record fields to set on success;
+    the worker publishes it (``outputs.publish``, which archives the current version first).
 
-    Nothing in ``out/`` changes until the new version is complete; then the previous files move to
-    ``versions/v<N-1>/`` and the new ones replace them. Raises VTError (JobCancelled on cancel).
+    Idempotent: when an earlier attempt already published this version (it died between the swap and the
+    store's finish), that version's folder is returned as it is. Raises VTError (JobCancelled on cancel).
     """
     assert record.redub is not None
     version = int(record.redub["version"])
     job_dir = storage.job_dir(record.id)
+    done = {"output_version": version, "redub": None}
+    published = outputs.current(job_dir)
+    if published is not None and published.name.startswith(own_prefix(record) or "\0"):
+        job_logger(logger, record.id).info("re-dub v%d was published by an earlier attempt; finishing it", version)
+        return published, done
     spec_path = _spec_path(storage, record.id, version, record.redub.get("spec"))
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     lang = spec["target_language"]
@@ -356,28 +361,18 @@ def run_redub(
     if request.mode == "dub":
         pipeline.tts.voice_for(lang)  # TTS loads in the worker's pipeline, so the jobs after this one share it
     redubber = pipeline.with_settings(verbatim)
-    staging = job_dir / "redub" / f"v{version}.out"
-    shutil.rmtree(staging, ignore_errors=True)
-    result = redubber.run(request, staging, progress=progress, should_cancel=should_cancel,
+    result = redubber.run(request, folder, progress=progress, should_cancel=should_cancel,
                           transcript=load_transcript(job_dir), translations={lang: translations})  # fmt: skip
     if not (job_dir / TRANSCRIPT_FILE).is_file():
         save_transcript(job_dir, result.transcript)
-    out = job_dir / "out"
     old = load_report(storage, record)
+    if published is not None:  # the files of the other languages, as they are
+        for path in published.iterdir():
+            if path.is_file() and not path.name.startswith(".") and not (folder / path.name).exists():
+                _link_or_copy(path, folder / path.name)
     report = _merge_report(old, result.report, spec, record.output_version)
-    new_report = next(p for name, p in result.outputs.items() if name == "report")
-    atomic_write_text(new_report, json.dumps(report, ensure_ascii=False, indent=2))
-    archive = versions_dir(storage, record.id) / f"v{record.output_version}"
-    # Idempotent on a rerun: the archive is renamed into place whole (``_archive``), so when it exists it is
-    # the real previous version, kept by an earlier attempt that died after archiving; ``out/`` may already
-    # hold (some of) the new files and must not be archived over it.
-    if not archive.is_dir():
-        _archive(out, archive)
-    reports = [p for p in result.outputs.values() if p == new_report]
-    for path in [p for p in result.outputs.values() if p != new_report] + reports:  # the report last
-        path.replace(out / path.name)
-    shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_text(result.outputs["report"], json.dumps(report, ensure_ascii=False, indent=2))
     job_logger(logger, record.id).info(
-        "re-dub v%d done: %s, %d sentence(s) re-synthesised", version, lang, report["redub"]["resynthesized"]
+        "re-dub v%d made: %s, %d sentence(s) re-synthesised", version, lang, report["redub"]["resynthesized"]
     )
-    return {"output_version": version, "redub": None}
+    return folder, done

@@ -7,9 +7,12 @@ processes: SQLite takes the database write lock (``BEGIN IMMEDIATE``), Postgres 
 
 Leases: ``claim_next(worker_id)`` records who runs the job; that worker ``heartbeat``s it, and
 ``requeue_interrupted(stale_after_s=...)`` puts back only running jobs whose heartbeat is stale, so several
-workers (Serve replicas, bridges) can share one store and none requeues another's live job.
+workers (Serve replicas, bridges) can share one store and none requeues another's live job. Heartbeats are
+stamped and compared on the STORE's clock (PostgreSQL's ``clock_timestamp()``, SQLite's ``'now'``), never
+a worker's, so hosts whose clocks disagree still agree on who holds a lease. ``finish_if_held`` is the
+fence: it publishes (a callback) and records the result in one write transaction, only for the holder.
 
-Why one module of ~470 lines: the two implementations are the same state machine (transitions, the queue cap
+Why one module of ~520 lines: the two implementations are the same state machine (transitions, the queue cap
 counted inside the insert, leases) in two SQL dialects; side by side, a change to one is seen next to the other.
 The next cut, if it grows: ``store/{protocol,sqlite,postgres}.py``.
 """
@@ -21,7 +24,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,50}$")
+
+STORE_NOW: Any = type("StoreNow", (), {"__repr__": lambda self: "STORE_NOW"})()
+"""A field value for ``transition``/``update``: the store's clock at the write (``heartbeat_at=STORE_NOW``)."""
 
 
 @runtime_checkable
@@ -101,6 +107,15 @@ class JobStore(Protocol):
         """How many jobs are in any of ``states``."""
         ...
 
+    def finish_if_held(
+        self, job_id: str, worker_id: str, *, publish: Callable[[], object] | None = None, **fields: Any
+    ) -> JobRecord | None:
+        """The fence before a worker's outputs become visible: in ONE write transaction (the job's row
+        locked, so no other worker can take it meanwhile), if the job is running and held by ``worker_id``,
+        call ``publish`` and set ``fields``; else do neither and return None. ``publish`` raising rolls the
+        write back and propagates."""
+        ...
+
     def requeue_interrupted(
         self, stale_after_s: float | None = None, *, worker_id: str | None = None
     ) -> builtins.list[str]:
@@ -146,6 +161,16 @@ class _SQLJobStore:
 
     def _time(self, value: datetime) -> Any:
         return value
+
+    def _now(self, conn: Any) -> datetime:
+        """The store's clock (the database server's, not this host's): leases are stamped and compared on it."""
+        raise NotImplementedError
+
+    def _fill_now(self, conn: Any, fields: dict[str, Any]) -> dict[str, Any]:
+        if any(v is STORE_NOW for v in fields.values()):
+            now = self._now(conn)
+            fields = {k: now if v is STORE_NOW else v for k, v in fields.items()}
+        return fields
 
     @staticmethod
     def _load(value: Any) -> JobRecord:
@@ -242,6 +267,7 @@ class _SQLJobStore:
         if_worker_id: str | None = None,
         max_queued: int | None = None,
         if_output_version: int | None = None,
+        publish: Callable[[], object] | None = None,
     ) -> JobRecord | None:
         with self._tx() as conn:
             row = conn.execute(self._q("SELECT record FROM {t} WHERE id = ?" + self._for_update), (job_id,)).fetchone()
@@ -254,7 +280,9 @@ class _SQLJobStore:
                 return None
             if if_output_version is not None and record.output_version != if_output_version:
                 return None
-            new = _apply(record, fields)
+            if publish is not None:  # the job's row is locked: no other worker can take the job meanwhile
+                publish()
+            new = _apply(record, self._fill_now(conn, fields))
             requeued = new.state is JobState.QUEUED and record.state is not JobState.QUEUED
             if requeued:
                 self._check_room(conn, max_queued)
@@ -286,8 +314,8 @@ class _SQLJobStore:
             if row is None:
                 return None
             record = self._load(row[0])
-            now = utcnow()
-            fields = {"state": JobState.RUNNING, "started_at": record.started_at or now, "eta_s": None}
+            now = self._now(conn)
+            fields = {"state": JobState.RUNNING, "started_at": record.started_at or utcnow(), "eta_s": None}
             new = _apply(record, {**fields, "worker_id": worker_id, "heartbeat_at": now})
             self._write(conn, new)
             return new
@@ -298,6 +326,7 @@ class _SQLJobStore:
         if not ids:
             return held
         with self._tx() as conn:
+            now = self._now(conn)
             for job_id in ids:
                 row = conn.execute(
                     self._q("SELECT record FROM {t} WHERE id = ?" + self._for_update), (job_id,)
@@ -306,9 +335,14 @@ class _SQLJobStore:
                 if record is None or record.state is not JobState.RUNNING or record.worker_id != worker_id:
                     continue
                 # Not a revision: version and updated_at stay, so watchers see no change.
-                self._write(conn, record.model_copy(update={"heartbeat_at": utcnow()}))
+                self._write(conn, record.model_copy(update={"heartbeat_at": now}))
                 held.append(job_id)
         return held
+
+    def finish_if_held(
+        self, job_id: str, worker_id: str, *, publish: Callable[[], object] | None = None, **fields: Any
+    ) -> JobRecord | None:
+        return self._modify(job_id, [JobState.RUNNING], fields, worker_id, publish=publish)
 
     def count(self, states: Iterable[JobState]) -> int:
         values = [JobState(s).value for s in states]
@@ -323,10 +357,10 @@ class _SQLJobStore:
         self, stale_after_s: float | None = None, *, worker_id: str | None = None
     ) -> builtins.list[str]:
         requeued: builtins.list[str] = []
-        now = utcnow()
-        cutoff = None if stale_after_s is None else now - timedelta(seconds=stale_after_s)
         released = {"worker_id": None, "heartbeat_at": None, "eta_s": None}
         with self._tx() as conn:
+            now = self._now(conn)
+            cutoff = None if stale_after_s is None else now - timedelta(seconds=stale_after_s)
             sql = "SELECT record FROM {t} WHERE state = ?" + self._for_update
             rows = conn.execute(self._q(sql), (JobState.RUNNING.value,)).fetchall()
             for row in rows:
@@ -386,6 +420,12 @@ class SQLiteJobStore(_SQLJobStore):
     def _time(self, value: datetime) -> Any:
         # Fixed width, always with microseconds, so text order is time order.
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def _now(self, conn: Any) -> datetime:
+        # SQLite has no server: its clock is the one of the host running the query (a SQLite store is one
+        # host's), read by SQLite itself rather than by the worker code.
+        row = conn.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')").fetchone()
+        return datetime.fromisoformat(row[0])
 
     @contextmanager
     def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
@@ -448,6 +488,10 @@ class PostgresJobStore(_SQLJobStore):
             num_workers=2,
             open=True,
         )
+
+    def _now(self, conn: Any) -> datetime:
+        now: datetime = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        return now.astimezone(UTC)
 
     def _lock_queue(self, conn: Any) -> None:
         # READ COMMITTED lets two transactions count the same rows; this lock (held to commit) orders them.

@@ -6,8 +6,13 @@ Each job's progress, ETA, outputs and errors go back into the store, where ``Job
 Leases: every worker has a ``worker_id``; a claimed job carries it, and a heartbeat thread renews the lease
 every ``lease_s / 3`` seconds and requeues running jobs whose lease has expired (their worker died). A worker
 whose job was taken over notices (heartbeat or a refused write), stops at the next stage and records nothing.
-Several workers (Serve replicas, bridge instances) may therefore share one store. Host clocks must agree to
-well within ``lease_s``. ``run_once`` does not heartbeat (only its progress writes renew the lease).
+Several workers (Serve replicas, bridge instances) may therefore share one store; leases are stamped and
+compared on the store's clock, so the workers' host clocks need not agree. ``run_once`` does not heartbeat
+(only its progress writes renew the lease).
+
+Outputs: each attempt runs in a folder of its own (``outputs.attempt``) and is published in one step
+(``outputs.publish``: one symlink swap) inside the store's fence, ``finish_if_held``: a worker that lost its
+lease between its last stage and the publish publishes nothing, and its folder goes with it.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import JobCancelled, VTError
 from pipelines.languages import normalize_targets
 from serve_app.errors import InsufficientStorage
-from serve_app.jobs import redub
+from serve_app.jobs import outputs, redub
 from serve_app.jobs.models import JobLogAdapter, JobRecord, JobState, job_logger, utcnow
+from serve_app.jobs.store import STORE_NOW
 
 if TYPE_CHECKING:
     from pipelines.runner import Pipeline
@@ -128,7 +134,7 @@ class _JobHooks:
         try:
             done = self.store.transition(
                 self.job_id, {JobState.RUNNING}, if_worker_id=self.worker_id,
-                stage=stage, progress=overall, eta_s=self.tracker.eta_s(), heartbeat_at=utcnow(),
+                stage=stage, progress=overall, eta_s=self.tracker.eta_s(), heartbeat_at=STORE_NOW,
             )  # fmt: skip
         except Exception:  # progress is best effort; the job itself must not fail for it
             self.log.warning("could not record progress", exc_info=True)
@@ -153,7 +159,8 @@ class _JobHooks:
 
 
 class JobWorker:
-    """Runs queued jobs: ``claim_next()``, then ``Pipeline.run`` into ``job_dir/out``, then the result.
+    """Runs queued jobs: ``claim_next()``, then ``Pipeline.run`` into an attempt folder, then publishes it as
+    ``job_dir/out`` and records the result, both only while it still holds the job.
 
     ``pipeline_factory`` is called once, lazily, on the first job. ``max_running_jobs`` threads run jobs
     concurrently (they share the one pipeline). ``poll_s``: how long an idle thread waits before looking again.
@@ -293,24 +300,28 @@ class JobWorker:
         log.info(
             "running (%s -> %s) on %s", record.request.mode, ",".join(record.request.target_languages), self.worker_id
         )
-        out_dir = self.service.storage.job_dir(record.id) / "out"
+        job_dir = self.service.storage.job_dir(record.id)
         started = self.clock()
-        extra: dict[str, object] = {}
         try:
             pipeline = self.pipeline()
             if hooks.check_quota is not None:
                 hooks.check_quota()  # a full store fails the job before any work
-            if record.redub is not None:  # edited translations: a new version of the outputs
-                extra = redub.run_redub(
-                    pipeline, self.service.storage, record, progress=hooks.progress, should_cancel=hooks.should_cancel
-                )
-            else:
-                result = pipeline.run(
-                    record.request, out_dir, progress=hooks.progress, should_cancel=hooks.should_cancel
-                )
-                redub.keep_transcript(out_dir.parent, result)
+            plan = record.redub.get("spec") if record.redub is not None else None  # names a re-dub's folder
+            with outputs.attempt(job_dir, record.output_version, keep=redub.own_prefix(record)) as folder:
+                if record.redub is not None:  # edited translations: a new version of the outputs
+                    made, extra = redub.run_redub(
+                        pipeline, self.service.storage, record, folder,
+                        progress=hooks.progress, should_cancel=hooks.should_cancel,
+                    )  # fmt: skip
+                else:
+                    result = pipeline.run(
+                        record.request, folder, progress=hooks.progress, should_cancel=hooks.should_cancel
+                    )
+                    redub.keep_transcript(job_dir, result)
+                    made, extra = folder, {}
                 if hooks.check_quota is not None:
-                    self._check_outputs_fit(out_dir, hooks)
+                    hooks.check_quota()  # over the quota: the job fails and its folder goes, nothing published
+                self._publish(record, job_dir, made, extra, log, started, plan)
         except JobCancelled:
             if hooks.lost:
                 log.info("dropped: another worker (or the queue) has the job now")
@@ -329,23 +340,31 @@ class JobWorker:
             self._finish(record.id, log, state=JobState.FAILED, error=error)
         except Exception:  # noqa: BLE001  (logged with its traceback by _fail_internal)
             self._fail_internal(record.id, log)
-        else:
-            files = out_dir.iterdir() if out_dir.is_dir() else iter(())
-            outputs = sorted(p.name for p in files if p.is_file() and not p.name.startswith("."))
-            log.info("succeeded in %.1f s: %s", self.clock() - started, ", ".join(outputs))
-            self._finish(record.id, log, state=JobState.SUCCEEDED, outputs=outputs, progress=1.0, **extra)
 
-    @staticmethod
-    def _check_outputs_fit(out_dir: Path, hooks: _JobHooks) -> None:
-        """After the outputs landed: over the quota means they go again and the job fails."""
-        assert hooks.check_quota is not None
-        try:
-            hooks.check_quota()
-        except InsufficientStorage:
-            for path in out_dir.iterdir():
-                if path.is_file():
-                    path.unlink(missing_ok=True)
-            raise
+    def _publish(
+        self,
+        record: JobRecord,
+        job_dir: Path,
+        made: Path,
+        extra: dict[str, Any],
+        log: JobLogAdapter,
+        started: float,
+        plan: str | None,
+    ) -> None:
+        """Publish ``made`` as the job's outputs and record the success, in the store's fence: only if this
+        worker still holds the job (checked with the job's row locked, right before the swap)."""
+        version = int(extra.get("output_version", record.output_version))
+        previous = record.output_version if record.redub is not None else None
+        names = outputs.names(made)
+        done = self.service.store.finish_if_held(
+            record.id, self.worker_id,
+            publish=lambda: outputs.publish(job_dir, made, version, previous=previous, tag=plan),
+            state=JobState.SUCCEEDED, outputs=names, progress=1.0, finished_at=utcnow(), eta_s=None, **extra,
+        )  # fmt: skip
+        if done is None:
+            log.warning("lease lost before publishing: another worker (or the queue) has the job; nothing published")
+            return
+        log.info("succeeded in %.1f s: %s", self.clock() - started, ", ".join(names))
 
     def _fail_internal(self, job_id: str, log: JobLogAdapter) -> None:
         log.exception("failed with an unexpected error")

@@ -106,3 +106,15 @@ def test_staging_dir_sweeps_dead_runs_and_keeps_a_live_one(tmp_path: Path) -> No
     assert live.exists()  # SIGKILL: the folder stays behind ...
     assert fileio.sweep_staging(out) == [live]  # ... and the next run removes it: its lock died with it
     assert sorted(p.name for p in out.iterdir()) == [young.name]
+
+
+def test_swap_symlink_replaces_a_link_in_one_step_and_leaves_no_temp_link(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text(name)
+    link = tmp_path / "out"
+    fileio.swap_symlink(link, "a")
+    assert (link / "f").read_text() == "a"
+    fileio.swap_symlink(link, "b")
+    assert os.readlink(link) == "b" and (link / "f").read_text() == "b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "out"]

@@ -182,9 +182,10 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_last_stage(
         job_id = upload_job(http, jfk_video)
         seen = wait_until(http, job_id, lambda j: j["stage"] in {"translate", "mux"}, 240)
     first.kill()  # ASR is done (and cached); the LLM is mid-call
-    out = root / "jobs" / job_id / "out"
+    out = root / "jobs" / job_id / "out"  # published in one swap: nothing there until the run is complete
     assert final_names(out) == []  # only the hidden staging folder, never a half-written final file
-    leftovers = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    attempts = root / "jobs" / job_id / "outputs"
+    leftovers = sorted(p.name for p in attempts.iterdir()) if attempts.is_dir() else []
     assert all(name.startswith(".vt-staging-") for name in leftovers), leftovers
 
     killed_at = time.monotonic()
@@ -197,7 +198,7 @@ def test_sigkill_mid_job_then_restart_resumes_from_the_last_stage(
         report = http.get(job["output_urls"][report_name]).json()
     assert "asr" in report["cache_hits"], report["cache_hits"]  # resumed after the last finished stage
     assert sorted(job["outputs"]) == final_names(out)
-    assert not list(out.glob(".vt-staging-*"))  # the killed run's staging folder was cleared on resume
+    assert not list(attempts.glob(".vt-staging-*"))  # the killed run's staging folder was cleared on resume
     for name in job["outputs"]:
         assert (out / name).stat().st_size > 0
     print(

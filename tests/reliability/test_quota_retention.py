@@ -125,8 +125,9 @@ def test_a_job_whose_outputs_pass_the_quota_fails_cleanly(tmp_path: Path, jfk_vi
     failed = services.jobs.get(job_id)
     assert failed.state is JobState.FAILED and failed.error is not None, failed
     assert failed.error["code"] == "insufficient_storage" and "quota" in failed.error["message"]
-    out = storage.job_dir(job_id) / "out"
-    assert not out.exists() or list(out.iterdir()) == []  # no output, no .vt-staging-* folder
+    assert not (storage.job_dir(job_id) / "out").exists()  # nothing published
+    attempts = storage.job_dir(job_id) / "outputs"
+    assert not attempts.exists() or list(attempts.iterdir()) == []  # and no attempt folder left
 
     storage.quota_bytes = None  # room again: the same worker runs the next job to the end
     again = _job(services, info.file_id)

@@ -12,28 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from pipelines.schema import Clip, Segment, Transcript, Translation, Word
+from pipelines.schema import Clip, Translation
 from serve_app.api.services import Services
 from tests.serve_app.conftest import FakeSynth, FakeTranslator, FakeTTS
+from tests.serve_app.jobs.redub_crash import TwoSentenceASR
 from tests.serve_app.test_api import assert_envelope, upload
-
-SENTENCES = ("Ask not what your country can do for you.", "Ask what you can do for your country.")
-
-
-class TwoSentenceASR:
-    name = "fake-asr-2"
-
-    def __call__(self, audio: Any, *, language: str | None = None) -> Transcript:
-        segments = []
-        t = 0.0
-        for text in SENTENCES:
-            words = []
-            for w in text.split():
-                words.append(Word(t, t + 0.12, " " + w))
-                t += 0.15
-            segments.append(Segment(words[0].start_s, words[-1].end_s, text, tuple(words)))
-            t += 0.2
-        return Transcript(language or "en", 0.99, 3.0, tuple(segments))
 
 
 class CountingTTS(FakeTTS):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from serve_app.errors import JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, JobState, utcnow
-from serve_app.jobs.store import JobStore, PostgresJobStore, SQLiteJobStore, make_job_store
+from serve_app.jobs.store import STORE_NOW, JobStore, PostgresJobStore, SQLiteJobStore, make_job_store
 
 StoreFactory = Callable[[], JobStore]
 MakeRecord = Callable[..., JobRecord]
@@ -318,3 +319,58 @@ def test_postgres_store_pools_its_connections(postgres_url: str, make_record: Ma
             conn.execute(f"DROP TABLE IF EXISTS {table}")
     with pytest.raises(PoolClosed):  # a closed store stays closed
         store.get("0" * 32)
+
+
+# ----------------------------------------------------------------------------- the store's clock, the publish fence
+
+
+def test_leases_are_stamped_and_compared_on_the_stores_clock(
+    store_factory: StoreFactory, make_record: MakeRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers on hosts whose clocks disagree with the store's by an hour still agree on who holds a lease
+    (``utcnow`` patched in the store module: the host's clock, as a skewed worker would read it)."""
+    import serve_app.jobs.store as store_module
+
+    store = store_factory()
+
+    def host_clock(skew: timedelta) -> None:
+        monkeypatch.setattr(store_module, "utcnow", lambda: utcnow() + skew)
+
+    slow, fast, dead = (store.create(make_record()) for _ in range(3))
+    host_clock(-timedelta(hours=1))  # a worker whose clock is an hour behind claims and renews a job
+    assert store.claim_next("slow-host") is not None
+    assert store.heartbeat("slow-host", [slow.id]) == [slow.id]
+    assert store.transition(slow.id, {JobState.RUNNING}, if_worker_id="slow-host", heartbeat_at=STORE_NOW)
+    host_clock(timedelta(0))
+    assert store.requeue_interrupted(stale_after_s=20) == []  # its lease is fresh, whatever its host said
+    assert store.claim_next("here") is not None  # ``fast``: claimed on a host with the store's time
+    host_clock(timedelta(hours=1))  # a requeuer whose clock is an hour ahead sees both leases as live
+    assert store.requeue_interrupted(stale_after_s=20) == []
+    assert store.claim_next("fast-host") is not None  # ``dead``: claimed there, then the worker dies
+    host_clock(timedelta(0))
+    time.sleep(0.3)
+    assert sorted(store.requeue_interrupted(stale_after_s=0.2)) == sorted([slow.id, fast.id, dead.id])
+    assert {store.get(j).state for j in (slow.id, fast.id, dead.id)} == {JobState.QUEUED}  # type: ignore[union-attr]
+
+
+def test_finish_if_held_publishes_only_for_the_lease_holder(store: JobStore, make_record: MakeRecord) -> None:
+    record = store.create(make_record())
+    published: list[str] = []
+    assert store.finish_if_held(record.id, "w1", publish=lambda: published.append("queued")) is None
+    store.claim_next("w1")
+    assert store.finish_if_held(record.id, "w2", publish=lambda: published.append("w2")) is None  # not its lease
+
+    def broken() -> None:
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError):
+        store.finish_if_held(record.id, "w1", publish=broken, state=JobState.SUCCEEDED)
+    assert store.get(record.id).state is JobState.RUNNING  # type: ignore[union-attr]  # rolled back
+    done = store.finish_if_held(
+        record.id, "w1", publish=lambda: published.append("w1"), state=JobState.SUCCEEDED, outputs=["a.mp4"]
+    )
+    assert done is not None and done.state is JobState.SUCCEEDED and done.outputs == ["a.mp4"]
+    assert published == ["w1"] and store.get(record.id) == done
+    assert store.finish_if_held(record.id, "w1", publish=lambda: published.append("again")) is None
+    with pytest.raises(JobNotFound):
+        store.finish_if_held("0" * 32, "w1")

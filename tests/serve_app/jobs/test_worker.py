@@ -31,16 +31,19 @@ class FakePipeline:
     and writes its outputs only at the end. ``fail`` is raised inside the ``fail_at`` stage."""
 
     def __init__(
-        self, *, fail: BaseException | None = None, fail_at: str = "asr", on_stage: Hook | None = None
+        self, *, fail: BaseException | None = None, fail_at: str = "asr", on_stage: Hook | None = None, mark: str = "x"
     ) -> None:
         self.fail, self.fail_at = fail, fail_at
         self.on_stage = on_stage or (lambda stage: None)
+        self.mark = mark  # what every output file holds: tells whose run made it
         self.runs = 0
+        self.out_dirs: list[Path] = []
 
     def run(
         self, request: JobRequest, out_dir: Path, *, progress: ProgressFn, should_cancel: Any
     ) -> object:
         self.runs += 1
+        self.out_dirs.append(out_dir)
         stages: list[tuple[str, str | None]] = [("extract", None), ("asr", None), ("segment", None)]
         for lang in request.target_languages:
             per_target = ["translate", "tts", "mux"] if request.mode == "dub" else ["translate", "mux"]
@@ -58,8 +61,8 @@ class FakePipeline:
         stem = Path(request.input).stem
         for lang in request.target_languages:
             for ext in ("mp4", "srt", "vtt"):
-                (out_dir / f"{stem}.{lang}.{ext}").write_text("x")
-        (out_dir / f"{stem}.report.json").write_text("{}")
+                (out_dir / f"{stem}.{lang}.{ext}").write_text(self.mark)
+        (out_dir / f"{stem}.report.json").write_text(self.mark)
         return object()
 
 
@@ -338,6 +341,41 @@ def test_a_dead_workers_job_is_taken_over_and_the_old_run_records_nothing(
         b.stop(timeout=10)
     assert not hung.is_alive()
     assert service_a.get(record.id) == finished  # A's late progress and result were refused
+
+
+def test_a_worker_that_lost_its_lease_publishes_nothing(
+    store_factory: Callable[[], JobStore], storage: LocalStorage, test_mp3: Path
+) -> None:
+    """A hangs inside its LAST stage (after the last stage-boundary lease check); its lease expires, B takes
+    the job over and publishes. When A wakes up and finishes, its outputs must not replace B's, and its
+    attempt folder (its own, never B's) was left alone while it lived."""
+    service_a = JobService(store_factory(), storage, max_queued_jobs=10)
+    service_b = JobService(store_factory(), storage, max_queued_jobs=10)
+    record = submit(service_a, test_mp3)
+    gate = Gate("mux")
+    pipe_a, pipe_b = FakePipeline(on_stage=gate, mark="A"), FakePipeline(mark="B")
+    a = JobWorker(service_a, lambda: pipe_a, lease_s=0.5, min_update_s=0.0, cancel_check_s=0.0)
+    hung = threading.Thread(target=a.run_once)  # no heartbeat thread: the lease runs out while it hangs
+    hung.start()
+    b = JobWorker(service_b, lambda: pipe_b, poll_s=0.05, lease_s=0.5, min_update_s=0.0, cancel_check_s=0.0)
+    out = storage.job_dir(record.id) / "out"
+    try:
+        assert gate.reached.wait(20)
+        b.start()
+        wait_for(lambda: service_b.get(record.id).state is JobState.SUCCEEDED)
+        assert {p.read_text() for p in out.iterdir()} == {"B"}
+        [a_dir], [b_dir] = pipe_a.out_dirs, pipe_b.out_dirs
+        assert a_dir != b_dir and a_dir.is_dir()  # B's run neither shared nor swept A's live folder
+    finally:
+        gate.open()
+        hung.join(20)
+        b.stop(timeout=10)
+    assert not hung.is_alive()
+    finished = service_b.get(record.id)
+    assert finished.state is JobState.SUCCEEDED and finished.worker_id == b.worker_id
+    assert {p.read_text() for p in out.iterdir()} == {"B"}  # A wrote its files, and published none of them
+    assert sorted(p.name for p in out.iterdir()) == finished.outputs
+    assert not a_dir.exists()  # A's folder went with its run
 
 
 def test_graceful_stop_requeues_at_once(service: JobService, test_mp3: Path) -> None:
