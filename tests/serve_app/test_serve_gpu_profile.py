@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_video
-from tests.serve_app.conftest import free_port
+from tests.serve_app.conftest import free_port, wait_job
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -78,7 +77,7 @@ def test_gpu_profile_job_end_to_end_on_the_standin(ray_cluster: None, tmp_path: 
             r = http.post("/jobs", json={"file_id": up.json()["data"]["file_id"], "target_languages": ["ru"]})
             assert r.status_code == 202, r.text
             job_id = r.json()["data"]["job_id"]
-            job = _wait_done(http, job_id, timeout_s=400)
+            job = wait_job(http, job_id, timeout_s=400)
             assert job["state"] == "succeeded", job
             report = http.get(job["output_urls"]["jfk.report.json"]).json()
             srt = http.get(job["output_urls"]["jfk.ru.srt"]).text
@@ -86,12 +85,3 @@ def test_gpu_profile_job_end_to_end_on_the_standin(ray_cluster: None, tmp_path: 
         serve.shutdown()
     assert len(CYRILLIC.findall(srt)) > 20  # a real translation by the GGUF, through the LLM deployment's handle
     assert f"ray_serve_llm:{MODEL_ID}" in json.dumps(report)
-
-
-def _wait_done(http: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job: dict[str, Any] = http.get(f"/jobs/{job_id}").json()["data"]
-        if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
-            return job
-        time.sleep(1.0)
