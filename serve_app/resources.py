@@ -29,9 +29,17 @@ def _min_replicas(options: Mapping[str, Any]) -> int:
 
 
 def llm_gpus_per_replica(llm_config: Mapping[str, Any]) -> float:
-    """GPUs one Ray Serve LLM (vLLM) replica takes: tensor x pipeline parallel size (one GPU per worker)."""
+    """GPUs one Ray Serve LLM (vLLM) replica takes: the GPUs of ``placement_group_config``'s bundles when given
+    (``bundles``, or ``bundle_per_worker`` once per worker), else one per worker; workers = tensor x pipeline
+    parallel size."""
     engine = dict(llm_config.get("engine_kwargs") or {})
-    return float(int(engine.get("tensor_parallel_size", 1)) * int(engine.get("pipeline_parallel_size", 1)))
+    workers = int(engine.get("tensor_parallel_size", 1)) * int(engine.get("pipeline_parallel_size", 1))
+    placement = dict(llm_config.get("placement_group_config") or {})
+    if placement.get("bundles"):
+        return float(sum(float(b.get("GPU", 0)) for b in placement["bundles"]))
+    if placement.get("bundle_per_worker"):
+        return float(placement["bundle_per_worker"].get("GPU", 0)) * workers
+    return float(workers)
 
 
 def gpu_demand(args: Mapping[str, Any]) -> dict[str, tuple[float, int]]:

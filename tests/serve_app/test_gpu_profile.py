@@ -59,6 +59,12 @@ def test_fractional_gpus_per_deployment() -> None:
         check_gpus(args, available=1.0)
     tp = {**args, "llm": {"llm_config": {**args["llm"]["llm_config"], "engine_kwargs": {"tensor_parallel_size": 2}}}}
     assert gpu_demand(tp)["llm"] == (2.0, 1)
+    shared = {
+        **args,
+        "llm": {"llm_config": {**args["llm"]["llm_config"], "placement_group_config": {"bundles": [{"GPU": 0.5}]}}},
+    }
+    assert gpu_demand(shared)["llm"] == (0.5, 1)  # a small model sharing one GPU with ASR (tests/gpu)
+    check_gpus(shared, available=1.0)
     standin = {**args, "llm": {**args["llm"], "standin": {"engine": "echo"}}}
     assert "llm" not in gpu_demand(standin)  # the CPU stand-in takes no GPU
 
