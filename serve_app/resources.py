@@ -89,6 +89,6 @@ def check_gpus(args: Mapping[str, Any], available: float | None = None) -> None:
     if need > have + 1e-9:
         raise GPUUnavailable(
             f"the profile needs {need:g} GPUs at its minimum scale ({asks}), the Ray cluster has {have:g}; "
-            "lower min_replicas or num_gpus, or add GPU nodes"
+            "lower min_replicas or num_gpus, or add GPU nodes (gpu_check: off where an autoscaler adds them)"
         )
     logger.info("GPU check: %g of %g GPUs at minimum scale (%s)", need, have, asks)

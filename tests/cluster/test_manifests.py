@@ -150,6 +150,9 @@ def test_rayservice_serves_configs_serve_gpu_and_fits_its_resources(serve_gpu: d
     gpu = _gpu_group(doc)
     per_pod = pod_resources(gpu)[1]
     assert tp <= per_pod  # one engine replica fits one pod
+    from serve_app.resources import check_gpus
+
+    check_gpus(app["args"], available=gpu["minReplicas"] * per_pod)  # build_app's GPU check passes at min scale
     assert gpu["maxReplicas"] == math.ceil(gpus_at_max / per_pod)  # enough GPUs at max scale, and no more
     product = gpu["template"]["spec"]["nodeSelector"]["nvidia.com/gpu.product"]
     assert llm["accelerator_type"] in product  # pods land on the GPU type the LLM deployment asks for
