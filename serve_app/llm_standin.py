@@ -166,6 +166,11 @@ def build_standin_llm_app(llm_args: Mapping[str, Any]) -> tuple[Any, str]:
     config = dict(llm_args["llm_config"])
     model_id = str(config["model_loading_config"]["model_id"])
     standin = dict(llm_args.get("standin") or {})
+    unknown = set(standin) - {"engine", "translator", "models_dir"}
+    if unknown or standin.get("engine", "echo") not in ENGINES:  # at build time, not in a replica that Serve retries
+        raise ValueError(
+            f"llm.standin takes engine ({'|'.join(ENGINES)}), translator and models_dir; got {sorted(standin.items())}"
+        )
     options = {k: v for k, v in dict(config.get("deployment_config") or {}).items() if k != "name"}
     if "autoscaling_config" in options:
         options.pop("num_replicas", None)

@@ -134,3 +134,12 @@ def test_llm_config_and_vllm_engine_arguments() -> None:
     assert config.model_id == llm["model_loading_config"]["model_id"]
     engine_fields = {f.name for f in dataclasses.fields(AsyncEngineArgs)}
     assert set(llm["engine_kwargs"]) <= engine_fields, set(llm["engine_kwargs"]) - engine_fields
+
+
+def test_a_bad_standin_is_refused_at_build_time() -> None:
+    from serve_app.app import build_application
+
+    args = gpu_args()
+    for standin in ({"engine": "gpt"}, {"engine": "echo", "temperature": 1}):
+        with pytest.raises(ValueError, match="llm.standin takes engine"):
+            build_application({**args, "llm": {**args["llm"], "standin": standin}})

@@ -36,18 +36,27 @@ def request(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def llm(ray_cluster: None) -> Iterator[Any]:
+def serve_port(ray_cluster: None) -> Iterator[int]:
+    """Serve on the session's Ray cluster with its HTTP proxy on a free port, for this module."""
+    from ray import serve
+
+    serve.shutdown()  # a Serve instance left by another module would keep its own HTTP port
+    port = free_port(8000)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield port
+    finally:
+        serve.shutdown()
+
+
+@pytest.fixture(scope="module")
+def llm(serve_port: int) -> Any:
     """The stand-in (deterministic engine) as its own Serve app: a real DeploymentHandle to it."""
     from ray import serve
 
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port(8000)})
     app, model_id = build_standin_llm_app({"llm_config": LLM_CONFIG, "standin": {"engine": "echo"}})
     assert model_id == MODEL_ID
-    handle = serve.run(app, name="llm-standin", route_prefix=None)
-    try:
-        yield handle
-    finally:
-        serve.shutdown()
+    return serve.run(app, name="llm-standin", route_prefix=None)
 
 
 async def _first(handle: Any, body: dict[str, Any]) -> Any:
@@ -125,3 +134,33 @@ def test_translator_deployment_awaits_the_handle_where_sync_methods_run_on_the_l
         out = translator.translate_texts.remote(["Good morning.", "Thank you."], "en", "ru").result(timeout_s=120)
         assert len(out) == 2 and all(CYRILLIC.search(t) for t in out), (name, out)
         serve.delete(f"tr-{name}")
+
+
+def test_the_openai_app_over_http(llm: Any, serve_port: int) -> None:
+    """Ray Serve LLM's OpenAI app surface (``/v1/models``, ``/v1/chat/completions``, streamed or not) in front of the
+    stand-in, reached by the project's own OpenAI backend and by plain HTTP."""
+    import httpx
+    from ray import serve
+
+    from configs.settings import TranslatorSettings
+    from pipelines.backends.openai_compat import OpenAIBackend
+    from serve_app.llm_standin_openai import build_standin_openai_app
+
+    app = build_standin_openai_app({"llm_config": LLM_CONFIG, "standin": {"engine": "echo"}})
+    serve.run(app, name="llm-openai", route_prefix="/standin")
+    base = f"http://127.0.0.1:{serve_port}/standin/v1"
+    try:
+        assert httpx.get(f"{base}/models", timeout=30).json()["data"][0]["id"] == MODEL_ID
+        backend = OpenAIBackend(TranslatorSettings(backend="openai", base_url=base, model=MODEL_ID))
+        answer = json.loads(backend.complete(MESSAGES, json_schema=SCHEMA, max_tokens=64))
+        assert set(answer) == {"1", "2"} and all(CYRILLIC.search(v) for v in answer.values())
+        with httpx.stream("POST", f"{base}/chat/completions", json=request(stream=True), timeout=30) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            lines = [line for line in r.iter_lines() if line]
+        assert lines[-1] == "data: [DONE]" and len(lines) > 3
+        text = "".join(json.loads(x[len("data: ") :])["choices"][0]["delta"].get("content", "") for x in lines[:-1])
+        assert json.loads(text) == answer
+        missing = httpx.post(f"{base}/chat/completions", json=request(model="other"), timeout=30)
+        assert missing.status_code == 404 and "other" in missing.json()["error"]["message"]
+    finally:
+        serve.delete("llm-openai")
