@@ -155,9 +155,11 @@ def build_llm_app(llm_args: Mapping[str, Any]) -> tuple[Any, str]:
     """A Ray Serve LLM (vLLM) deployment from ``llm_args["llm_config"]``, and its model id."""
     try:
         from ray.serve.llm import LLMConfig, build_llm_deployment
-    except ImportError as exc:
-        raise ImportError(
-            "the GPU profile needs Ray Serve LLM with vLLM: pip install 'videotranslator[gpu]' 'ray[llm]'"
+    except ImportError as exc:  # a domain error: one line on the CLI, not a traceback
+        from pipelines.errors import BackendUnavailable
+
+        raise BackendUnavailable(
+            "the GPU profile needs Ray Serve LLM with vLLM: pip install 'videotranslator[gpu]' (or llm.standin on CPU)"
         ) from exc
     config = LLMConfig(**dict(llm_args["llm_config"]))
     return build_llm_deployment(config, name_prefix="LLM:"), config.model_id

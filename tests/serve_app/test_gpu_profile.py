@@ -143,3 +143,18 @@ def test_a_bad_standin_is_refused_at_build_time() -> None:
     for standin in ({"engine": "gpt"}, {"engine": "echo", "temperature": 1}):
         with pytest.raises(ValueError, match="llm.standin takes engine"):
             build_application({**args, "llm": {**args["llm"], "standin": standin}})
+
+
+def test_gpu_profile_without_ray_llm_is_one_clear_error() -> None:
+    """Where vLLM is missing, the GPU profile's LLM deployment cannot be built: a domain error the CLI prints as one
+    line (on a machine that has it, the builder is Ray's own and this says nothing)."""
+    from pipelines.errors import BackendUnavailable
+    from serve_app.app import build_application
+
+    try:
+        import ray.serve.llm  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendUnavailable, match=r"pip install 'videotranslator\[gpu\]'"):
+            build_application(gpu_args())
+    else:
+        assert build_application(gpu_args()) is not None
