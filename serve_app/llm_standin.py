@@ -24,7 +24,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def _reversed_words(text: str) -> str:
     return re.sub(r"[A-Za-z]+", lambda m: m.group(0)[::-1], text)
 
 
-def echo_answer(messages: list[Mapping[str, Any]], json_schema: Mapping[str, Any] | None) -> str:
+def echo_answer(messages: Sequence[Mapping[str, Any]], json_schema: Mapping[str, Any] | None) -> str:
     """The deterministic engine: the last ``{...}`` JSON object of the last user message, each value rendered
     in the target language's script (Latin letters transliterated to Cyrillic for a Cyrillic target, else each
     word reversed), answered with the keys ``json_schema`` requires. Not a translation: a stand-in that passes
@@ -78,7 +78,7 @@ def _schema(request: Any) -> dict[str, Any] | None:
     schema = _field(inner, "schema") if inner is not None else _field(fmt, "schema")
     if schema is not None and not isinstance(schema, dict):
         schema = getattr(schema, "model_dump", lambda: dict(schema))()
-    return schema
+    return dict(schema) if schema is not None else None
 
 
 def _messages(request: Any) -> list[dict[str, Any]]:
@@ -175,5 +175,5 @@ def build_standin_llm_app(llm_args: Mapping[str, Any]) -> tuple[Any, str]:
     if "autoscaling_config" in options:
         options.pop("num_replicas", None)
     options.setdefault("ray_actor_options", {"num_cpus": 0.25})
-    deployment = serve.deployment(StandInLLMServer, name=f"LLM:{model_id}", **options)
+    deployment: Any = serve.deployment(StandInLLMServer, name=f"LLM:{model_id}", **options)
     return deployment.bind(config, **standin), model_id

@@ -60,6 +60,6 @@ def build_standin_openai_app(llm_args: Mapping[str, Any]) -> Any:
     from serve_app.llm_standin import build_standin_llm_app
 
     llm, model_id = build_standin_llm_app(llm_args)
-    ingress = serve.deployment(serve.ingress()(StandInOpenAIIngress), name="StandInOpenAIIngress",
+    ingress: Any = serve.deployment(serve.ingress()(StandInOpenAIIngress), name="StandInOpenAIIngress",
                                ray_actor_options={"num_cpus": 0.05})  # fmt: skip
     return ingress.bind(llm, model_id)

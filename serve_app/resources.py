@@ -64,7 +64,7 @@ def cluster_gpus() -> float:
     """The GPUs of the Ray cluster this process is connected to (0.0 when it has none)."""
     import ray
 
-    return float(ray.cluster_resources().get("GPU", 0.0))
+    return float(ray.cluster_resources().get("GPU", 0.0))  # type: ignore[no-untyped-call]
 
 
 def check_gpus(args: Mapping[str, Any], available: float | None = None) -> None:
