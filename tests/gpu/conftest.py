@@ -44,6 +44,25 @@ def figures() -> Iterator[list[dict[str, Any]]]:
     yield FIGURES
 
 
+@pytest.fixture(scope="session")
+def gpu_ray() -> Iterator[None]:
+    """A local Ray with every CPU and GPU of the machine (the CPU tests' session cluster has 2 CPUs, too few for
+    the GPU profile's deployments). One already up in this process is reused and left to its owner."""
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
 def vllm_model() -> str:
     path = os.environ.get("VT_TEST_VLLM_MODEL", "")
     if not path:

@@ -73,7 +73,7 @@ def test_vllm_translator_on_a_small_instruction_model(figures: list[dict[str, An
 
 
 @pytest.mark.ray
-def test_gpu_profile_end_to_end(ray_cluster: None, tmp_path: Path, jfk_flac: Path, figures: list[dict[str, Any]]) -> None:
+def test_gpu_profile_end_to_end(gpu_ray: None, tmp_path: Path, jfk_flac: Path, figures: list[dict[str, Any]]) -> None:
     """configs/serve.gpu.yaml as it is, on ONE GPU: ASR (float16) and the vLLM deployment (Ray Serve LLM) share it
     (fractional GPUs), the translator calls vLLM through its handle; a dub job to Russian through HTTP."""
     model = vllm_model()
@@ -114,7 +114,9 @@ def test_gpu_profile_end_to_end(ray_cluster: None, tmp_path: Path, jfk_flac: Pat
         video = make_video(tmp_path / "jfk.mp4", jfk_flac, 12.0)
         with httpx.Client(base_url=info.ui_url.rstrip("/"), timeout=120) as http:
             with open(video, "rb") as fh:
-                file_id = http.post("/files/upload", files={"file": ("jfk.mp4", fh, "video/mp4")}).json()["data"]["file_id"]
+                file_id = http.post("/files/upload", files={"file": ("jfk.mp4", fh, "video/mp4")}).json()["data"][
+                    "file_id"
+                ]
             started = time.perf_counter()
             r = http.post("/jobs", json={"file_id": file_id, "target_languages": ["ru"]})
             assert r.status_code == 202, r.text
