@@ -36,8 +36,10 @@ PYTEST_ARGS ?= -m "not gpu"
 test: setup services
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The GPU check (tests/gpu, docs/BENCHMARKS.md "GPU check"): a few minutes on one NVIDIA GPU; skips without CUDA.
+# VT_TEST_VLLM_MODEL=<folder of a small instruction model> for the vLLM checks; figures in var/gpu-report.json.
 test-gpu: setup
-	$(PY) -m pytest -m gpu
+	$(PY) -m pytest -m gpu tests/gpu -rs
 
 setup: apt venv models
 

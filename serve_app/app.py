@@ -9,7 +9,11 @@ wrapped with ``serve.deployment(cls, **options).bind(...)``, the options (``ray_
     settings:     overrides for the Settings tree (env, .env and settings.yaml still apply under them)
     deployments:  {ingress|asr|translator|tts|job_runner: Serve deployment options}
     llm:          optional; {llm_config: <ray.serve.llm.LLMConfig fields>}: the translator then calls a
-                  Ray Serve LLM (vLLM) deployment through its handle instead of loading a model itself
+                  Ray Serve LLM (vLLM) deployment through its handle instead of loading a model itself;
+                  with {standin: {engine: llama_cpp|echo, translator: {...}}} next to it, a CPU stand-in
+                  with the same handle interface (serve_app.llm_standin) takes vLLM's place
+    gpu_check:    fail (default) | off: refuse a profile whose GPU demand the cluster cannot meet
+                  (serve_app.resources); off for a cluster that adds GPU nodes on demand
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from configs.settings import Settings
-from serve_app.deployments import ASRDeployment, JobRunner, TranslatorDeployment, TTSDeployment
+from serve_app.deployments import ASRDeployment, JobRunner, LLMTranslatorDeployment, TranslatorDeployment, TTSDeployment
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -151,9 +155,11 @@ def build_llm_app(llm_args: Mapping[str, Any]) -> tuple[Any, str]:
     """A Ray Serve LLM (vLLM) deployment from ``llm_args["llm_config"]``, and its model id."""
     try:
         from ray.serve.llm import LLMConfig, build_llm_deployment
-    except ImportError as exc:
-        raise ImportError(
-            "the GPU profile needs Ray Serve LLM with vLLM: pip install 'videotranslator[gpu]' 'ray[llm]'"
+    except ImportError as exc:  # a domain error: one line on the CLI, not a traceback
+        from pipelines.errors import BackendUnavailable
+
+        raise BackendUnavailable(
+            "the GPU profile needs Ray Serve LLM with vLLM: pip install 'videotranslator[gpu]' (or llm.standin on CPU)"
         ) from exc
     config = LLMConfig(**dict(llm_args["llm_config"]))
     return build_llm_deployment(config, name_prefix="LLM:"), config.model_id
@@ -163,9 +169,25 @@ def build_app(args: Mapping[str, Any]) -> Application:
     """The Serve application: Ingress → {ASR, Translator (→ optional LLM), TTS} + JobRunner.
 
     ``serve run`` calls this with the profile's ``args`` (Serve requires exactly one parameter). Nothing is
-    deployed here; ``serve.run`` or ``serve run`` does that.
+    deployed here; ``serve.run`` or ``serve run`` does that. Connected to Ray, it first checks the profile's
+    GPU demand against the cluster (``serve_app.resources.check_gpus``: GPUUnavailable instead of a
+    ``serve.run`` that waits forever).
     """
+    args = dict(args or {})
+    import ray
+
+    if ray.is_initialized():  # serve run, videotranslator serve, a RayService: refuse GPUs the cluster lacks
+        from serve_app.resources import check_gpus
+
+        check_gpus(args)
     return build_application(args)
+
+
+def build_standin_llm_app(llm_args: Mapping[str, Any]) -> tuple[Any, str]:
+    """``llm.standin``: the CPU stand-in for the Ray Serve LLM deployment (``serve_app.llm_standin``)."""
+    from serve_app.llm_standin import build_standin_llm_app as build
+
+    return build(llm_args)
 
 
 def build_application(args: Mapping[str, Any] | None = None, *, llm_builder: LLMBuilder | None = None) -> Application:
@@ -180,12 +202,13 @@ def build_application(args: Mapping[str, Any] | None = None, *, llm_builder: LLM
         return serve.deployment(cls, **{"name": name, **deployment_options(args, key)})
 
     asr = wrap(ASRDeployment, "asr", "ASRDeployment").bind(settings)
-    translator_cls = wrap(TranslatorDeployment, "translator", "TranslatorDeployment")
     if args.get("llm"):
-        llm_app, model_id = (llm_builder or build_llm_app)(args["llm"])
+        llm = args["llm"]
+        llm_app, model_id = (llm_builder or (build_standin_llm_app if llm.get("standin") else build_llm_app))(llm)
+        translator_cls = wrap(LLMTranslatorDeployment, "translator", "TranslatorDeployment")
         translator = translator_cls.bind(settings, llm_app, llm_model_id=model_id)
     else:
-        translator = translator_cls.bind(settings)
+        translator = wrap(TranslatorDeployment, "translator", "TranslatorDeployment").bind(settings)
     tts = wrap(TTSDeployment, "tts", "TTSDeployment").bind(settings)
     job_runner = wrap(ServeJobRunner, "job_runner", "JobRunner").bind(settings, asr, translator, tts)
     ingress = wrap(serve.ingress()(Ingress), "ingress", "Ingress")

@@ -83,3 +83,11 @@ class QueueUnavailable(QueueFull):
 
     code = "queue_unavailable"
     http_status = 503
+
+
+class GPUUnavailable(VTError):
+    """A profile asks for GPUs the Ray cluster does not have: refused before deploying (``serve.run`` would
+    otherwise wait for them forever)."""
+
+    code = "gpu_unavailable"
+    http_status = 503

@@ -1,13 +1,15 @@
 """``ServeLLMBackend``: the translator's ``LLMBackend`` over a Ray Serve LLM deployment handle.
 
 The GPU profile deploys vLLM through ``ray.serve.llm`` (an ``LLMConfig`` built with
-``build_llm_deployment``) as its own autoscaled deployment; the TranslatorDeployment talks to it with
-OpenAI-format chat requests through this backend. ``ray.serve.llm`` needs vLLM, so it is imported only
-when a request is built (``request_factory`` may be injected, as tests do on CPU).
+``build_llm_deployment``) as its own autoscaled deployment; the ``LLMTranslatorDeployment`` talks to it with
+OpenAI-format chat requests through this backend, awaiting the handle on the replica's event loop.
+``ray.serve.llm``'s request model needs vLLM, so it is imported only when a request is built; without it
+the request is a dict with the same fields (what ``serve_app.llm_standin``, the CPU stand-in, takes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +21,13 @@ logger = logging.getLogger(__name__)
 
 
 def _chat_request(**fields: Any) -> Any:
+    """ray.serve.llm's ``ChatCompletionRequest`` when Ray Serve LLM is installed (the real ``LLMServer`` needs
+    it), else the same fields as a dict: then no vLLM deployment can exist, and a stand-in answers
+    (``serve_app.llm_standin``)."""
     try:
         from ray.serve.llm.openai_api_models import ChatCompletionRequest
-    except ImportError as exc:
-        raise BackendUnavailable(
-            "Ray Serve LLM needs vLLM: pip install 'videotranslator[gpu]' (or 'ray[llm]')"
-        ) from exc
+    except ImportError:
+        return dict(fields)
     return ChatCompletionRequest(**fields)
 
 
@@ -49,9 +52,13 @@ def answer_text(item: Any) -> str:
 class ServeLLMBackend:
     """An ``LLMBackend`` over the handle of a Ray Serve LLM (``LLMServer``) deployment.
 
-    ``complete`` is synchronous: call it from a worker thread (Serve runs sync methods in a thread pool),
-    never on an event loop. Structured output uses OpenAI's ``response_format`` json_schema, which vLLM
-    enforces with guided decoding.
+    The handle is awaited, never blocked on: ``acomplete`` is the call (``async for`` over the
+    ``DeploymentResponseGenerator``). ``complete``, the synchronous ``LLMBackend`` method the translator calls,
+    must run in a worker thread: it hands ``acomplete`` to the event loop given by ``bind_loop`` (the replica's,
+    where the handle lives) and waits for it there; with no loop bound it runs ``acomplete`` on a loop of its own.
+    Called on a running event loop it raises RuntimeError (it would block that loop; a blocking ``next()`` on a
+    handle's generator raises there too). Structured output uses OpenAI's ``response_format`` json_schema,
+    which vLLM enforces with guided decoding.
     """
 
     def __init__(
@@ -67,11 +74,13 @@ class ServeLLMBackend:
         self.temperature = temperature
         self.request_factory = request_factory or _chat_request
         self.name = f"ray_serve_llm:{model_id}"
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-    def complete(
-        self, messages: list[Message], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
-    ) -> str:
-        """One chat completion; see ``pipelines.backends.LLMBackend``."""
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop ``complete`` runs the handle call on (the replica's; set from an async method)."""
+        self.loop = loop
+
+    def _request(self, messages: list[Message], json_schema: dict[str, Any] | None, max_tokens: int) -> Any:
         fields: dict[str, Any] = {
             "model": self.model_id,
             "messages": messages,
@@ -84,11 +93,17 @@ class ServeLLMBackend:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": json_schema, "strict": True},
             }
-        request = self.request_factory(**fields)
+        return self.request_factory(**fields)
+
+    async def acomplete(
+        self, messages: list[Message], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
+    ) -> str:
+        """One chat completion, awaited; see ``pipelines.backends.LLMBackend.complete`` for the contract."""
+        request = self._request(messages, json_schema, max_tokens)
         try:
             # LLMServer.chat is an async generator; without streaming it yields one response.
             stream = self.handle.options(stream=True).chat.remote(request)
-            first = next(iter(stream), None)
+            first = await anext(aiter(stream), None)
         except Exception as exc:
             if _unavailable(exc):
                 raise BackendUnavailable(f"the LLM deployment is unavailable: {exc}") from exc
@@ -98,6 +113,21 @@ class ServeLLMBackend:
         if isinstance(first, list):  # a batched stream chunk; only when stream=True slipped through
             raise TypeError("the LLM deployment streamed; expected one response")
         return answer_text(first)
+
+    def complete(
+        self, messages: list[Message], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
+    ) -> str:
+        """``acomplete`` from a worker thread (see the class docstring); RuntimeError on a running loop."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            raise RuntimeError("ServeLLMBackend.complete would block the event loop; await acomplete() instead")
+        call = self.acomplete(messages, json_schema=json_schema, max_tokens=max_tokens)
+        if self.loop is None or self.loop.is_closed():
+            return asyncio.run(call)
+        return asyncio.run_coroutine_threadsafe(call, self.loop).result()
 
 
 def _unavailable(exc: BaseException) -> bool:

@@ -1,11 +1,14 @@
 """The model deployments: plain classes wrapping the pipeline stages unchanged, one model each.
 
-``ASRDeployment`` (faster-whisper), ``TranslatorDeployment`` (the LLM), ``TTSDeployment`` (piper/espeak-ng): they
+``ASRDeployment`` (faster-whisper), ``TranslatorDeployment`` (the LLM; ``LLMTranslatorDeployment`` over a Ray
+Serve LLM deployment), ``TTSDeployment`` (piper/espeak-ng): they
 scale separately. ``stage`` may be injected (tests); else each builds the configured stage in its replica.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import io
 import threading
 from collections.abc import Mapping, Sequence
@@ -102,28 +105,15 @@ class ASRDeployment:
 
 
 class TranslatorDeployment:
-    """The LLM translator. With ``llm_handle`` (a Ray Serve LLM deployment) it calls that through
-    ``ServeLLMBackend``; else it builds the configured backend (llama.cpp on CPU). ``stage`` may be injected."""
+    """The LLM translator: builds the configured backend (llama.cpp on CPU) in its replica; ``stage`` may be
+    injected. Over a Ray Serve LLM deployment use ``LLMTranslatorDeployment`` (async: it awaits that handle)."""
 
-    def __init__(
-        self,
-        settings: Settings | Mapping[str, Any] | None = None,
-        llm_handle: Any = None,
-        *,
-        llm_model_id: str | None = None,
-        stage: Any = None,
-    ) -> None:
+    def __init__(self, settings: Settings | Mapping[str, Any] | None = None, *, stage: Any = None) -> None:
         self.settings = settings_from(settings)
         if stage is None:
-            from pipelines.translate import LLMTranslator, make_translator
+            from pipelines.translate import make_translator
 
-            if llm_handle is not None:
-                from serve_app.llm import ServeLLMBackend
-
-                backend = ServeLLMBackend(llm_handle, model_id=llm_model_id or self.settings.translator.model)
-                stage = LLMTranslator(self.settings.translator, backend)
-            else:
-                stage = make_translator(self.settings.translator, self.settings.storage.models_dir)
+            stage = make_translator(self.settings.translator, self.settings.storage.models_dir)
         self.stage = stage
         self.name: str = getattr(stage, "name", "translator")
 
@@ -161,6 +151,48 @@ class TranslatorDeployment:
 
     def ready(self) -> bool:
         return True
+
+
+def _awaited(name: str) -> Any:
+    """An async method running ``TranslatorDeployment.<name>`` in a worker thread (see LLMTranslatorDeployment)."""
+
+    async def method(self: LLMTranslatorDeployment, *args: Any, **kwargs: Any) -> Any:
+        return await self._in_thread(name, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = f"``TranslatorDeployment.{name}``, awaited."
+    return method
+
+
+class LLMTranslatorDeployment(TranslatorDeployment):
+    """The translator over a Ray Serve LLM deployment (``llm_handle``, vLLM or ``StandInLLMServer``) through
+    ``ServeLLMBackend``. Its methods are async: the translator's sync logic (batches, checks, retries) runs in a
+    worker thread, and each chat request it makes is awaited on this replica's event loop, where the handle
+    lives. (A sync method would run on that loop itself, where a blocking call on a handle raises.)"""
+
+    def __init__(
+        self,
+        settings: Settings | Mapping[str, Any] | None = None,
+        llm_handle: Any = None,
+        *,
+        llm_model_id: str | None = None,
+        stage: Any = None,
+    ) -> None:
+        from pipelines.translate import LLMTranslator
+        from serve_app.llm import ServeLLMBackend
+
+        s = settings_from(settings)
+        self.backend = ServeLLMBackend(llm_handle, model_id=llm_model_id or s.translator.model)
+        super().__init__(s, stage=stage if stage is not None else LLMTranslator(s.translator, self.backend))
+
+    async def _in_thread(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        self.backend.bind_loop(asyncio.get_running_loop())
+        method = getattr(super(), name)
+        return await asyncio.to_thread(functools.partial(method, *args, **kwargs))
+
+    translate = _awaited("translate")
+    shorten = _awaited("shorten")
+    translate_texts = _awaited("translate_texts")
 
 
 class TTSDeployment:

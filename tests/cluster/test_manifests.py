@@ -150,6 +150,9 @@ def test_rayservice_serves_configs_serve_gpu_and_fits_its_resources(serve_gpu: d
     gpu = _gpu_group(doc)
     per_pod = pod_resources(gpu)[1]
     assert tp <= per_pod  # one engine replica fits one pod
+    from serve_app.resources import check_gpus
+
+    check_gpus(app["args"], available=gpu["minReplicas"] * per_pod)  # build_app's GPU check passes at min scale
     assert gpu["maxReplicas"] == math.ceil(gpus_at_max / per_pod)  # enough GPUs at max scale, and no more
     product = gpu["template"]["spec"]["nodeSelector"]["nvidia.com/gpu.product"]
     assert llm["accelerator_type"] in product  # pods land on the GPU type the LLM deployment asks for
@@ -192,3 +195,84 @@ def test_llama_cpp_builds_are_portable_everywhere() -> None:
     assert env, "cluster/Dockerfile does not set CMAKE_ARGS"
     assert env.group(1).split() == portable
     assert docker.index("ENV CMAKE_ARGS") < docker.index("RUN pip install")
+
+
+# ----------------------------------------------------------------------------- state outside the pods (issue 19)
+
+STATE_ENV = ("VT_SERVICE__JOB_STORE_URL", "VT_STORAGE__ROOT", "VT_STORAGE__CACHE_DIR")
+
+
+def _pods(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc["spec"].get("rayClusterConfig") or doc["spec"]["rayClusterSpec"]
+    return [spec["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in spec["workerGroupSpecs"]]
+
+
+def _shared_state() -> dict[str, dict[str, Any]]:
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay/shared-state.yaml").read_text()))
+    return {d["kind"]: d for d in docs}
+
+
+def test_shared_state_manifest_offers_a_rwx_volume_and_the_secret() -> None:
+    state = _shared_state()
+    assert set(state) == {"PersistentVolumeClaim", "Secret"}
+    pvc = state["PersistentVolumeClaim"]
+    assert pvc["apiVersion"] == "v1" and pvc["spec"]["accessModes"] == ["ReadWriteMany"]  # every pod mounts it
+    assert pvc["spec"]["resources"]["requests"]["storage"].endswith("Gi")
+    secret = state["Secret"]["stringData"]
+    assert secret["job-store-url"].startswith("postgresql://")  # what make_job_store opens as PostgresJobStore
+
+
+@pytest.mark.parametrize("name", ["kuberay/rayservice.yaml", "kuberay/rayjob.yaml"])
+def test_every_pod_keeps_jobs_and_files_outside_itself(name: str) -> None:
+    """Jobs in PostgreSQL and files on the ReadWriteMany volume, on EVERY pod (the head builds the app and
+    resolves the replicas' settings; any worker may host an ingress or the job runner)."""
+    state = _shared_state()
+    claim, secret = state["PersistentVolumeClaim"]["metadata"]["name"], state["Secret"]
+    for pod in _pods(load(name)):
+        shared = [v["name"] for v in pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName") == claim]
+        assert len(shared) == 1, pod["volumes"]
+        for container in pod["containers"]:
+            env = {e["name"]: e for e in container["env"]}
+            assert set(STATE_ENV) <= set(env)
+            ref = env["VT_SERVICE__JOB_STORE_URL"]["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == secret["metadata"]["name"] and not ref.get("optional")
+            for e in env.values():  # every key a pod reads exists in the secret
+                key = e.get("valueFrom", {}).get("secretKeyRef")
+                assert key is None or (key["name"] == secret["metadata"]["name"] and key["key"] in secret["stringData"])
+            mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == shared[0])
+            for var in ("VT_STORAGE__ROOT", "VT_STORAGE__CACHE_DIR"):
+                assert Path(env[var]["value"]).is_relative_to(mount), (var, mount)
+
+
+def test_the_profile_lets_the_pod_environment_choose_the_store_and_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """configs/serve.gpu.yaml sets neither job_store_url nor storage.root (profile args override the environment),
+    so the settings the RayService's pods get reach every replica through build_app."""
+    from serve_app.app import replica_settings
+
+    args = yaml.safe_load((ROOT / "configs/serve.gpu.yaml").read_text())["applications"][0]["args"]
+    assert "job_store_url" not in args["settings"]["service"] and "storage" not in args["settings"]
+    svc = {e["name"]: e.get("value") for e in _pods(load("kuberay/rayservice.yaml"))[0]["containers"][0]["env"]}
+    url = _shared_state()["Secret"]["stringData"]["job-store-url"]
+    monkeypatch.setenv("VT_SERVICE__JOB_STORE_URL", url)
+    monkeypatch.setenv("VT_STORAGE__ROOT", svc["VT_STORAGE__ROOT"])
+    monkeypatch.setenv("VT_STORAGE__CACHE_DIR", svc["VT_STORAGE__CACHE_DIR"])
+    overrides = replica_settings(args)
+    from configs.settings import Settings
+
+    replica = Settings(**overrides)
+    assert replica.service.job_store_url == url
+    assert str(replica.storage.root) == svc["VT_STORAGE__ROOT"] and overrides["storage"]["root"] == svc["VT_STORAGE__ROOT"]
+
+
+def test_rayjob_batch_reads_and_writes_s3_with_the_endpoint_setting() -> None:
+    job = load("kuberay/rayjob.yaml")
+    entry = job["spec"]["entrypoint"]
+    assert "--input s3://" in entry and "--output s3://" in entry
+    names = {e["name"] for pod in _pods(job) for c in pod["containers"] for e in c["env"]}
+    assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= names
+    import inspect
+
+    from pipelines.batch import storage_uri
+
+    # the variable the batch's S3 filesystem reads (tests/pipelines/batch/test_storage_uri.py runs it against moto)
+    assert "AWS_ENDPOINT_URL" in inspect.getsource(storage_uri)

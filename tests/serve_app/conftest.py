@@ -152,4 +152,16 @@ def free_port(preferred: int | None = None) -> int:
     raise RuntimeError("no free port")
 
 
+def wait_job(http: Any, job_id: str, timeout_s: float) -> dict[str, Any]:
+    """GET /jobs/{job_id} through ``http`` (an httpx.Client) until the job has ended or ``timeout_s`` passed."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job: dict[str, Any] = http.get(f"/jobs/{job_id}").json()["data"]
+        if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            return job
+        time.sleep(0.5)
+
+
 # ``ray_cluster`` (ONE Ray cluster per test session) lives in tests/conftest.py, shared with tests/reliability.
