@@ -138,8 +138,13 @@ class ServiceSettings(BaseModel):
     rate_limit_key_per_s: float = Field(default=0.0, ge=0, description="Requests a second per API key; 0: no limit.")
     rate_limit_burst: int = Field(default=60, ge=1, description="Requests a client may send at once before the rate applies.")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host header names the HTTP service answers (DNS rebinding defence): names, '*.example.com' or "
+        "'*' (VT_SERVICE__ALLOWED_HOSTS: a JSON list or comma-separated). Another Host is 400 invalid_host.",
+    )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         return split_list(value)

@@ -48,7 +48,9 @@ def make_client(tmp_path: Path, fakes: dict[str, Any], *, worker: bool = False, 
     if job_worker is not None:
         job_worker.start()
     try:
-        with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+        with TestClient(
+            get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+        ) as c:
             c.services = services  # type: ignore[attr-defined]
             yield c
     finally:

@@ -133,7 +133,9 @@ def client(services: Services) -> Iterator[Any]:
 
     from serve_app.api.main import get_application
 
-    with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+    with TestClient(
+        get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+    ) as c:
         yield c
 
 

@@ -120,7 +120,9 @@ def test_oversize_upload_is_413_and_leaves_nothing(services: Services, tiny_vide
     from serve_app.api.main import get_application
 
     services.settings = settings.model_copy(update={"MAX_FILE_SIZE": 100_000})
-    with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+    with TestClient(
+        get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+    ) as c:
         big = io.BytesIO(b"\0" * 1_000_000)
         assert_envelope(c.post("/files/upload", files={"file": ("big.mp4", big)}), 413, "file_too_large")
     uploads = Path(settings.storage.root) / "uploads"
@@ -137,7 +139,9 @@ def test_upload_longer_than_max_duration_is_413(tmp_path: Path, fakes: dict[str,
     settings = make_settings(tmp_path / "var", MAX_DURATION=2.0)  # the clip lasts 3 s
     services = make_services(settings, fakes)
     try:
-        with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+        with TestClient(
+            get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+        ) as c:
             body = assert_envelope(upload(c, tiny_video), 413, "media_too_long")
     finally:
         services.jobs.store.close()
