@@ -112,6 +112,33 @@ def replica_logging(settings: Settings) -> None:
             log.propagate = False
 
 
+def serve_http_host() -> str:
+    """The address Serve's HTTP proxies listen on: the running Serve instance's ``http_options.host``, asked of
+    its controller (so it is the real one in ``serve run``'s and KubeRay's build task, in ``videotranslator
+    serve`` and in a replica); with no Serve running, the host ``serve.run`` would start it with (Ray's default)."""
+    import ray
+    from ray.serve.config import HTTPOptions
+
+    if ray.is_initialized():  # never start a Ray just to ask
+        from ray.serve.context import _get_global_client
+        from ray.serve.exceptions import RayServeException
+
+        try:
+            return str(_get_global_client().http_config.host)
+        except RayServeException:  # no Serve instance yet: serve.run will start one with the defaults
+            pass
+    return str(HTTPOptions().host)
+
+
+def check_public_bind(settings: Settings, host: str | None = None) -> None:
+    """The start-up rule on every path to the Serve app (``serve run``, KubeRay, ``videotranslator serve``,
+    ``serve.run(build_app(...))``): raise InsecureStartup when Serve's HTTP address (``host``, default
+    ``serve_http_host()``) is not loopback and ``service.api_keys`` (VT_API_KEYS) is empty."""
+    from serve_app.auth import require_keys
+
+    require_keys(host or serve_http_host(), settings.service.api_keys, what="the HTTP service")
+
+
 class Ingress:
     """The FastAPI ingress deployment; its app is built in the replica (``__serve_build_asgi_app__``)
     from ``get_application`` with services over the model deployments' handles."""
@@ -121,6 +148,7 @@ class Ingress:
         from serve_app.jobs.wiring import build_job_service
 
         s = Settings(**dict(settings))
+        check_public_bind(s)  # again in the replica: an app built before Serve started is checked here
         replica_logging(s)
         jobs = build_job_service(s)
         self.services = Services(
@@ -163,7 +191,8 @@ def build_app(args: Mapping[str, Any]) -> Application:
     """The Serve application: Ingress → {ASR, Translator (→ optional LLM), TTS} + JobRunner.
 
     ``serve run`` calls this with the profile's ``args`` (Serve requires exactly one parameter). Nothing is
-    deployed here; ``serve.run`` or ``serve run`` does that.
+    deployed here; ``serve.run`` or ``serve run`` does that. Raises InsecureStartup when Serve listens on a
+    non-loopback address and there are no API keys (``check_public_bind``).
     """
     return build_application(args)
 
@@ -175,6 +204,7 @@ def build_application(args: Mapping[str, Any] | None = None, *, llm_builder: LLM
 
     args = dict(args or {})
     settings = replica_settings(args)
+    check_public_bind(Settings(**settings))
 
     def wrap(cls: type, key: str, name: str) -> Any:
         return serve.deployment(cls, **{"name": name, **deployment_options(args, key)})
