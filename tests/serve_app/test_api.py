@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pysubs2
-import pytest
 
 from serve_app.api.csrf import COOKIE_NAME
 from serve_app.api.services import Services
@@ -28,13 +27,6 @@ def assert_envelope(response: Any, status_code: int, code: str | None = None) ->
     if code is not None:
         assert body["error"]["code"] == code
     return body
-
-
-@pytest.fixture(scope="module")
-def tiny_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
-    from tests.conftest import make_video
-
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", jfk_flac, 3.0, size="64x48")
 
 
 def upload(client: Any, path: Path, url: str = "/files/upload", **fields: str) -> Any:

@@ -11,16 +11,15 @@ to ``var/screenshots/`` (not committed). The result panel is shot for the docs a
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.serve_app.conftest import free_port, make_settings
+from tests.serve_app.conftest import Server, make_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -32,33 +31,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 EDITED = "Это отредактированная строка."
 JOB_TIMEOUT_MS = 240_000
-
-
-class Server:
-    """uvicorn in a daemon thread; ``url`` once it is accepting connections."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def _services(root: Path, **overrides: Any) -> Any:
