@@ -121,12 +121,10 @@ def serve_http_host() -> str:
 
     if ray.is_initialized():  # never start a Ray just to ask
         from ray.serve.context import _get_global_client
-        from ray.serve.exceptions import RayServeException
 
-        try:
-            return str(_get_global_client().http_config.host)
-        except RayServeException:  # no Serve instance yet: serve.run will start one with the defaults
-            pass
+        client = _get_global_client(raise_if_no_controller_running=False)
+        if client is not None:  # else no Serve instance yet: serve.run will start one with the defaults
+            return str(client.http_config.host)
     return str(HTTPOptions().host)
 
 

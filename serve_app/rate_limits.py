@@ -50,7 +50,7 @@ class StoreTokenBuckets(RateLimiter):
             return 0
         q = self.store._q
         with self.store._tx() as conn:
-            now = float(conn.execute(self._now).fetchone()[0])
+            now = float(conn.execute(self._now).fetchone()[0])  # type: ignore[index]
             row = conn.execute(
                 q(f"SELECT tokens, at FROM {self.table} WHERE identity = ?" + self.store._for_update), (identity,)
             ).fetchone()
@@ -73,4 +73,4 @@ class StoreTokenBuckets(RateLimiter):
     def size(self) -> int:
         """How many buckets are kept (tests, monitoring)."""
         with self.store._tx(write=False) as conn:
-            return int(conn.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
+            return int(conn.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])  # type: ignore[index]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -74,3 +75,19 @@ def test_serve_run_and_kuberay_path_refuses_to_deploy_without_keys(public_serve:
         time.sleep(0.5)
     assert "refusing to start the HTTP service on 0.0.0.0 without API keys" in status.message
     assert not status.deployments  # no replica was ever started
+
+
+def test_the_ingress_replica_checks_again(public_serve: None, tmp_path: Path) -> None:
+    """An app built before Serve was started (or by a builder of one's own) meets the rule in its Ingress replica:
+    the replica does not start, so nothing is served."""
+    from ray import serve
+
+    from serve_app.app import Ingress
+
+    settings = {"storage": {"root": str(tmp_path)}, "service": {"job_store_url": f"sqlite:///{tmp_path}/jobs.db"}}
+    ingress = serve.deployment(serve.ingress()(Ingress), name="Ingress", max_constructor_retry_count=1)
+    with pytest.raises(Exception, match="Failed to update the deployments"):
+        serve.run(ingress.bind(settings, "asr", "translator", "tts", "job_runner"), name=APP, route_prefix="/ingress")
+    status = serve.status().applications[APP].deployments["Ingress"]
+    assert status.status == "DEPLOY_FAILED" and status.replica_states.get("RUNNING", 0) == 0
+    assert "refusing to start the HTTP service on 0.0.0.0 without API keys" in status.message
