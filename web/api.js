@@ -110,8 +110,9 @@ export function eventStream(url, onEvent) {
       const { value, done: ended } = await reader.read();
       if (ended) return;
       buffer += value;
-      const lines = buffer.split(/\r\n|\r|\n/);
-      buffer = lines.pop();
+      const cut = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length; // a "\r\n" may span two chunks
+      const lines = buffer.slice(0, cut).split(/\r\n|\r|\n/);
+      buffer = lines.pop() + buffer.slice(cut);
       for (const line of lines) {
         if (line === "") {
           if (event.data.length) onEvent(event.name, event.data.join("\n"));

@@ -306,5 +306,17 @@ def test_with_api_keys_the_page_asks_for_one_and_sends_it_on_every_call(
     assert "[ru]" in Path(download.value.path()).read_text(encoding="utf-8")
 
     assert api and all(auth == f"Bearer {API_KEY}" for _, auth in api), [u for u, a in api if not a]
+    # the stream parser itself: events split anywhere, even between "\r" and "\n"; comments (pings) skipped
+    events = page.evaluate("""async () => {
+        const { eventStream } = await import('/static/api.js');
+        const chunks = ['event: job\\r', '\\ndata: {"a":', '1}\\r\\n\\r\\n: ping\\r\\n\\r\\n',
+                        'event: job\\r\\ndata: 2\\r\\n\\r\\n'];
+        const realFetch = window.fetch;
+        window.fetch = async () => new Response(new ReadableStream({ start(c) {
+            for (const x of chunks) c.enqueue(new TextEncoder().encode(x)); c.close(); } }));
+        const got = [];
+        try { await eventStream('/x', (name, data) => got.push([name, data])).done; } finally { window.fetch = realFetch; }
+        return got; }""")
+    assert events == [["job", '{"a":1}'], ["job", "2"]]
     assert not page.locator("#global-error:not([hidden])").count(), page.inner_text("#global-error-text")
     _assert_clean(page)
