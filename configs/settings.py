@@ -137,9 +137,19 @@ class ServiceSettings(BaseModel):
     rate_limit_ip_per_s: float = Field(default=0.0, ge=0, description="Requests a second per client IP; 0: no limit.")
     rate_limit_key_per_s: float = Field(default=0.0, ge=0, description="Requests a second per API key; 0: no limit.")
     rate_limit_burst: int = Field(default=60, ge=1, description="Requests a client may send at once before the rate applies.")
+    rate_limit_shared: bool = Field(
+        default=False,
+        description="Keep the rate-limit buckets in the job store's database, one limit for all ingress replicas "
+        "(a write per request: use with PostgreSQL). False: each replica counts alone, so N replicas allow N x the rates.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host header names the HTTP service answers (DNS rebinding defence): names, '*.example.com' or "
+        "'*' (VT_SERVICE__ALLOWED_HOSTS: a JSON list or comma-separated). Another Host is 400 invalid_host.",
+    )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         return split_list(value)

@@ -116,6 +116,31 @@ def replica_logging(settings: Settings) -> None:
             log.propagate = False
 
 
+def serve_http_host() -> str:
+    """The address Serve's HTTP proxies listen on: the running Serve instance's ``http_options.host``, asked of
+    its controller (so it is the real one in ``serve run``'s and KubeRay's build task, in ``videotranslator
+    serve`` and in a replica); with no Serve running, the host ``serve.run`` would start it with (Ray's default)."""
+    import ray
+    from ray.serve.config import HTTPOptions
+
+    if ray.is_initialized():  # never start a Ray just to ask
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client(raise_if_no_controller_running=False)
+        if client is not None:  # else no Serve instance yet: serve.run will start one with the defaults
+            return str(client.http_config.host)
+    return str(HTTPOptions().host)
+
+
+def check_public_bind(settings: Settings, host: str | None = None) -> None:
+    """The start-up rule on every path to the Serve app (``serve run``, KubeRay, ``videotranslator serve``,
+    ``serve.run(build_app(...))``): raise InsecureStartup when Serve's HTTP address (``host``, default
+    ``serve_http_host()``) is not loopback and ``service.api_keys`` (VT_API_KEYS) is empty."""
+    from serve_app.auth import require_keys
+
+    require_keys(host or serve_http_host(), settings.service.api_keys, what="the HTTP service")
+
+
 class Ingress:
     """The FastAPI ingress deployment; its app is built in the replica (``__serve_build_asgi_app__``)
     from ``get_application`` with services over the model deployments' handles."""
@@ -125,6 +150,7 @@ class Ingress:
         from serve_app.jobs.wiring import build_job_service
 
         s = Settings(**dict(settings))
+        check_public_bind(s)  # again in the replica: an app built before Serve started is checked here
         replica_logging(s)
         jobs = build_job_service(s)
         self.services = Services(
@@ -171,7 +197,8 @@ def build_app(args: Mapping[str, Any]) -> Application:
     ``serve run`` calls this with the profile's ``args`` (Serve requires exactly one parameter). Nothing is
     deployed here; ``serve.run`` or ``serve run`` does that. Connected to Ray, it first checks the profile's
     GPU demand against the cluster (``serve_app.resources.check_gpus``: GPUUnavailable instead of a
-    ``serve.run`` that waits forever).
+    ``serve.run`` that waits forever). Raises InsecureStartup when Serve listens on a
+    non-loopback address and there are no API keys (``check_public_bind``).
     """
     args = dict(args or {})
     import ray
@@ -197,6 +224,7 @@ def build_application(args: Mapping[str, Any] | None = None, *, llm_builder: LLM
 
     args = dict(args or {})
     settings = replica_settings(args)
+    check_public_bind(Settings(**settings))
 
     def wrap(cls: type, key: str, name: str) -> Any:
         return serve.deployment(cls, **{"name": name, **deployment_options(args, key)})

@@ -4,7 +4,9 @@
   compared in constant time; its **owner** is ``"key:" + sha256(key)[:32]``, so a job record, a log line or
   a database row never holds a key, and one key's jobs are invisible to another.
 - ``require_keys``: the start-up rule. Without keys, only a loopback address may be served.
-- ``TokenBuckets``: a small, bounded token-bucket rate limiter per identity (a key's owner, an IP).
+- ``TokenBuckets``: a small, bounded token-bucket rate limiter per identity (a key's owner, an IP), in this
+  process (one ingress replica); ``serve_app.rate_limits.StoreTokenBuckets`` keeps the same buckets in the job
+  store's database, shared by every replica.
 """
 
 from __future__ import annotations
@@ -80,13 +82,37 @@ def require_keys(
         )
 
 
-class TokenBuckets:
-    """One token bucket per identity: ``rate_per_s`` tokens a second, at most ``burst`` saved up.
+def spend(tokens: float, elapsed_s: float, rate_per_s: float, burst: float) -> tuple[float, int]:
+    """One request against a bucket that held ``tokens`` ``elapsed_s`` ago: (tokens left, whole seconds to wait).
+    Refilled at ``rate_per_s`` up to ``burst``; a token is spent only when there is one (then the wait is 0)."""
+    tokens = min(burst, tokens + max(0.0, elapsed_s) * rate_per_s)
+    if tokens >= 1.0:
+        return tokens - 1.0, 0
+    return tokens, max(1, math.ceil((1.0 - tokens) / rate_per_s))
 
-    ``take(identity)`` spends a token and returns 0, or returns the whole seconds to wait (Retry-After).
-    At most ``max_identities`` buckets are kept (least recently used dropped), so memory stays bounded.
-    A ``rate_per_s`` of 0 turns the limit off. Thread-safe.
-    """
+
+class RateLimiter:
+    """Token buckets per identity: ``rate_per_s`` tokens a second, at most ``burst`` saved up. ``take(identity)``
+    spends a token and returns 0, or returns the whole seconds to wait (Retry-After). A ``rate_per_s`` of 0 turns
+    the limit off. ``blocking``: ``take`` does I/O (call it off the event loop)."""
+
+    blocking = False
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate = float(rate_per_s)
+        self.burst = max(1.0, float(burst))
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def take(self, identity: str) -> int:
+        raise NotImplementedError
+
+
+class TokenBuckets(RateLimiter):
+    """The buckets in this process (one ingress replica). At most ``max_identities`` buckets are kept (least
+    recently used dropped), so memory stays bounded. Thread-safe."""
 
     def __init__(
         self,
@@ -96,16 +122,11 @@ class TokenBuckets:
         max_identities: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.rate = float(rate_per_s)
-        self.burst = max(1.0, float(burst))
+        super().__init__(rate_per_s, burst)
         self.max_identities = max_identities
         self.clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
-
-    @property
-    def enabled(self) -> bool:
-        return self.rate > 0
 
     def take(self, identity: str) -> int:
         if not self.enabled:
@@ -113,9 +134,8 @@ class TokenBuckets:
         now = self.clock()
         with self._lock:
             tokens, last = self._buckets.pop(identity, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            wait = 0 if tokens >= 1.0 else max(1, math.ceil((1.0 - tokens) / self.rate))
-            self._buckets[identity] = (tokens - 1.0 if wait == 0 else tokens, now)
+            tokens, wait = spend(tokens, now - last, self.rate, self.burst)
+            self._buckets[identity] = (tokens, now)
             while len(self._buckets) > self.max_identities:
                 self._buckets.popitem(last=False)
         return wait

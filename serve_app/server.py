@@ -106,10 +106,9 @@ def check_bind(host: str, app_args: dict[str, Any] | None = None) -> None:
     """Raise InsecureStartup when ``host`` is not loopback and no API keys are set (env or the profile's
     ``args.settings.service.api_keys``)."""
     from configs.settings import Settings
-    from serve_app.auth import require_keys
+    from serve_app.app import check_public_bind
 
-    settings = Settings(**dict((app_args or {}).get("settings") or {}))
-    require_keys(host, settings.service.api_keys, what="the HTTP service")
+    check_public_bind(Settings(**dict((app_args or {}).get("settings") or {})), host)
 
 
 def _resolved_bind(config_path: str | Path, host: str | None) -> tuple[str, dict[str, Any]]:

@@ -1,9 +1,30 @@
 // Talking to the service: JSON calls with the CSRF token, an upload with progress, and errors in plain
 // words (ApiError.message is what the page shows; it always includes the server's own message).
+// With API keys on, every request carries "Authorization: Bearer <key>": the key the user typed, kept in this
+// tab's sessionStorage only. Browsers cannot add that header to EventSource, <video src> or a download link,
+// so job events are read with fetch (eventStream) and media and downloads are fetched into blob: URLs.
 import { t } from "./i18n/index.js";
 import { formatBytes } from "./format.js";
 
 export const csrfToken = document.querySelector('meta[name="csrf-token"]')?.content || "";
+const KEY_STORAGE = "vt.apiKey";
+
+export function apiKey() {
+  try { return sessionStorage.getItem(KEY_STORAGE) || ""; } catch { return ""; }
+}
+
+export function setApiKey(key) {
+  try {
+    if (key) sessionStorage.setItem(KEY_STORAGE, key); else sessionStorage.removeItem(KEY_STORAGE);
+  } catch { /* storage off: the key lasts until the page is left */ }
+  for (const url of blobUrls.values()) url.then(URL.revokeObjectURL, () => {});
+  blobUrls.clear();
+}
+
+function withKey(headers = {}) {
+  const key = apiKey();
+  return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
+}
 let maxFileSize = 0;
 export function setMaxFileSize(bytes) { maxFileSize = bytes; }
 
@@ -29,7 +50,7 @@ function errorFrom(status, text) {
 
 // fetch + envelope: returns {status, body}; throws ApiError for a non-2xx answer or no answer.
 export async function call(method, url, json) {
-  const headers = { Accept: "application/json" };
+  const headers = withKey({ Accept: "application/json" });
   if (method !== "GET") headers["X-CSRF-Token"] = csrfToken;
   if (json !== undefined) headers["Content-Type"] = "application/json";
   let response;
@@ -51,6 +72,7 @@ export function upload(url, formData, onProgress) {
     xhr.open("POST", url);
     xhr.setRequestHeader("X-CSRF-Token", csrfToken);
     xhr.setRequestHeader("Accept", "application/json");
+    for (const [name, value] of Object.entries(withKey())) xhr.setRequestHeader(name, value);
     xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded, e.total); });
     xhr.upload.addEventListener("load", () => onProgress(-1, -1));
     xhr.addEventListener("load", () => {
@@ -65,4 +87,90 @@ export function upload(url, formData, onProgress) {
     xhr.send(formData);
   });
   return { promise, abort: () => xhr.abort() };
+}
+
+// Server-Sent Events over fetch (EventSource cannot send the key). Calls onEvent(name, data) per event;
+// resolves when the server ends the stream, rejects on an error answer or a dropped connection.
+// Returns {done, close}.
+export function eventStream(url, onEvent) {
+  const controller = new AbortController();
+  const done = (async () => {
+    let response;
+    try {
+      response = await fetch(url, { headers: withKey({ Accept: "text/event-stream" }), cache: "no-store",
+        credentials: "same-origin", signal: controller.signal });
+    } catch (err) {
+      throw controller.signal.aborted ? Object.assign(new Error("closed"), { aborted: true }) : new ApiError(0, null, "");
+    }
+    if (!response.ok) throw errorFrom(response.status, await response.text());
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = { name: "message", data: [] };
+    for (;;) {
+      const { value, done: ended } = await reader.read();
+      if (ended) return;
+      buffer += value;
+      const cut = buffer.endsWith("\r") ? buffer.length - 1 : buffer.length; // a "\r\n" may span two chunks
+      const lines = buffer.slice(0, cut).split(/\r\n|\r|\n/);
+      buffer = lines.pop() + buffer.slice(cut);
+      for (const line of lines) {
+        if (line === "") {
+          if (event.data.length) onEvent(event.name, event.data.join("\n"));
+          event = { name: "message", data: [] };
+        } else if (line.startsWith("event:")) {
+          event.name = line.slice(6).trim();
+        } else if (line.startsWith("data:")) {
+          event.data.push(line.slice(5).replace(/^ /, ""));
+        }
+      }
+    }
+  })();
+  return { done, close: () => controller.abort() };
+}
+
+// A URL a <video>, <track> or <audio> can load: the URL itself without a key (streamed, seekable with
+// Range); with a key, the file fetched with it into a blob: URL (kept per URL until the key changes).
+const blobUrls = new Map();
+
+export function mediaUrl(url) {
+  if (!url || !apiKey()) return Promise.resolve(url);
+  if (!blobUrls.has(url)) {
+    const loading = fetchBlob(url).then((blob) => URL.createObjectURL(blob));
+    loading.catch(() => blobUrls.delete(url));
+    blobUrls.set(url, loading);
+  }
+  return blobUrls.get(url);
+}
+
+async function fetchBlob(url) {
+  let response;
+  try {
+    response = await fetch(url, { headers: withKey(), credentials: "same-origin" });
+  } catch {
+    throw new ApiError(0, null, "");
+  }
+  if (!response.ok) throw errorFrom(response.status, await response.text());
+  return response.blob();
+}
+
+// A download link that works with a key too: without one the browser follows href; with one the click
+// fetches the file with the key and saves it under the link's download name.
+export function keyedDownload(link, onError) {
+  link.addEventListener("click", async (event) => {
+    if (!apiKey()) return;
+    event.preventDefault();
+    let blobUrl;
+    try {
+      blobUrl = URL.createObjectURL(await fetchBlob(link.href));
+    } catch (err) {
+      onError(err);
+      return;
+    }
+    const save = Object.assign(document.createElement("a"), { href: blobUrl, download: link.download || "" });
+    document.body.append(save);
+    save.click();
+    save.remove();
+    setTimeout(() => URL.revokeObjectURL(blobUrl), 60_000);
+  });
+  return link;
 }

@@ -1,6 +1,6 @@
 // The page's entry point: loads the strings and the config, then wires the upload form, the jobs list
 // and the result panel. No inline script or style anywhere, so the page runs under a strict CSP.
-import { call, upload, setMaxFileSize, ApiError } from "./api.js";
+import { call, upload, setMaxFileSize, ApiError, apiKey, setApiKey } from "./api.js";
 import { t, loadStrings, translatePage, saveChoice, UI_LANGUAGES, uiLanguage } from "./i18n/index.js";
 import { el, formatBytes } from "./format.js";
 import { TargetPicker, fillSourceSelect, setLanguages } from "./languages.js";
@@ -19,6 +19,27 @@ let picker = null;
 function showError(err) {
   $("global-error-text").textContent = err instanceof Error ? err.message : String(err);
   $("global-error").hidden = false;
+  if (err?.status === 401) showKeyForm(true);
+}
+
+// The API key field: shown once the server asks for a key (401) or while one is set. A new key reloads
+// the page, which then sends it on every call (api.js).
+function showKeyForm(focus = false) {
+  $("key-form").hidden = false;
+  $("key-forget").hidden = !apiKey();
+  if (focus && !apiKey()) $("api-key").focus();
+}
+
+function setUpKeyForm() {
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("api-key").value.trim();
+    if (!key) { $("api-key").focus(); return; }
+    setApiKey(key);
+    location.reload();
+  });
+  $("key-forget").addEventListener("click", () => { setApiKey(""); location.reload(); });
+  if (apiKey()) showKeyForm();
 }
 
 function formStatus(text, kind = "") {
@@ -140,6 +161,7 @@ async function main() {
   await loadStrings();
   translatePage();
   setUpUiLanguage();
+  setUpKeyForm();
   try {
     config = (await call("GET", "/config")).body.data;
   } catch (err) {

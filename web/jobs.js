@@ -1,6 +1,7 @@
 // The jobs list: one card per job with its five stages, overall progress, ETA, errors in plain words and a
-// cancel button, kept live by each job's Server-Sent Events stream (GET /jobs/{id}/events).
-import { call } from "./api.js";
+// cancel button, kept live by each job's Server-Sent Events stream (GET /jobs/{id}/events, read with fetch
+// so that it carries the API key).
+import { call, eventStream } from "./api.js";
 import { t } from "./i18n/index.js";
 import { el, formatDuration } from "./format.js";
 import { languageName } from "./languages.js";
@@ -101,15 +102,18 @@ export class JobList {
 
   follow(jobId) {
     if (this.streams.has(jobId)) return;
-    const source = new EventSource(`/jobs/${jobId}/events`);
-    this.streams.set(jobId, source);
-    source.addEventListener("job", (event) => {
-      const job = JSON.parse(event.data);
-      if (TERMINAL.has(job.state)) this.stop(jobId);
+    let finished = false;
+    const stream = eventStream(`/jobs/${jobId}/events`, (name, data) => {
+      if (name !== "job") return;
+      const job = JSON.parse(data);
+      if (TERMINAL.has(job.state)) { finished = true; this.stop(jobId); }
       this.update(job);
       if (TERMINAL.has(job.state)) this.redubbing.delete(jobId);
     });
-    source.addEventListener("error", () => {
+    this.streams.set(jobId, stream);
+    const closed = (err) => finished || err?.name === "AbortError" || Boolean(err?.aborted); // stop() closed it
+    stream.done.then(() => finished, closed).then((ok) => {
+      if (ok) return;
       // The stream ends after the terminal state; a drop before that is shown, then recovered by polling.
       this.stop(jobId);
       const card = this.cards.get(jobId);

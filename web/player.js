@@ -5,9 +5,12 @@
 const MAX_DRIFT_S = 0.25;
 
 export class Player {
-  constructor(video, audio) {
+  // resolve(url) → a promise of what the <audio> may load (a blob: URL when requests need an API key).
+  constructor(video, audio, { resolve = (url) => Promise.resolve(url), onError = () => {} } = {}) {
     this.video = video;
     this.audio = audio;
+    this.resolve = resolve;
+    this.onError = onError;
     this.original = false;
     const v = video;
     v.addEventListener("play", () => { if (this.original) this.sync(true); });
@@ -35,6 +38,7 @@ export class Player {
     this.video.src = videoUrl;
     this.originalUrl = originalUrl;
     this.audio.removeAttribute("src");
+    delete this.audio.dataset.url;
     this.video.load();
     this.setOriginal(this.original && Boolean(originalUrl));
   }
@@ -42,9 +46,13 @@ export class Player {
   setOriginal(on) {
     this.original = on && Boolean(this.originalUrl);
     if (this.original) {
-      if (this.audio.getAttribute("src") !== this.originalUrl) this.audio.src = this.originalUrl;
       this.video.muted = true;
-      this.sync(!this.video.paused);
+      const wanted = this.originalUrl;
+      this.resolve(wanted).then((src) => {
+        if (!this.original || this.originalUrl !== wanted) return; // switched back or reloaded meanwhile
+        if (this.audio.dataset.url !== wanted) { this.audio.src = src; this.audio.dataset.url = wanted; }
+        this.sync(!this.video.paused);
+      }, this.onError);
     } else {
       this.audio.pause();
       this.video.muted = false;

@@ -1,6 +1,6 @@
 // The result panel: player (audio switch, subtitles), downloads, timeline and the translation editor.
 // Save sends only the changed rows to PATCH /jobs/{id}/segments; the re-dub is followed like any job.
-import { call } from "./api.js";
+import { call, keyedDownload, mediaUrl } from "./api.js";
 import { t } from "./i18n/index.js";
 import { el } from "./format.js";
 import { languageName } from "./languages.js";
@@ -16,13 +16,14 @@ export class ResultPanel {
     this.jobs = jobs;
     this.onError = onError;
     this.section = $("result");
-    this.player = new Player($("player"), $("original-audio"));
+    this.player = new Player($("player"), $("original-audio"), { resolve: mediaUrl, onError });
+    this.loading = 0; // the latest showLanguage wins
     this.editor = new Editor($("editor-rows"), () => this.updateSave(), (row) => this.seek(row));
     this.job = null;
     this.report = null;
     this.lang = null;
     this.pending = null; // {version, n} while a re-dub runs
-    $("result-language").addEventListener("change", (e) => this.showLanguage(e.target.value));
+    $("result-language").addEventListener("change", (e) => this.showLanguage(e.target.value).catch(onError));
     for (const radio of document.querySelectorAll('input[name="audio"]')) {
       radio.addEventListener("change", () => this.player.setOriginal($("audio-original").checked));
     }
@@ -66,11 +67,12 @@ export class ResultPanel {
     $("result-title").textContent = this.jobs.filename(job);
     $("result-version").textContent = t("result.version", { n: this.report.version || 1 });
     $("result-status").textContent = this.report.sentence_count ? "" : t("result.noSpeech");
-    this.showLanguage(lang);
+    await this.showLanguage(lang);
     this.renderVersions();
   }
 
-  showLanguage(lang) {
+  async showLanguage(lang) {
+    const ticket = ++this.loading;
     this.lang = lang;
     const job = this.job;
     const src = this.report.source_language;
@@ -81,7 +83,11 @@ export class ResultPanel {
     if (src !== lang && this.outputUrl(`${stem}.${src}.vtt`)) {
       tracks.push({ src: this.outputUrl(`${stem}.${src}.vtt`), srclang: src, label: t("result.subSource", { language: languageName(src) }) });
     }
-    this.player.load({ videoUrl: this.outputUrl(`${stem}.${lang}.mp4`), originalUrl: dub ? `/jobs/${job.job_id}/original-audio` : null, tracks });
+    const [videoUrl, ...trackUrls] = await Promise.all(
+      [mediaUrl(this.outputUrl(`${stem}.${lang}.mp4`)), ...tracks.map((tr) => mediaUrl(tr.src))]);
+    if (ticket !== this.loading) return;
+    tracks.forEach((tr, i) => { tr.src = trackUrls[i]; });
+    this.player.load({ videoUrl, originalUrl: dub ? `/jobs/${job.job_id}/original-audio` : null, tracks });
     $("audio-switch").hidden = !dub;
     $("audio-nodub").hidden = dub;
     if (!dub) $("audio-dubbed").checked = true;
@@ -105,7 +111,7 @@ export class ResultPanel {
     const name = this.jobs.filename(this.job).replace(/\.[^.]+$/, "") || "video";
     const link = (file, label, download) => {
       const url = this.outputUrl(file);
-      return url ? el("li", {}, el("a", { href: url, download, class: "button" }, label)) : null;
+      return url ? el("li", {}, keyedDownload(el("a", { href: url, download, class: "button" }, label), this.onError)) : null;
     };
     const language = languageName(lang);
     const reportName = this.job.outputs.find((n) => n.endsWith(".report.json"));
@@ -126,7 +132,9 @@ export class ResultPanel {
       const older = body.data.versions.filter((v) => !v.current);
       const items = older.map((v) => {
         const mp4 = v.outputs.find((n) => n.endsWith(`.${this.lang}.mp4`)) || v.outputs.find((n) => n.endsWith(".mp4"));
-        return mp4 ? el("li", {}, el("a", { href: v.output_urls[mp4], download: "" }, t("result.versionLink", { n: v.version }))) : null;
+        if (!mp4) return null;
+        const link = el("a", { href: v.output_urls[mp4], download: "" }, t("result.versionLink", { n: v.version }));
+        return el("li", {}, keyedDownload(link, this.onError));
       }).filter(Boolean);
       list.replaceChildren(...items);
       $("versions-block").hidden = items.length === 0;

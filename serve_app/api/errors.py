@@ -33,6 +33,13 @@ class CSRFFailed(VTError):
     http_status = 403
 
 
+class InvalidHost(VTError):
+    """A request whose Host is not in ``service.allowed_hosts`` (see ``serve_app.api.hosts``: DNS rebinding)."""
+
+    code = "invalid_host"
+    http_status = 400
+
+
 class ModelNotFound(VTError):
     code = "model_not_found"
     http_status = 404

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from configs.settings import Settings
 from serve_app.api import errors
 from serve_app.api.csrf import CSRFMiddleware
+from serve_app.api.hosts import AllowedHostsMiddleware
 from serve_app.api.routes import files, health, jobs, segments, v1, web
 from serve_app.api.schemas import ErrorEnvelope
 from serve_app.api.security import GuardMiddleware, SecurityHeadersMiddleware, job_id_in_path
@@ -103,8 +104,9 @@ def get_application(
         app.include_router(router)
     app.include_router(segments.router)  # the web page's config, translation edits (re-dub), versions
     app.mount("/static", StaticFiles(directory=app.state.web_dir), name="static")
-    app.add_middleware(CSRFMiddleware)
+    app.add_middleware(CSRFMiddleware, allowed_hosts=settings.service.allowed_hosts)
     app.add_middleware(GuardMiddleware, service=settings.service, jobs=services.jobs)  # keys, rate limits, owners
+    app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.service.allowed_hosts)  # DNS rebinding
     if settings.service.cors_origins:  # CORS is off unless origins are configured
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.service.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],

@@ -7,7 +7,8 @@ the health checks and the API docs):
 2. **API key** (``service.api_keys``): ``Authorization: Bearer <key>``, else 401 ``unauthorized``. With no
    keys configured auth is off (``require_keys`` allows that only on a loopback address).
 3. **Rate limit per key** (``service.rate_limit_key_per_s``). Both limits answer 429 ``rate_limited`` with
-   Retry-After.
+   Retry-After. They count per ingress replica, or across all of them with ``service.rate_limit_shared``
+   (``serve_app.rate_limits``: the buckets in the job store's database).
 4. **Job ownership**: the key's owner (a hash of it, ``serve_app.auth.owner_of``) goes into
    ``request.state.owner``; the job routes store it on the jobs they create and list only its jobs, and any
    ``/jobs/{id}/...`` of a job another key created answers 404, exactly as for a job that does not exist.
@@ -21,17 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serve_app.api.errors import error_response
-from serve_app.auth import KeyRing, TokenBuckets, bearer_token
+from serve_app.auth import KeyRing, RateLimiter, TokenBuckets, bearer_token
 from serve_app.errors import JobNotFound, RateLimited, Unauthorized
 
 if TYPE_CHECKING:
     from configs.settings import ServiceSettings
     from serve_app.jobs import JobService
+
 
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
                           "/favicon.ico"})  # fmt: skip
@@ -82,8 +86,13 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, *, service: ServiceSettings, jobs: JobService) -> None:
         self.app = app
         self.keys = KeyRing(service.api_keys)
-        self.per_ip = TokenBuckets(service.rate_limit_ip_per_s, service.rate_limit_burst)
-        self.per_key = TokenBuckets(service.rate_limit_key_per_s, service.rate_limit_burst)
+        buckets: Callable[[float, int], RateLimiter] = TokenBuckets  # per replica
+        if service.rate_limit_shared:  # one limit across the replicas, in the job store's database
+            from serve_app.rate_limits import StoreTokenBuckets
+
+            buckets = partial(StoreTokenBuckets, jobs.store)  # type: ignore[arg-type]
+        self.per_ip = buckets(service.rate_limit_ip_per_s, service.rate_limit_burst)
+        self.per_key = buckets(service.rate_limit_key_per_s, service.rate_limit_burst)
         self.jobs = jobs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -100,13 +109,13 @@ class GuardMiddleware:
     async def _check(self, scope: Scope) -> None:
         path = str(scope.get("path", ""))
         if path not in UNLIMITED_PATHS:
-            self._limit(self.per_ip, "ip:" + client_ip(scope), "this address")
+            await self._limit(self.per_ip, "ip:" + client_ip(scope), "this address")
         if is_public(path) or not self.keys.enabled:
             return
         owner = self.keys.owner(bearer_token(_header(scope, b"authorization")))
         if owner is None:
             raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
-        self._limit(self.per_key, owner, "this API key")
+        await self._limit(self.per_key, owner, "this API key")
         scope.setdefault("state", {})["owner"] = owner
         job_id = job_id_in_path(path)
         if job_id:
@@ -115,8 +124,10 @@ class GuardMiddleware:
                 raise JobNotFound(f"no job with id {job_id}")
 
     @staticmethod
-    def _limit(buckets: TokenBuckets, identity: str, who: str) -> None:
-        wait = buckets.take(identity)
+    async def _limit(buckets: RateLimiter, identity: str, who: str) -> None:
+        if not buckets.enabled:
+            return
+        wait = await asyncio.to_thread(buckets.take, identity) if buckets.blocking else buckets.take(identity)
         if wait:
             raise RateLimited(f"too many requests from {who}; retry in {wait} s", retry_after_s=wait)
 

@@ -180,9 +180,8 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
     service = ctx.service
 
     def _intake(request: JobRequest, file_id: str | None, key: str, owner: str | None, scoped: bool) -> JobRecord:
-        # The bridge is a trusted adapter: a key it has seen (or that JobPublisher recorded) is that job,
-        # whoever published it; JobService.submit's owner check is for HTTP clients' own keys.
-        existing = service.store.get_by_idempotency_key(key)
+        # A key this owner has used (or that JobPublisher recorded for it) is that job; keys are per owner.
+        existing = service.store.get_by_idempotency_key(key, owner=owner)
         if existing is not None:
             return existing
         # With API keys the upload must be the caller's own; without them there are no tenants to keep apart.
@@ -200,9 +199,8 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         call = current_call()
         wait = _bool(wait, "wait")
         # A redelivery, or a job JobPublisher recorded before publishing: the key finds it, whatever the params.
-        record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key())
-        if record is not None and call.scoped and record.owner != call.owner:
-            raise domain_error(BadRequest("this message id was already used for another key's job"))
+        # Keys are per owner: another key's message id is another job, neither found nor blocked here.
+        record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key(), owner=call.owner)
         if record is None:
             record = await _submit(call, input, target_languages, source_language, mode, burn_in, glossary)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))

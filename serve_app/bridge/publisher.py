@@ -98,7 +98,7 @@ class JobPublisher:
         else:
             message_id = hashlib.sha256(f"{owner or ''}\0{idempotency_key}".encode()).hexdigest()[:32]
         key = message_key(message_id, b"")
-        existing = await asyncio.to_thread(self.service.store.get_by_idempotency_key, key)
+        existing = await asyncio.to_thread(self.service.store.get_by_idempotency_key, key, owner=owner)
         if existing is not None:
             return existing
         resolved = await asyncio.to_thread(self.service.validate, request, file_id, owner)

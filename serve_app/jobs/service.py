@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pipelines.errors import InputNotFound
 from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import JobRequest, safe_stem
-from serve_app.errors import BadRequest, JobNotCancellable, JobNotFound, QueueFull
+from serve_app.errors import JobNotCancellable, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, JobState, job_logger, utcnow
 from serve_app.jobs.storage import ANY_OWNER, Storage
 from serve_app.jobs.store import JobStore
@@ -98,24 +98,24 @@ class JobService:
         """Queue a job. With ``file_id`` the upload's path replaces ``request.input``; without it
         ``request.input`` must be an existing local file (trusted callers only).
 
-        Raises UnknownLanguage, FileNotFound, InputNotFound, QueueFull (past ``max_queued_jobs`` queued jobs),
-        BadRequest (an idempotency key reused by another owner). A repeated ``idempotency_key`` returns the
-        existing job. ``check_room=False``: skip the cap (the job's message is already published, so it runs
-        whatever this answers). The upload named by ``file_id`` must be ``owner``'s (else FileNotFound), unless
+        Raises UnknownLanguage, FileNotFound, InputNotFound, QueueFull (past ``max_queued_jobs`` queued jobs).
+        A repeated ``idempotency_key`` returns the existing job; keys are per owner, so another owner's same key
+        is simply another job (it can neither find nor block this one). ``check_room=False``: skip the cap (the
+        job's message is already published, so it runs whatever this answers). The upload named by ``file_id`` must be ``owner``'s (else FileNotFound), unless
         ``check_file_owner=False`` (a keyless bridge: a trusted adapter with no tenants).
         """
         if idempotency_key is not None:
-            existing = self.store.get_by_idempotency_key(idempotency_key)
+            existing = self.store.get_by_idempotency_key(idempotency_key, owner=owner)
             if existing is not None:
-                return self._same_owner(existing, owner)
+                return existing
         request = self._resolve(request, file_id, owner if check_file_owner else ANY_OWNER)
         candidate = JobRecord(request=request, file_id=file_id, owner=owner, idempotency_key=idempotency_key)
         try:  # the store counts and inserts in one step: concurrent submits cannot pass the cap together
             record = self.store.create(candidate, max_queued=self.max_queued_jobs if check_room else None)
         except QueueFull as exc:
             raise QueueFull(exc.message, retry_after_s=self.retry_after_s) from None
-        if record.id != candidate.id:  # lost a race on the same idempotency key
-            return self._same_owner(record, owner)
+        if record.id != candidate.id:  # lost a race on the same (owner, idempotency key)
+            return record
         job_logger(logger, record.id).info(
             "queued: %s -> %s (%s)", Path(request.input).name, ",".join(request.target_languages), request.mode
         )
@@ -131,12 +131,6 @@ class JobService:
             raise QueueFull(
                 f"too many queued jobs ({self.max_queued_jobs}); try again later", retry_after_s=self.retry_after_s
             )
-
-    @staticmethod
-    def _same_owner(record: JobRecord, owner: str | None) -> JobRecord:
-        if record.owner != owner:
-            raise BadRequest("this idempotency key was already used for another job")
-        return record
 
     def _resolve(self, request: JobRequest, file_id: str | None, file_owner: str | None | object) -> JobRequest:
         targets = normalize_targets(request.target_languages)

@@ -110,6 +110,13 @@ def _extension(filename: str, format_name: str) -> str:
     return "bin"
 
 
+def _finish_upload(tmp: Path, record: FileInfo) -> None:
+    """Move the streamed file into ``uploads/<file_id>/`` and write its ``meta.json`` (blocking: fsync)."""
+    record.path.parent.mkdir()
+    publish(tmp, record.path)
+    atomic_write_text(record.path.parent / "meta.json", record.model_dump_json(indent=2))
+
+
 class LocalStorage:
     """Files under one local folder ``root``. ``quota_bytes``: the most bytes the files under ``root`` may
     take (None: no cap). The quota is enforced by this process; uploads streaming in parallel reserve their
@@ -151,7 +158,7 @@ class LocalStorage:
         owner: str | None = None,
     ) -> FileInfo:
         """See ``Storage.save_upload``."""
-        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.uploads_dir.mkdir, parents=True, exist_ok=True)
         file_id = new_id()
         display = safe_display_name(filename)
         tmp = self.uploads_dir / f".upload-{file_id}.part"
@@ -169,9 +176,7 @@ class LocalStorage:
                 path=path.resolve(),
                 owner=owner,
             )
-            final_dir.mkdir()
-            publish(tmp, path)
-            atomic_write_text(final_dir / "meta.json", record.model_dump_json(indent=2))
+            await asyncio.to_thread(_finish_upload, tmp, record)  # fsync and rename: off the event loop
         except BaseException as exc:  # also CancelledError: a client that hangs up leaves nothing behind
             tmp.unlink(missing_ok=True)
             shutil.rmtree(final_dir, ignore_errors=True)

@@ -20,6 +20,7 @@ The next cut, if it grows: ``store/{protocol,sqlite,postgres}.py``.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import logging
 import re
 import sqlite3
@@ -49,7 +50,8 @@ class JobStore(Protocol):
     """Persistent job records. Every method is synchronous and thread-safe."""
 
     def create(self, record: JobRecord, *, max_queued: int | None = None) -> JobRecord:
-        """Insert ``record``. If its ``idempotency_key`` already exists, return the EXISTING record instead.
+        """Insert ``record``. If its ``idempotency_key`` already exists FOR ITS OWNER, return the EXISTING record
+        instead (keys are per owner: another owner's same key is another job, never seen from here).
         With ``max_queued``: raise QueueFull when that many jobs are queued already, counted and inserted in
         one step (two callers can never both take the last place)."""
         ...
@@ -58,8 +60,8 @@ class JobStore(Protocol):
         """The record, or None when there is no such job."""
         ...
 
-    def get_by_idempotency_key(self, key: str) -> JobRecord | None:
-        """The record created with ``key``, or None."""
+    def get_by_idempotency_key(self, key: str, *, owner: str | None) -> JobRecord | None:
+        """The record ``owner`` created with ``key``, or None (another owner's record with that key is None)."""
         ...
 
     def list(
@@ -129,6 +131,14 @@ class JobStore(Protocol):
         ...
 
 
+def idempotency_column(owner: str | None, key: str | None) -> str | None:
+    """What the unique ``idempotency_key`` column holds: the key, scoped to its owner, so one owner can neither
+    find nor take another's keys. Without an owner (auth off: one tenant) the key itself."""
+    if key is None or owner is None:
+        return key
+    return "owner-sha256:" + hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
+
+
 def _apply(record: JobRecord, fields: dict[str, Any]) -> JobRecord:
     unknown = set(fields) - set(JobRecord.model_fields) | ({"id", "created_at"} & set(fields))
     if unknown:
@@ -180,7 +190,8 @@ class _SQLJobStore:
 
     def _write(self, conn: Any, record: JobRecord, *, requeued: bool = False) -> None:
         sql = "UPDATE {t} SET state = ?, owner = ?, idempotency_key = ?, record = ?"
-        params: builtins.list[Any] = [record.state.value, record.owner, record.idempotency_key, self._json(record)]
+        key = idempotency_column(record.owner, record.idempotency_key)
+        params: builtins.list[Any] = [record.state.value, record.owner, key, self._json(record)]
         if requeued:  # its place in the queue: now, behind every job already waiting
             sql += ", queued_at = ?"
             params.append(self._time(utcnow()))
@@ -200,7 +211,8 @@ class _SQLJobStore:
 
     def create(self, record: JobRecord, *, max_queued: int | None = None) -> JobRecord:
         with self._tx() as conn:
-            existing = self._by_key(conn, record.idempotency_key)  # a repeat is answered even on a full queue
+            key = idempotency_column(record.owner, record.idempotency_key)
+            existing = self._by_key(conn, key)  # a repeat is answered even on a full queue
             if existing is not None:
                 return existing
             if record.state is JobState.QUEUED:
@@ -211,17 +223,17 @@ class _SQLJobStore:
                     "INSERT INTO {t} (id, state, created_at, queued_at, idempotency_key, owner, record)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
                 ),
-                (record.id, record.state.value, created, created, record.idempotency_key, record.owner,
-                 self._json(record)),
+                (record.id, record.state.value, created, created, key, record.owner, self._json(record)),
             )  # fmt: skip
             if cur.rowcount == 1:
                 return record
-            existing = self._by_key(conn, record.idempotency_key)  # another caller inserted the same key meanwhile
+            existing = self._by_key(conn, key)  # another caller inserted the same key meanwhile
             if existing is not None:
                 return existing
         raise ValueError(f"a job with id {record.id} already exists")
 
     def _by_key(self, conn: Any, key: str | None) -> JobRecord | None:
+        """The record whose idempotency column is ``key`` (already scoped: ``idempotency_column``)."""
         if key is None:
             return None
         row = conn.execute(self._q("SELECT record FROM {t} WHERE idempotency_key = ?"), (key,)).fetchone()
@@ -232,9 +244,9 @@ class _SQLJobStore:
             row = conn.execute(self._q("SELECT record FROM {t} WHERE id = ?"), (job_id,)).fetchone()
         return None if row is None else self._load(row[0])
 
-    def get_by_idempotency_key(self, key: str) -> JobRecord | None:
+    def get_by_idempotency_key(self, key: str, *, owner: str | None) -> JobRecord | None:
         with self._tx(write=False) as conn:
-            return self._by_key(conn, key)
+            return self._by_key(conn, idempotency_column(owner, key))
 
     def list(
         self,

@@ -158,10 +158,37 @@ def test_rayservice_serves_configs_serve_gpu_and_fits_its_resources(serve_gpu: d
     assert llm["accelerator_type"] in product  # pods land on the GPU type the LLM deployment asks for
 
 
+def test_rayservice_is_never_keyless_public(serve_gpu: dict[str, Any]) -> None:
+    """Issue 12, item 10: Serve listens on 0.0.0.0 there, so every pod (the build task and the replicas may run
+    on any of them) gets VT_API_KEYS from a Secret (required: a pod without it does not start) and the
+    names clients use in VT_SERVICE__ALLOWED_HOSTS; no key is written in the manifest or the profile."""
+    from configs.settings import Settings
+
+    doc = load("kuberay/rayservice.yaml")
+    assert yaml.safe_load(doc["spec"]["serveConfigV2"])["http_options"]["host"] == "0.0.0.0"
+    spec = doc["spec"]["rayClusterConfig"]
+    pods = [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+    containers = [c for pod in pods for c in pod["spec"]["containers"]]
+    assert len(containers) == 3
+    for container in containers:
+        env = {e["name"]: e for e in container["env"]}
+        ref = env["VT_API_KEYS"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "videotranslator-api-keys", "key": "keys"} and "value" not in env["VT_API_KEYS"]
+        listed = env["VT_SERVICE__ALLOWED_HOSTS"]["value"]
+        hosts = Settings(_env_file=None, service={"allowed_hosts": listed}).service.allowed_hosts  # type: ignore[call-arg]
+        assert "videotranslator-serve-svc" in hosts and "*" not in hosts
+    for text in ((CLUSTER / "kuberay/rayservice.yaml").read_text(), (ROOT / "configs/serve.gpu.yaml").read_text()):
+        assert "api_keys" not in text
+    assert serve_gpu["http_options"]["host"] == "0.0.0.0"
+
+
 def test_rayjob_runs_the_batch_on_the_same_gpu_pods() -> None:
     job, svc = load("kuberay/rayjob.yaml"), load("kuberay/rayservice.yaml")
     assert job["spec"]["entrypoint"].startswith("python -m pipelines.batch ")
-    assert _gpu_group(job)["template"] == _gpu_group(svc)["template"]  # the requests of configs/serve.gpu.yaml
+    service_pod = _gpu_group(svc)["template"]
+    without_env = {**service_pod, "spec": {**service_pod["spec"], "containers": [
+        {k: v for k, v in c.items() if k != "env"} for c in service_pod["spec"]["containers"]]}}  # fmt: skip
+    assert _gpu_group(job)["template"] == without_env  # the requests of configs/serve.gpu.yaml (no API keys)
     env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
     from configs.settings import BatchSettings
 

@@ -164,7 +164,9 @@ def client(services: Services, fakes: dict[str, Any]) -> Iterator[Any]:
     worker = make_worker(services, fakes)
     worker.start()
     try:
-        with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+        with TestClient(
+            get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+        ) as c:
             yield c
     finally:
         worker.stop(timeout=30)

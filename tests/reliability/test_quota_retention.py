@@ -38,7 +38,9 @@ def quota_app(tmp_path: Path, jfk_video: Path) -> Iterator[tuple[Any, Services]]
 
     quota = int(jfk_video.stat().st_size * 1.5)
     services = build_services(make_settings(tmp_path / "var", storage={"quota_bytes": quota}))
-    with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+    with TestClient(
+        get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+    ) as client:
         yield client, services
     services.jobs.store.close()
 

@@ -48,7 +48,9 @@ def make_client(tmp_path: Path, fakes: dict[str, Any], *, worker: bool = False, 
     if job_worker is not None:
         job_worker.start()
     try:
-        with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+        with TestClient(
+            get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+        ) as c:
             c.services = services  # type: ignore[attr-defined]
             yield c
     finally:
@@ -246,8 +248,13 @@ def test_bridge_needs_a_key_in_params_and_keeps_jobs_private(rpc: Any, services:
         other = rpc(method, {"job_id": job_id, "api_key": KEY_B}, key="amqp:2")
         assert other.reply["error"]["data"]["error"]["code"] == "job_not_found"
     assert services.jobs.store.get(job_id).state.value == "queued"  # Bob's cancel did nothing
+    # Alice's message id under Bob's key: message ids are per key, so Bob gets a job of his own (issue 12, item 12:
+    # he can neither learn that Alice used the id nor take it from her), and Alice's replay still finds hers.
     replay = rpc("translate_video", {"input": "inputs/clip.mp4", "target_languages": ["es"], "api_key": KEY_B})
-    assert replay.reply["error"]["data"]["error"]["code"] == "bad_request"  # Alice's message id, Bob's key
+    bobs = replay.reply["result"]["job_id"]
+    assert bobs != job_id and services.jobs.store.get(bobs).owner == owner_of(KEY_B)
+    again = rpc("translate_video", {"input": "inputs/clip.mp4", "target_languages": ["es"], "api_key": KEY_A})
+    assert again.reply["result"]["job_id"] == job_id
 
 
 # --------------------------------------------------------------------------- rate limits

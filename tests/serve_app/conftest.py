@@ -4,9 +4,11 @@ classes, an in-process FastAPI client (no Ray), and ONE Ray cluster per test ses
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pytest
@@ -106,6 +108,14 @@ def fakes() -> dict[str, Any]:
     return {"asr": FakeASR(), "translator": FakeTranslator(), "tts": FakeTTS()}
 
 
+@pytest.fixture(scope="module")
+def tiny_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
+    """A 3 s video of speech, 64x48."""
+    from tests.conftest import make_video
+
+    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", jfk_flac, 3.0, size="64x48")
+
+
 def make_services(settings: Settings, fakes: dict[str, Any]) -> Services:
     """The app's own job-service wiring (``build_job_service``) with ``fakes`` (asr, translator, tts) behind
     the real deployment classes. Close ``services.jobs.store`` when done."""
@@ -133,7 +143,9 @@ def client(services: Services) -> Iterator[Any]:
 
     from serve_app.api.main import get_application
 
-    with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+    with TestClient(
+        get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+    ) as c:
         yield c
 
 
@@ -162,6 +174,31 @@ def wait_job(http: Any, job_id: str, timeout_s: float) -> dict[str, Any]:
         if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
             return job
         time.sleep(0.5)
+class Server:
+    """uvicorn in a daemon thread; ``url`` once it is accepting connections."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        )
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
 
 
 # ``ray_cluster`` (ONE Ray cluster per test session) lives in tests/conftest.py, shared with tests/reliability.

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pysubs2
-import pytest
 
 from serve_app.api.csrf import COOKIE_NAME
 from serve_app.api.services import Services
@@ -28,13 +27,6 @@ def assert_envelope(response: Any, status_code: int, code: str | None = None) ->
     if code is not None:
         assert body["error"]["code"] == code
     return body
-
-
-@pytest.fixture(scope="module")
-def tiny_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
-    from tests.conftest import make_video
-
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", jfk_flac, 3.0, size="64x48")
 
 
 def upload(client: Any, path: Path, url: str = "/files/upload", **fields: str) -> Any:
@@ -120,7 +112,9 @@ def test_oversize_upload_is_413_and_leaves_nothing(services: Services, tiny_vide
     from serve_app.api.main import get_application
 
     services.settings = settings.model_copy(update={"MAX_FILE_SIZE": 100_000})
-    with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+    with TestClient(
+        get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+    ) as c:
         big = io.BytesIO(b"\0" * 1_000_000)
         assert_envelope(c.post("/files/upload", files={"file": ("big.mp4", big)}), 413, "file_too_large")
     uploads = Path(settings.storage.root) / "uploads"
@@ -137,7 +131,9 @@ def test_upload_longer_than_max_duration_is_413(tmp_path: Path, fakes: dict[str,
     settings = make_settings(tmp_path / "var", MAX_DURATION=2.0)  # the clip lasts 3 s
     services = make_services(settings, fakes)
     try:
-        with TestClient(get_application(services=services), raise_server_exceptions=False) as c:
+        with TestClient(
+            get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+        ) as c:
             body = assert_envelope(upload(c, tiny_video), 413, "media_too_long")
     finally:
         services.jobs.store.close()

@@ -39,13 +39,6 @@ class CountingTTS(FakeTTS):
         return clips
 
 
-@pytest.fixture(scope="module")
-def tiny_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
-    from tests.conftest import make_video
-
-    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", jfk_flac, 3.0, size="64x48")
-
-
 @pytest.fixture
 def worker(services: Services) -> Any:
     from pipelines.runner import Pipeline

@@ -11,16 +11,15 @@ to ``var/screenshots/`` (not committed). The result panel is shot for the docs a
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.serve_app.conftest import free_port, make_settings
+from tests.serve_app.conftest import Server, make_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -34,47 +33,20 @@ EDITED = "Это отредактированная строка."
 JOB_TIMEOUT_MS = 240_000
 
 
-class Server:
-    """uvicorn in a daemon thread; ``url`` once it is accepting connections."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 def _services(root: Path, **overrides: Any) -> Any:
     from serve_app.api.services import Services
 
     return Services.local(make_settings(root, **overrides))
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _serve_with_worker(root: Path, stages: Mapping[str, Any], **overrides: Any) -> Iterator[Server]:
+    """The app over ``root`` and a JobWorker running the real Pipeline (with ``stages`` replacing its own)."""
     from pipelines.runner import Pipeline
     from serve_app.api.main import get_application
     from serve_app.jobs import JobWorker
 
-    services = _services(tmp_path_factory.mktemp("web") / "var")
-    worker = JobWorker(services.jobs, lambda: Pipeline(services.settings), poll_s=0.2)
+    services = _services(root, **overrides)
+    worker = JobWorker(services.jobs, lambda: Pipeline(services.settings, **stages), poll_s=0.2)
     worker.start()
     try:
         with Server(get_application(services=services)) as server:
@@ -82,6 +54,25 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     finally:
         worker.stop(timeout=60)
         services.jobs.store.close()
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _serve_with_worker(tmp_path_factory.mktemp("web") / "var", {})
+
+
+API_KEY = "sk-ui-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app with API keys on and a worker whose stages are the fast fakes (the HTTP, the page, the guard and
+    the pipeline's own stages around them are real)."""
+    from tests.serve_app.conftest import FakeASR, FakeTranslator, FakeTTS
+
+    fakes = {"asr": FakeASR(), "translator": FakeTranslator(), "tts": FakeTTS()}
+    root = tmp_path_factory.mktemp("web-keyed") / "var"
+    yield from _serve_with_worker(root, fakes, service={"api_keys": [API_KEY]})
 
 
 @pytest.fixture(scope="module")
@@ -258,4 +249,74 @@ def test_oversize_and_non_media_files_are_refused(
     assert page.inner_text("#new-heading") == "1. Перевести видео"
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     shot(page, "06-phone-ru")
+    _assert_clean(page)
+
+
+def test_with_api_keys_the_page_asks_for_one_and_sends_it_on_every_call(
+    page: Any, keyed_server: Server, sample_video: Path
+) -> None:
+    """Issue 12, item 13: upload, live progress, the result's video, subtitles and a download, all with the key
+    (kept in sessionStorage) in an Authorization header; the job events come through fetch, not EventSource."""
+    api: list[tuple[str, str | None]] = []  # every API call: (path, its Authorization header)
+
+    def record(request: Any) -> None:
+        path = request.url.removeprefix(keyed_server.url)
+        if path.startswith(("/jobs", "/files", "/config")):
+            api.append((path, request.headers.get("authorization")))
+
+    page.on("request", record)
+    _open(page, keyed_server.url + "/")
+    page.wait_for_selector("#key-form:not([hidden])")  # the server said 401: the page asks for the key
+    assert "needs an API key" in page.inner_text("#global-error-text")
+    assert page.evaluate("document.activeElement.id") == "api-key"
+    page.fill("#api-key", API_KEY)
+    assert api and all(auth is None for _, auth in api)
+    api.clear()
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("#key-forget:not([hidden])")
+    assert page.evaluate("sessionStorage.getItem('vt.apiKey')") == API_KEY
+    assert page.evaluate("localStorage.getItem('vt.apiKey')") is None  # never kept beyond the tab
+    assert page.locator("#global-error").is_hidden()  # the reloaded page's calls all passed
+
+    page.set_input_files("#file", str(sample_video))
+    page.select_option("#source-language", "en")
+    page.fill("#target-search", "Russ")
+    page.press("#target-search", "Enter")
+    page.click("#submit")
+    page.wait_for_selector("#form-status.ok, #form-status.error", timeout=60_000)
+    assert page.locator("#form-status.ok").count() == 1, page.inner_text("#form-status")
+    card = page.locator(".job").first
+    card.locator(".badge-succeeded").wait_for(timeout=60_000)
+    assert card.locator(".stage-done").count() == 5 and card.locator(".job-note").inner_text() == ""
+    job_id = card.get_attribute("data-job-id")
+    assert any(url == f"/jobs/{job_id}/events" for url, _ in api), api  # followed live, with fetch
+
+    card.get_by_role("button", name="Watch and edit").click()
+    page.wait_for_selector("#editor-rows tr")
+    page.wait_for_function("() => document.getElementById('player').readyState >= 1", timeout=20_000)
+    player = page.evaluate("""() => { const v = document.getElementById('player');
+        return {src: v.currentSrc, duration: v.duration, cues: [...v.textTracks].map(t => t.language)}; }""")
+    assert player["src"].startswith("blob:") and player["duration"] > 4, player  # fetched with the key
+    assert player["cues"] == ["ru", "en"]
+    assert "[ru]" in page.input_value("#editor-rows textarea >> nth=0")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Subtitles Russian (SRT)").click()
+    assert download.value.suggested_filename == "talk.ru.srt"
+    assert "[ru]" in Path(download.value.path()).read_text(encoding="utf-8")
+
+    assert api and all(auth == f"Bearer {API_KEY}" for _, auth in api), [u for u, a in api if not a]
+    # the stream parser itself: events split anywhere, even between "\r" and "\n"; comments (pings) skipped
+    events = page.evaluate("""async () => {
+        const { eventStream } = await import('/static/api.js');
+        const chunks = ['event: job\\r', '\\ndata: {"a":', '1}\\r\\n\\r\\n: ping\\r\\n\\r\\n',
+                        'event: job\\r\\ndata: 2\\r\\n\\r\\n'];
+        const realFetch = window.fetch;
+        window.fetch = async () => new Response(new ReadableStream({ start(c) {
+            for (const x of chunks) c.enqueue(new TextEncoder().encode(x)); c.close(); } }));
+        const got = [];
+        try { await eventStream('/x', (name, data) => got.push([name, data])).done; } finally { window.fetch = realFetch; }
+        return got; }""")
+    assert events == [["job", '{"a":1}'], ["job", "2"]]
+    assert not page.locator("#global-error:not([hidden])").count(), page.inner_text("#global-error-text")
     _assert_clean(page)

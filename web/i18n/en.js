@@ -4,6 +4,10 @@ export default {
   "app.tagline": "Translate a video: subtitles and a dubbed voice, on your own machine.",
   "nav.api": "API docs",
   "nav.uiLanguage": "Interface language",
+  "key.label": "API key",
+  "key.use": "Use key",
+  "key.forget": "Forget key",
+  "key.hint": "Kept in this tab only, until you close it.",
 
   "new.heading": "1. Translate a video",
   "file.drop": "Drop a video or audio file here",
@@ -118,6 +122,7 @@ export default {
   "editor.unsaved": "You have unsaved edits.",
   "editor.busy": "Wait until the job is finished to save edits.",
 
+  "error.unauthorized": "This server needs an API key: enter it at the top of the page.",
   "error.network": "Could not reach the server. Check that it is running, then try again.",
   "error.server": "The server answered with an error ({status}).",
   "error.said": "Server: {message}",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 
 from serve_app.api.deps import CSRFExpectedDep, OwnerDep, SettingsDep, StorageDep
@@ -50,7 +52,7 @@ async def receive_upload(form: StreamingForm, storage: Storage, max_bytes: int, 
     try:
         await form.finish()
     except Exception:
-        discard_upload(storage, info.file_id)
+        await asyncio.to_thread(discard_upload, storage, info.file_id)  # rmtree: off the event loop
         raise
     return info
 
@@ -67,4 +69,5 @@ async def upload_file(
 @router.get("/files/{file_id}", response_model=Envelope[FilePublic])
 async def get_file(file_id: str, storage: StorageDep, owner: OwnerDep) -> Envelope[FilePublic]:
     """The upload's public metadata; another key's upload is 404, like one that does not exist."""
-    return Envelope(message="file", data=FilePublic.from_info(storage.get_file(file_id, owner=owner)))
+    info = await asyncio.to_thread(storage.get_file, file_id, owner=owner)
+    return Envelope(message="file", data=FilePublic.from_info(info))

@@ -1,7 +1,12 @@
-"""The job API: create (JSON or upload + fields), list, read, follow (SSE), download outputs, cancel."""
+"""The job API: create (JSON or upload + fields), list, read, follow (SSE), download outputs, cancel.
+
+Async routes never call the job store or the disk on the event loop (a store waiting out SQLite's
+busy_timeout would freeze every request of the ingress): they ``asyncio.to_thread`` it; sync routes run in
+the thread pool anyway."""
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -121,8 +126,8 @@ async def upload_and_create_job(
     idempotency_key: IdempotencyKey = None,
 ) -> Envelope[JobPublic]:
     form = StreamingForm(request, csrf_expected=csrf_expected)
-    try:
-        jobs.check_queue_room()  # refuse before a big upload is streamed (submit checks again)
+    try:  # refuse before a big upload is streamed (submit checks again); the store call stays off the loop
+        await asyncio.to_thread(jobs.check_queue_room)
     except QueueFull:
         await form.drain()
         raise
@@ -130,7 +135,7 @@ async def upload_and_create_job(
     try:
         record = await _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner)
     except Exception:
-        discard_upload(storage, info.file_id)  # a refused job leaves no orphan upload
+        await asyncio.to_thread(discard_upload, storage, info.file_id)  # a refused job leaves no orphan upload
         raise
     request.state.job_id = record.id
     return Envelope(message=f"job {record.id} {record.state.value}", data=_public(record, prefix))
@@ -158,7 +163,7 @@ async def job_events(job_id: str, request: Request, jobs: JobServiceDep, prefix:
     """Server-Sent Events: an ``event: job`` (data: the job as JSON) on every state, stage or progress
     change; the stream ends after the terminal state. 404 (not a stream) for an unknown job."""
     request.state.job_id = job_id
-    jobs.get(job_id)
+    await asyncio.to_thread(jobs.get, job_id)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         async for record in jobs.events(job_id, poll_s=SSE_POLL_S):

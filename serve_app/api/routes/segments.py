@@ -191,6 +191,6 @@ def _original_audio(storage: Storage, record: JobRecord) -> Path:
 async def original_audio(job_id: str, request: Request, jobs: JobServiceDep, storage: StorageDep) -> FileResponse:
     """The original audio (AAC in .m4a) of a finished dub, for the page's dubbed/original switch."""
     request.state.job_id = job_id
-    record = jobs.get(job_id)
+    record = await asyncio.to_thread(jobs.get, job_id)  # the store, off the event loop
     path = await asyncio.to_thread(_original_audio, storage, record)
     return FileResponse(path, media_type="audio/mp4", content_disposition_type="inline", filename="original.m4a")

@@ -350,11 +350,11 @@ def test_bridge_killed_between_record_and_ack(settings: Settings, media: Path) -
             params = {"input": "inputs/clip.mp4", "target_languages": ["es"]}
             await client.publish(req("translate_video", params, 1), message_id="kill-1", correlation_id="k")
             deadline = time.monotonic() + 60
-            while service.store.get_by_idempotency_key(key) is None:
+            while service.store.get_by_idempotency_key(key, owner=None) is None:
                 assert first.poll() is None, first.stderr.read() if first.stderr else b""
                 assert time.monotonic() < deadline, "the bridge never recorded the job"
                 await asyncio.sleep(0.1)
-            recorded = service.store.get_by_idempotency_key(key)
+            recorded = service.store.get_by_idempotency_key(key, owner=None)
         finally:
             first.kill()
             first.wait(10)

@@ -69,7 +69,9 @@ def test_post_jobs_publishes_then_records(settings: Settings, fakes: dict[str, A
     services = make_services(settings, fakes)
     jobs = services.jobs
     assert isinstance(jobs.publisher, JobPublisher)  # the one wiring place plugged it in
-    with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+    with TestClient(
+        get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+    ) as client:
         with open(tiny_video, "rb") as fh:
             file_id = client.post("/files/upload", files={"file": ("talk.mp4", fh, "video/mp4")}).json()["data"][
                 "file_id"
@@ -142,7 +144,9 @@ def test_broker_down_is_503_and_records_nothing(settings: Settings, fakes: dict[
         assert sorted(uploads.glob("*/meta.json")) == before  # the upload was discarded too
 
     try:
-        with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+        with TestClient(
+            get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+        ) as client:
             refused(client)
             assert jobs.list() == []
             proxy.start()
@@ -196,7 +200,9 @@ def test_a_redub_is_published_then_recorded(settings: Settings, fakes: dict[str,
     services = make_services(settings, fakes)
     jobs = services.jobs
     try:
-        with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+        with TestClient(
+            get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+        ) as client:
             job_id, sid = _finished(client, services, settings, tiny_video)
             edit = {"target_language": "es", "segments": [{"id": sid, "translation": "Corregido a mano."}]}
             r = client.patch(f"/jobs/{job_id}/segments", json=edit)
@@ -266,7 +272,9 @@ def test_broker_down_redub_is_503_and_the_job_is_untouched(
     jobs = services.jobs
     proxy.start()
     try:
-        with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+        with TestClient(
+            get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+        ) as client:
             job_id, sid = _finished(client, services, settings, tiny_video)
             before = jobs.get(job_id)
             proxy.stop()

@@ -64,7 +64,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute(f"DROP TABLE IF EXISTS {table}, {table}_rate")  # the jobs and the shared rate limits
     for store in opened:
         store.close()
 

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.errors import InputNotFound, UnknownLanguage
 from pipelines.schema import JobRequest
-from serve_app.errors import BadRequest, FileNotFound, JobNotCancellable, JobNotFound, QueueFull
+from serve_app.errors import FileNotFound, JobNotCancellable, JobNotFound, QueueFull
 from serve_app.jobs.models import FileInfo, JobRecord, JobState
 from serve_app.jobs.service import JobService
 from serve_app.jobs.storage import LocalStorage
@@ -148,8 +148,15 @@ def test_idempotent_submit(service: JobService, upload_for: Callable[[str | None
     # The queue is full now, but a retry with the same key still gets its job back.
     again = service.submit(req(), file_id=upload.file_id, owner="a", idempotency_key="abc")
     assert again.id == first.id and len(service.list()) == 3
-    with pytest.raises(BadRequest):
-        service.submit(req(), file_id=upload.file_id, owner="intruder", idempotency_key="abc")
+
+
+def test_idempotency_keys_are_per_owner(service: JobService, upload_for: Callable[[str | None], FileInfo]) -> None:
+    """Issue 12, item 12: another owner's same key neither finds nor blocks the first owner's job."""
+    mallory = service.submit(req(), file_id=upload_for("mallory").file_id, owner="mallory", idempotency_key="abc")
+    alice_upload = upload_for("alice")
+    alice = service.submit(req(), file_id=alice_upload.file_id, owner="alice", idempotency_key="abc")
+    assert alice.id != mallory.id and alice.owner == "alice"  # mallory's key did not squat it
+    assert service.submit(req(), file_id=alice_upload.file_id, owner="alice", idempotency_key="abc").id == alice.id
 
 
 def test_list_and_get(service: JobService, upload_for: Callable[[str | None], FileInfo]) -> None:

@@ -40,9 +40,24 @@ def test_create_is_idempotent(store: JobStore, make_record: MakeRecord) -> None:
     second = store.create(make_record(idempotency_key="k1"))
     assert second.id == first.id
     assert store.count({JobState.QUEUED}) == 1
-    assert store.get_by_idempotency_key("k1") == first
-    assert store.get_by_idempotency_key("nope") is None
+    assert store.get_by_idempotency_key("k1", owner=None) == first
+    assert store.get_by_idempotency_key("nope", owner=None) is None
     assert store.create(make_record(idempotency_key="k2")).id != first.id
+
+
+def test_idempotency_keys_are_per_owner(store: JobStore, make_record: MakeRecord) -> None:
+    """Issue 12, item 12: another owner's same key is another job; it neither finds nor takes the first one."""
+    alice = store.create(make_record(owner="key:alice", idempotency_key="k"))
+    assert store.get_by_idempotency_key("k", owner="key:mallory") is None  # nothing to detect
+    mallory = store.create(make_record(owner="key:mallory", idempotency_key="k"))
+    assert mallory.id != alice.id and mallory.owner == "key:mallory"
+    assert store.create(make_record(owner="key:alice", idempotency_key="k")).id == alice.id  # not squatted
+    assert store.get_by_idempotency_key("k", owner="key:alice") == alice
+    assert store.get_by_idempotency_key("k", owner="key:mallory") == mallory
+    assert store.get_by_idempotency_key("k", owner=None) is None  # the keyless namespace is a third one
+    updated = store.update(alice.id, stage="asr")  # a rewrite keeps the key in its owner's scope
+    assert store.get_by_idempotency_key("k", owner="key:alice") == updated
+    assert store.count({JobState.QUEUED}) == 2
 
 
 def test_update_sets_fields_and_updated_at(store: JobStore, make_record: MakeRecord) -> None:
@@ -266,7 +281,7 @@ def test_records_survive_reopening(store_factory: StoreFactory, make_record: Mak
     again = store_factory()
     got = again.get(record.id)
     assert got is not None and got.stage == "asr" and got.owner == "o"
-    assert again.create(make_record(idempotency_key="key")).id == record.id
+    assert again.create(make_record(owner="o", idempotency_key="key")).id == record.id
 
 
 def test_make_job_store(tmp_path: Path, postgres_url: str) -> None:
