@@ -185,10 +185,15 @@ def test_rayservice_is_never_keyless_public(serve_gpu: dict[str, Any]) -> None:
 def test_rayjob_runs_the_batch_on_the_same_gpu_pods() -> None:
     job, svc = load("kuberay/rayjob.yaml"), load("kuberay/rayservice.yaml")
     assert job["spec"]["entrypoint"].startswith("python -m pipelines.batch ")
-    service_pod = _gpu_group(svc)["template"]
-    without_env = {**service_pod, "spec": {**service_pod["spec"], "containers": [
-        {k: v for k, v in c.items() if k != "env"} for c in service_pod["spec"]["containers"]]}}  # fmt: skip
-    assert _gpu_group(job)["template"] == without_env  # the requests of configs/serve.gpu.yaml (no API keys)
+    def without_env(pod: dict[str, Any]) -> dict[str, Any]:
+        return {**pod, "spec": {**pod["spec"], "containers": [
+            {k: v for k, v in c.items() if k != "env"} for c in pod["spec"]["containers"]]}}  # fmt: skip
+
+    job_pod, service_pod = _gpu_group(job)["template"], _gpu_group(svc)["template"]
+    assert without_env(job_pod) == without_env(service_pod)  # the requests of configs/serve.gpu.yaml
+    job_env = {e["name"] for e in job_pod["spec"]["containers"][0]["env"]}
+    service_env = {e["name"] for e in service_pod["spec"]["containers"][0]["env"]}
+    assert job_env == service_env - {"VT_API_KEYS", "VT_SERVICE__ALLOWED_HOSTS"}  # the same state, no API keys
     env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
     from configs.settings import BatchSettings
 
@@ -263,9 +268,10 @@ def test_every_pod_keeps_jobs_and_files_outside_itself(name: str) -> None:
             assert set(STATE_ENV) <= set(env)
             ref = env["VT_SERVICE__JOB_STORE_URL"]["valueFrom"]["secretKeyRef"]
             assert ref["name"] == secret["metadata"]["name"] and not ref.get("optional")
-            for e in env.values():  # every key a pod reads exists in the secret
+            for e in env.values():  # every key a pod reads from the state secret exists in it
                 key = e.get("valueFrom", {}).get("secretKeyRef")
-                assert key is None or (key["name"] == secret["metadata"]["name"] and key["key"] in secret["stringData"])
+                if key is not None and key["name"] != "videotranslator-api-keys":  # that one: kubectl create secret
+                    assert key["name"] == secret["metadata"]["name"] and key["key"] in secret["stringData"]
             mount = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == shared[0])
             for var in ("VT_STORAGE__ROOT", "VT_STORAGE__CACHE_DIR"):
                 assert Path(env[var]["value"]).is_relative_to(mount), (var, mount)
