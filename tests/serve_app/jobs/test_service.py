@@ -204,19 +204,29 @@ async def _collect(service: JobService, job_id: str, timeout_s: float = 10) -> l
 def test_events_follow_progress_and_end(service: JobService, upload: FileInfo) -> None:
     record = service.submit(req(), file_id=upload.file_id)
     store = service.store
+    seen: list[JobRecord] = []
+
+    def wait_seen(wanted: Callable[[JobRecord], bool]) -> None:  # lockstep with the reader: no timing guesses
+        deadline = time.monotonic() + 30
+        while not any(wanted(e) for e in seen) and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def work() -> None:  # plays the worker, through its own thread like another process would
-        time.sleep(0.1)
+        wait_seen(lambda e: e.state is JobState.QUEUED)
         store.claim_next()
         for stage, progress in [("extract", 0.05), ("asr", 0.2), ("asr", 0.35), ("translate", 0.6), ("mux", 0.9)]:
-            time.sleep(0.1)
             store.update(record.id, stage=stage, progress=progress)
-        time.sleep(0.1)
+            wait_seen(lambda e, p=progress: e.progress == p)  # type: ignore[misc]
         store.update(record.id, state=JobState.SUCCEEDED, progress=1.0, outputs=["talk.es.mp4"])
+
+    async def collect() -> list[JobRecord]:
+        async for event in service.events(record.id, poll_s=0.02):
+            seen.append(event)
+        return seen
 
     thread = threading.Thread(target=work)
     thread.start()
-    events = asyncio.run(_collect(service, record.id))
+    events = asyncio.run(asyncio.wait_for(collect(), 60))
     thread.join()
     assert events[0].state is JobState.QUEUED
     assert events[-1].state is JobState.SUCCEEDED and events[-1].outputs == ["talk.es.mp4"]
