@@ -93,3 +93,22 @@ def ray_cluster() -> Iterator[None]:
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def url_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
+    """A 3 s mp4 (navy colour plus the start of jfk.flac) with its index first, as web servers serve them."""
+    out = tmp_path_factory.mktemp("url") / "talk.mp4"
+    make_video(out.with_name("raw.mp4"), jfk_flac, 3.0, size="64x48")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(out.with_name("raw.mp4")), "-c", "copy",
+                    "-movflags", "+faststart", str(out)], check=True)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def media_server(url_video: Path) -> Iterator[object]:
+    """A local HTTP server (127.0.0.1, a free port) serving ``/talk.mp4`` and the bad paths of tests/http_media.py."""
+    from tests.http_media import serve_media
+
+    with serve_media({"/talk.mp4": url_video}) as server:
+        yield server
