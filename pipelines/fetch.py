@@ -327,8 +327,9 @@ def fetch_input(
         if on_bytes_hook is not None:
             on_bytes_hook(done, total)
 
-    report("fetch", 0.0, None)
     started = time.perf_counter()
+    fetcher.check(request.input)  # a refused URL fails before any progress is shown
+    report("fetch", 0.0, None)
     got = fetcher(request.input, on_bytes=on_bytes, should_cancel=should_cancel)
     report("fetch", 1.0, None)
     entry = {"url": got.url, "bytes": got.size_bytes, "sha256": got.sha256, "cached": got.cached,

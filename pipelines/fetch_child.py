@@ -59,7 +59,7 @@ def install_guard(allow: AllowList, outcome: Outcome) -> None:
                 raise OSError(str(exc)) from None
         return infos
 
-    socket.getaddrinfo = guarded  # type: ignore[assignment]
+    socket.getaddrinfo = guarded
 
 
 class _Log:

@@ -222,7 +222,7 @@ def _list(numbers: Sequence[int]) -> str:
 def check_timing(cues: Sequence[Cue], media_end_s: float | None) -> TimingCheck:
     """Cue numbers (1-based, in time order) that overlap the previous cue or end past ``media_end_s``."""
     overlapping = tuple(i + 1 for i in range(1, len(cues)) if cues[i].start_s < cues[i - 1].end_s - 1e-3)
-    past = ()
+    past: tuple[int, ...] = ()
     if media_end_s is not None:
         past = tuple(i + 1 for i, c in enumerate(cues) if c.end_s > media_end_s + END_TOLERANCE_S)
     return TimingCheck(overlapping, past)

@@ -88,11 +88,19 @@ class StageProgress:
             self.progress.update(self.tasks["fetch"], description=f"fetch {size}")
 
 
-def _progress() -> Progress:
-    return Progress(
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    """The stage bars; on a failure they go, so that the error stays the one line on stderr."""
+    with Progress(
         TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(), console=err, transient=False,
-    )  # fmt: skip
+    ) as progress:  # fmt: skip
+        try:
+            yield progress
+        except BaseException:
+            for task in list(progress.task_ids):
+                progress.remove_task(task)
+            raise
 
 
 @app.command()
