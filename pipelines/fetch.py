@@ -75,9 +75,12 @@ class Fetched:
 
 
 def url_stem(url: str, title: str = "") -> str:
-    """A file-system-safe output stem: the URL path's last name, else the page title, else ``download``."""
+    """A file-system-safe output stem: the URL path's file name (``talk.mp4``), else the page's title (a site's
+    ``/watch?v=...``), else ``download``."""
     name = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
-    return safe_stem(name) or safe_stem(title) or "download"
+    if "." in name.strip("."):
+        return safe_stem(name) or "download"
+    return safe_stem(title.replace(".", " ")) or safe_stem(name) or "download"
 
 
 def child_env(home: Path) -> dict[str, str]:
@@ -128,6 +131,8 @@ class Fetcher:
         try:
             event = _Watch(self, tmp, on_bytes or (lambda done, total: None), should_cancel or (lambda: False)).run(url)
             path = Path(event["path"])
+            if path.stat().st_size > self.max_bytes:  # finished between two looks
+                raise DownloadTooLarge(f"the download passed MAX_FILE_SIZE ({self.max_bytes} bytes)")
             media.probe(path, max_duration_s=self.max_duration_s)  # InvalidMedia: a page, not media
             return self._keep(url, path, url_stem(url, str(event.get("title") or "")))
         finally:
@@ -145,6 +150,7 @@ class Fetcher:
             path = self.root / "media" / entry["file"]
             fresh = time.time() - index.stat().st_mtime < self.settings.cache_ttl_s
             if fresh and path.is_file() and path.stat().st_size == entry["size_bytes"]:
+                os.utime(path)  # in use: the retention sweep goes by age
                 logger.info("fetch: %s from the cache (%s)", url, entry["sha256"][:12])
                 return Fetched(url, path, entry["stem"], entry["size_bytes"], entry["sha256"], True)
         except (OSError, ValueError, KeyError):

@@ -128,3 +128,11 @@ def test_the_child_gets_no_credentials_from_the_environment(tmp_path: Path, monk
         "PYTHONDONTWRITEBYTECODE",
     }
     assert env["HOME"] == str(tmp_path)
+
+
+def test_output_stems() -> None:
+    from pipelines.fetch import url_stem
+
+    assert url_stem("https://h/media/My%20Talk.mp4?x=1") == "My_Talk"
+    assert url_stem("https://www.youtube.com/watch?v=abc", "Ask not: a speech") == "Ask_not_a_speech"
+    assert url_stem("https://h/", "") == "download"
