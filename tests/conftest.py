@@ -106,9 +106,19 @@ def url_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def media_server(url_video: Path) -> Iterator[object]:
-    """A local HTTP server (127.0.0.1, a free port) serving ``/talk.mp4`` and the bad paths of tests/http_media.py."""
+def long_mov(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 s of PCM noise (~5.8 MB, no encoding cost), its index first: a partial download already tells its length."""
+    out = tmp_path_factory.mktemp("url") / "long.mov"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anoisesrc=d=30:r=48000", "-ac", "2",
+                    "-c:a", "pcm_s16le", "-movflags", "+faststart", str(out)], check=True)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def media_server(url_video: Path, long_mov: Path) -> Iterator[object]:
+    """A local HTTP server (127.0.0.1, a free port) serving ``/talk.mp4``, ``/long.mov`` and the bad paths of
+    tests/http_media.py."""
     from tests.http_media import serve_media
 
-    with serve_media({"/talk.mp4": url_video}) as server:
+    with serve_media({"/talk.mp4": url_video, "/long.mov": long_mov}) as server:
         yield server

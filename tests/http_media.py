@@ -1,5 +1,6 @@
 """A local HTTP server for the URL-input tests: serves a real sample video, and the bad servers the SSRF and
-limit tests need (a redirect to a private address, an endless body, a one-byte-a-second trickle)."""
+limit tests need (a redirect to a private address, an endless body, a one-byte-a-second trickle, a throttled
+copy of each file under ``/throttled/``)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,19 @@ def _handler(server: MediaServer) -> type[BaseHTTPRequestHandler]:
                 if not head:
                     self.wfile.write(data)
                     self._count(len(data))
+            elif path.startswith("/throttled/") and path[len("/throttled") :] in server.files:  # ~1.3 MB/s
+                data = server.files[path[len("/throttled") :]].read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    for i in range(0, len(data), 65536):
+                        self.wfile.write(data[i : i + 65536])
+                        self._count(len(data[i : i + 65536]))
+                        time.sleep(0.05)
+                except OSError:
+                    return
             elif path.startswith("/redirect/"):
                 self.send_response(302)
                 self.send_header("Location", "http://" + path[len("/redirect/") :])

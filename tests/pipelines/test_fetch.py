@@ -91,8 +91,11 @@ def test_a_declared_size_over_the_cap_is_refused_before_the_body(
     assert not files_under(tmp_path)
 
 
-def test_media_longer_than_the_cap_is_refused(tmp_path: Path, media_server: Any) -> None:
-    with pytest.raises(MediaTooLong):
+def test_media_longer_than_the_cap_is_refused_while_downloading(tmp_path: Path, media_server: Any, long_mov: Path) -> None:
+    with pytest.raises(MediaTooLong, match="lasts 0:00:30"):
+        fetcher(tmp_path, max_duration_s=10.0)(media_server.url("/throttled/long.mov"))
+    assert media_server.sent["/throttled/long.mov"] < long_mov.stat().st_size / 2  # stopped early
+    with pytest.raises(MediaTooLong):  # a short file is checked once it is complete
         fetcher(tmp_path, max_duration_s=1.0)(media_server.url("/talk.mp4?long"))
     assert not files_under(tmp_path)
 
