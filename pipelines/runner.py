@@ -163,7 +163,7 @@ class Pipeline:
         if subtitle_kind(request.input) is not None:
             from pipelines.subjob import run_subtitle_job
 
-            return run_subtitle_job(self, request, out_dir, progress, should_cancel)
+            return run_subtitle_job(self, request, out_dir, progress, should_cancel, translations=translations)
         info, targets, source = self.validate(request)
         job = _JobRun(self, request, info, targets, source, progress, should_cancel)
         job.preset_transcript, job.preset_translations = transcript, translations or {}

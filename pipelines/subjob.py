@@ -63,10 +63,17 @@ def retime(cues: list[Cue], translations: list[Translation], rules: CueRules = R
 
 
 def run_subtitle_job(
-    pipe: Pipeline, request: JobRequest, out_dir: Path, progress: ProgressFn | None, should_cancel: CancelFn | None
+    pipe: Pipeline,
+    request: JobRequest,
+    out_dir: Path,
+    progress: ProgressFn | None,
+    should_cancel: CancelFn | None,
+    *,
+    translations: dict[str, list[Translation]] | None = None,
 ) -> JobResult:
-    """Run a subtitles-alone job (see the module docstring); outputs appear in ``out_dir`` only when all are
-    complete. Raises InvalidSubtitles, UnknownLanguage, BurnInNeedsVideo, and what the stages raise."""
+    """Run a subtitles-alone job (see the module docstring); ``translations`` (per target, a re-dub's edited
+    lines) replace the translator's. Outputs appear in ``out_dir`` only when all are complete. Raises
+    InvalidSubtitles, UnknownLanguage, BurnInNeedsVideo, and what the stages raise."""
     path = Path(request.input)
     cues = read_subtitles(path, display_name=f"{request.output_stem}{path.suffix}" if request.output_stem else None)
     if request.burn_in:
@@ -81,7 +88,7 @@ def run_subtitle_job(
         str(path), max(c.end_s for c in cues), has_video=False, has_audio=False, format_name=path.suffix[1:]
     )
     job = SubtitleJob(pipe, request, info, targets, source, progress, should_cancel)
-    job.stem, job.cues = stem, cues
+    job.stem, job.cues, job.preset_translations = stem, cues, translations or {}
     with staging_dir(out_dir) as staging:
         result = job.execute(staging)
         result.outputs = _publish_all(result.outputs, Path(out_dir))

@@ -137,3 +137,13 @@ def test_malformed_subtitles_fail_with_the_line_and_leave_nothing(settings: Sett
     with pytest.raises(InvalidSubtitles, match="bad.en.srt line 6"):
         pipe.run(JobRequest(input=str(srt), target_languages=["es"]), tmp_path / "out")
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_subtitles_alone_take_a_redubs_edited_lines(settings: Settings, tmp_path: Path) -> None:
+    from pipelines.schema import Translation
+
+    srt = write(tmp_path / "talk.en.srt", SRT)
+    pipe = Pipeline(settings, asr=NoASR(), translator=TagTranslator(), tts=FastTTS())
+    edited = [Translation(i, c, f"edited {i}") for i, c in enumerate(CUES)]
+    pipe.run(JobRequest(input=str(srt), target_languages=["es"], mode="subtitles"), tmp_path / "out", translations={"es": edited})
+    assert [e.plaintext for e in pysubs2.load(str(tmp_path / "out" / "talk.es.srt"))] == ["edited 0", "edited 1", "edited 2"]
