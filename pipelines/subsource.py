@@ -42,12 +42,18 @@ def _clean(text: str) -> str:
     return " ".join(html.unescape(text).split())
 
 
-def _timing(match: re.Match[str], lineno: int, name: str) -> tuple[float, float]:
+def _timed_head(row: tuple[int, str], pattern: re.Pattern[str], shape: str, name: str) -> tuple[int, float, float]:
+    """A cue's timing line: (line number, start, end in seconds). InvalidSubtitles names the line when it does not
+    match ``pattern`` (``shape`` says what it should look like) or the cue ends before it starts."""
+    lineno, head = row
+    match = pattern.match(head)
+    if match is None:
+        raise InvalidSubtitles(f"{name} line {lineno}: expected a timing line '{shape}', got {head.strip()[:60]!r}")
     g = match.groups()
     start, end = _seconds(g[:4]), _seconds(g[4:])
     if end <= start:
         raise InvalidSubtitles(f"{name} line {lineno}: the cue ends ({end:.3f} s) before it starts ({start:.3f} s)")
-    return start, end
+    return lineno, start, end
 
 
 def _blocks(text: str) -> list[list[tuple[int, str]]]:
@@ -69,13 +75,7 @@ def parse_srt(text: str, name: str = "the SRT") -> list[Cue]:
         rows = list(block)
         if rows[0][1].strip().isdigit() and len(rows) > 1:
             rows = rows[1:]
-        lineno, head = rows[0]
-        match = _SRT_LINE.match(head)
-        if match is None:
-            raise InvalidSubtitles(
-                f"{name} line {lineno}: expected a timing line 'HH:MM:SS,mmm --> HH:MM:SS,mmm', got {head.strip()[:60]!r}"
-            )
-        start, end = _timing(match, lineno, name)
+        lineno, start, end = _timed_head(rows[0], _SRT_LINE, "HH:MM:SS,mmm --> HH:MM:SS,mmm", name)
         for n, line in rows[1:]:
             if "-->" in line:
                 raise InvalidSubtitles(f"{name} line {n}: a timing line inside a cue's text (a missing blank line?)")
@@ -98,13 +98,7 @@ def parse_vtt(text: str, name: str = "the WebVTT") -> list[Cue]:
         rows = block if "-->" in block[0][1] else block[1:]  # an optional cue identifier
         if not rows:
             raise InvalidSubtitles(f"{name} line {block[0][0]}: a cue identifier without a timing line")
-        lineno, head = rows[0]
-        match = _VTT_LINE.match(head)
-        if match is None:
-            raise InvalidSubtitles(
-                f"{name} line {lineno}: expected a timing line 'MM:SS.mmm --> MM:SS.mmm', got {head.strip()[:60]!r}"
-            )
-        start, end = _timing(match, lineno, name)
+        _, start, end = _timed_head(rows[0], _VTT_LINE, "MM:SS.mmm --> MM:SS.mmm", name)
         lines = tuple(t for t in (_clean(line) for _, line in rows[1:]) if t)
         if lines:
             cues.append(Cue(start, end, lines))
