@@ -120,3 +120,13 @@ def test_a_malformed_subtitle_upload_is_422_naming_the_line(client: Any, setting
     body = assert_envelope(r, 422, "invalid_subtitles")
     assert "bad.srt line 6" in body["message"]
     assert not list((Path(settings.storage.root) / "uploads").glob("*/meta.json"))
+
+
+def test_jobs_upload_takes_a_subtitle_file_alone(client: Any, services: Services, fakes: dict[str, Any], tmp_path: Path) -> None:
+    srt = tmp_path / "talk.en.srt"
+    srt.write_text(SRT, encoding="utf-8")
+    with open(srt, "rb") as fh:
+        r = client.post("/jobs/upload", files={"file": (srt.name, fh)}, data={"target_languages": "de", "mode": "dub"})
+    assert r.status_code == 202, r.text
+    job = run_job(services, fakes, r.json()["data"]["job_id"])
+    assert job["state"] == "succeeded" and "talk.de.m4a" in job["outputs"] and "talk.de.srt" in job["outputs"]
