@@ -257,7 +257,7 @@ class _Watch:
             return
         self.probed_at = done
         part = max(self._files(), key=lambda p: p.stat().st_size, default=None)
-        duration = _partial_duration(part) if part is not None else None
+        duration = media.partial_duration(part) if part is not None else None
         if duration is not None:
             self.duration_known = True
             media.check_duration("the download", duration, self.f.max_duration_s)  # MediaTooLong
@@ -286,18 +286,6 @@ class _Watch:
         if last["event"] == "error":
             raise _ERRORS.get(str(last.get("code")), FetchFailed)(str(last.get("message") or "the download failed"))
         return last
-
-
-def _partial_duration(path: Path) -> float | None:
-    """The duration a partial download already declares (an mp4 with its index first, most streams), or None."""
-    cmd = [media._binary("ffprobe"), "-v", "error", "-protocol_whitelist", media.PROTOCOL_WHITELIST]
-    cmd += ["-show_entries", "format=duration", "-of", "json", str(path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=10)
-        value = json.loads(proc.stdout or b"{}").get("format", {}).get("duration")
-        return float(value) if value not in (None, "N/A") else None
-    except (subprocess.TimeoutExpired, ValueError, OSError):
-        return None
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
