@@ -5,9 +5,10 @@ cached under a hash of its inputs (see ``pipelines.cache``), so a rerun resumes 
 ``Pipeline.run`` makes a job's outputs; ``Pipeline.transcribe`` runs only the per-input stages (extract,
 ASR, segment) through the same cache, for the transcription entrypoints.
 
-Why ~420 lines: it is the one orchestrator, and every step of a job lives here so that every caller gets it. The
-next cut, when separation, diarization or voices add steps: the per-target dub steps (``dub``, ``plan``,
-``shorten_overflow``) into a module of their own.
+Why ~460 lines: it is the one orchestrator, and every step of a job lives here so that every caller gets it. The
+next cut, when separation, diarization or voices add steps: the per-target dub steps (``dub``, ``fit``, ``plan``,
+``shorten_overflow``) into a module of their own. Other input kinds live beside it: a URL is fetched by
+``pipelines.fetch``, a subtitle file alone runs in ``pipelines.subjob``, source subtitles are read by ``pipelines.subsource``.
 """
 
 from __future__ import annotations
