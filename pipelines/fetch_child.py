@@ -83,7 +83,7 @@ class _Log:
         pass
 
     def error(self, msg: str) -> None:
-        self.last_error = msg.removeprefix("ERROR: ").strip()
+        self.last_error = msg.removeprefix("ERROR: ").split("; please report this issue")[0].strip()
 
 
 def run(job: dict[str, Any]) -> int:

@@ -15,12 +15,14 @@ from pathlib import Path
 
 @dataclass
 class MediaServer:
-    """``url(path)`` for this server; ``sent[path]``: the body bytes it sent on that path (all requests)."""
+    """``url(path)`` for this server; ``sent[path]``: the body bytes it sent on that path (all requests);
+    ``headers[path]``: the request headers of the last request for it."""
 
     host: str
     port: int
     files: dict[str, Path]
     sent: dict[str, int] = field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def url(self, path: str, host: str | None = None) -> str:
         return f"http://{host or self.host}:{self.port}{path}"
@@ -40,6 +42,7 @@ def _handler(server: MediaServer) -> type[BaseHTTPRequestHandler]:
             self.do_GET(head=True)
 
         def do_GET(self, head: bool = False) -> None:
+            server.headers[self.path] = {k.lower(): v for k, v in self.headers.items()}
             path = self.path.split("?", 1)[0]
             if path in server.files:
                 data = server.files[path].read_bytes()

@@ -117,6 +117,25 @@ def test_a_cancelled_download_stops_and_leaves_nothing(tmp_path: Path, media_ser
     assert time.monotonic() - started < 10 and not files_under(tmp_path)
 
 
+def test_the_servers_proxy_netrc_and_cookies_are_not_used(
+    tmp_path: Path, media_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy in the environment (dead: using it would fail the fetch), a netrc and a cookie jar for the host:
+    the download still goes direct, and the request carries no credentials."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine 127.0.0.1 login user password secret\n")
+    (home / "cookies.txt").write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tsecret\n")
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NETRC", str(home / ".netrc"))
+    got = fetcher(tmp_path / "cache")(media_server.url("/talk.mp4?creds"))
+    assert got.size_bytes > 0
+    sent = media_server.headers["/talk.mp4?creds"]
+    assert "authorization" not in sent and "cookie" not in sent and "proxy-authorization" not in sent
+
+
 def test_the_child_gets_no_credentials_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
