@@ -187,6 +187,30 @@ class QueueSettings(BaseModel):
     )
 
 
+class FetchSettings(BaseModel):
+    """URL inputs (``videotranslator translate URL``, ``POST /jobs {"url"}``): fetched with yt-dlp in a child process."""
+
+    allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts, IP addresses or CIDR networks a URL may reach although they are loopback, link-local, "
+        "private or multicast (VT_FETCH__ALLOW_HOSTS: a JSON list or comma-separated); empty: public addresses only.",
+    )
+    socket_timeout_s: float = Field(default=20.0, gt=0, description="Connect and read timeout of each request.")
+    timeout_s: float = Field(default=1800.0, gt=0, description="The whole download, redirects and retries included.")
+    min_rate_bytes_s: int = Field(
+        default=2048, ge=0, description="Slower than this over rate_window_s is a timeout (a trickling server); 0: off."
+    )
+    rate_window_s: float = Field(default=60.0, gt=0, description="The window min_rate_bytes_s is measured over.")
+    cache_ttl_s: float = Field(
+        default=86400.0, ge=0, description="A URL fetched this recently is not fetched again (the file is kept by content)."
+    )
+
+    @field_validator("allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        return split_list(value)
+
+
 class BatchSettings(BaseModel):
     chunk_max_s: float = 30.0
     asr_actors: int = 1
@@ -231,6 +255,7 @@ class Settings(BaseSettings):
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
 
     @field_validator("API_KEYS", mode="before")
     @classmethod

@@ -309,3 +309,10 @@ def compliance(cues: Sequence[Cue], rules: CueRules = CueRules()) -> dict[str, i
             counts["overlaps"] += int(cues[k + 1].start_s < cue.end_s)
     counts["max_cps"] = round(top, 2)
     return counts
+
+
+def layout_text(text: str, rules: CueRules = CueRules()) -> tuple[str, ...]:
+    """``text`` in the fewest balanced lines of at most ``rules.max_line_chars`` characters, as many as it takes
+    (the cue layout without the timing); ``()`` for blank text."""
+    toks = _tokens(TimedText(0.0, 1.0, text), rules.max_line_chars)
+    return _layout(toks, rules.max_line_chars) if toks else ()

@@ -87,3 +87,40 @@ class InvalidGlossary(VTError):
 
     code = "invalid_glossary"
     http_status = 422
+
+
+class URLRefused(VTError):
+    """A URL input the server will not fetch: not http(s), or its host resolves to a loopback, link-local,
+    private, multicast or otherwise non-public address that ``fetch.allow_hosts`` does not name (checked
+    before the download and again on every connection, redirects included)."""
+
+    code = "url_refused"
+    http_status = 400
+
+
+class DownloadTooLarge(VTError):
+    """A URL input whose body passed ``MAX_FILE_SIZE`` bytes (the download stopped there)."""
+
+    code = "download_too_large"
+    http_status = 413
+
+
+class FetchTimeout(VTError):
+    """A URL input that did not finish within ``fetch.timeout_s`` or came slower than ``fetch.min_rate_bytes_s``."""
+
+    code = "fetch_timeout"
+    http_status = 408
+
+
+class FetchFailed(VTError):
+    """A URL input that gave no media (unreachable, an HTTP error, a page yt-dlp cannot read)."""
+
+    code = "fetch_failed"
+    http_status = 422
+
+
+class InvalidSubtitles(VTError):
+    """A subtitle file (SRT, WebVTT, ASS) that does not parse; the message names the line."""
+
+    code = "invalid_subtitles"
+    http_status = 422

@@ -110,6 +110,19 @@ def probe(path: str | Path, *, max_duration_s: float | None = None) -> MediaInfo
     )
 
 
+def partial_duration(path: str | Path, *, timeout_s: float = 10.0) -> float | None:
+    """The duration (seconds) a file still being written already declares (an mp4 with its index first, most
+    streams), or None when it tells none yet. Never raises: a partial file is expected to be unreadable."""
+    cmd = [_binary("ffprobe"), "-v", "error", "-protocol_whitelist", PROTOCOL_WHITELIST]
+    cmd += ["-show_entries", "format=duration", "-of", "json", str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, check=False, timeout=timeout_s)
+        value = json.loads(proc.stdout or b"{}").get("format", {}).get("duration")
+        return float(value) if value not in (None, "N/A") else None
+    except (subprocess.TimeoutExpired, ValueError, OSError):
+        return None
+
+
 def _refuse_references(p: Path) -> None:
     """InvalidMedia for a playlist or concat list (by its first bytes, before anything opens it)."""
     with p.open("rb") as f:

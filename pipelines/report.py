@@ -91,6 +91,8 @@ def build_report(
             "tts": {lang: t.get("voice") for lang, t in targets.items()},
         },
         "notes": list(job.notes),
+        "fetch": getattr(job, "fetch_info", None),  # a URL input: url, bytes, sha256, cached
+        "source_subtitles": getattr(job, "subtitles_info", None),  # --source-subtitles: cues, rough timing
     }
 
 

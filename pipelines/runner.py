@@ -5,9 +5,10 @@ cached under a hash of its inputs (see ``pipelines.cache``), so a rerun resumes 
 ``Pipeline.run`` makes a job's outputs; ``Pipeline.transcribe`` runs only the per-input stages (extract,
 ASR, segment) through the same cache, for the transcription entrypoints.
 
-Why ~420 lines: it is the one orchestrator, and every step of a job lives here so that every caller gets it. The
-next cut, when separation, diarization or voices add steps: the per-target dub steps (``dub``, ``plan``,
-``shorten_overflow``) into a module of their own.
+Why ~460 lines: it is the one orchestrator, and every step of a job lives here so that every caller gets it. The
+next cut, when separation, diarization or voices add steps: the per-target dub steps (``dub``, ``fit``, ``plan``,
+``shorten_overflow``) into a module of their own. Other input kinds live beside it: a URL is fetched by
+``pipelines.fetch``, a subtitle file alone runs in ``pipelines.subjob``, source subtitles are read by ``pipelines.subsource``.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class Pipeline:
         self._asr = asr
         self._translator = translator
         self._tts = tts
+        self._fetcher: Any = None
 
     # Stages load lazily: a subtitles-only job never loads TTS, a silent input never loads the LLM.
     @property
@@ -113,6 +115,15 @@ class Pipeline:
 
             self._tts = TTSStage(self.settings.tts, self.models_dir, cache_dir=self.settings.storage.cache_dir / "tts")
         return self._tts
+
+    @property
+    def fetcher(self) -> Any:
+        if self._fetcher is None:
+            from pipelines.fetch import Fetcher
+
+            s = self.settings
+            self._fetcher = Fetcher(s.fetch, s.storage.cache_dir, max_bytes=s.MAX_FILE_SIZE, max_duration_s=s.MAX_DURATION)
+        return self._fetcher
 
     def with_settings(self, settings: Settings) -> Pipeline:
         """A pipeline over other ``settings`` that shares this one's stages (those injected or loaded so far; it
@@ -146,9 +157,20 @@ class Pipeline:
         ``transcript`` and ``translations`` (per target language) may be given when an earlier stage ran
         elsewhere (Ray Data actor pools, Serve deployments); those stages are then skipped.
         """
+        from pipelines.fetch import fetch_input
+        from pipelines.subsource import subtitle_kind
+
+        request, fetched = fetch_input(self.fetcher, request, progress, should_cancel)  # a URL -> a local file
+        if subtitle_kind(request.input) is not None:
+            from pipelines.subjob import run_subtitle_job
+
+            return run_subtitle_job(self, request, out_dir, progress, should_cancel, translations=translations)
         info, targets, source = self.validate(request)
         job = _JobRun(self, request, info, targets, source, progress, should_cancel)
         job.preset_transcript, job.preset_translations = transcript, translations or {}
+        if fetched is not None:
+            job.fetch_info = fetched
+            job.timings.add(Stage.FETCH.value, fetched["seconds"])
         with staging_dir(out_dir) as staging:
             result = job.execute(staging)
             result.outputs = _publish_all(result.outputs, Path(out_dir))
@@ -240,6 +262,9 @@ class _InputRun:
         self.notes: list[str] = []
         self.preset_transcript: Transcript | None = None
         self.source_cues: list[Cue] = []
+        self.subtitles_path: str | None = None  # --source-subtitles: its cues replace ASR
+        self.subtitles_info: dict[str, Any] | None = None
+        self.fetch_info: dict[str, Any] | None = None
 
     @contextmanager
     def stage(self, name: Stage, language: str | None = None) -> Iterator[None]:
@@ -257,10 +282,19 @@ class _InputRun:
         with self.stage(Stage.EXTRACT):
             self.cache = cache.StageCache(self.settings.storage.cache_dir, cache.file_digest(self.info.path))
             wav = self.cache.path("audio16k.wav")
-            if not wav.is_file() and self.preset_transcript is None:
+            if not wav.is_file() and self.preset_transcript is None and self.subtitles_path is None:
                 media.extract_audio(self.info, wav, max_duration_s=self.settings.MAX_DURATION)
-        with self.stage(Stage.ASR):
-            transcript = self.transcribe(wav)
+        if self.subtitles_path is not None and self.preset_transcript is None:
+            from pipelines.subsource import load_source_transcript
+
+            with self.stage(Stage.SUBTITLES):
+                transcript, self.subtitles_info, notes = load_source_transcript(
+                    self.subtitles_path, self.source, self.info.duration_s
+                )
+                self.notes += notes
+        else:
+            with self.stage(Stage.ASR):
+                transcript = self.transcribe(wav)
         with self.stage(Stage.SEGMENT):
             sentences, self.source_cues = transcript_cues(transcript, media_end_s=self.info.duration_s)
         return transcript, sentences
@@ -293,6 +327,7 @@ class _JobRun(_InputRun):
         super().__init__(pipe, info, source, progress, should_cancel)
         self.request, self.targets = request, targets
         self.stem = request.output_stem or Path(request.input).stem
+        self.subtitles_path = request.source_subtitles
         self.preset_translations: dict[str, list[Translation]] = {}
 
     def execute(self, staging: Path) -> JobResult:
@@ -355,15 +390,8 @@ class _JobRun(_InputRun):
 
         clips: list[Clip] = self.pipe.tts(translations, lang) if translations else []
         resynthesized = int(getattr(self.pipe.tts, "synthesized_count", len(clips)))
-        slots = [
-            Slot(s.id, s.start_s, s.end_s, sentences[i + 1].start_s if i + 1 < len(sentences) else None)
-            for i, s in enumerate(sentences)
-        ]
-        plan = self.plan(slots, clips)
-        if self.settings.translator.shorten_ratio > 0 and any(p.overflow_s > 0 for p in plan.items):
-            translations, clips, extra = self.shorten_overflow(lang, slots, plan, translations, clips)
-            resynthesized += extra
-            plan = self.plan(slots, clips)
+        plan, translations, clips, extra = self.fit(lang, sentences, translations, clips)
+        resynthesized += extra
         self.progress(Stage.TTS.value, 0.8, lang)
         wav = build_dub_track(
             Path(self.request.input),
@@ -375,6 +403,21 @@ class _JobRun(_InputRun):
         )
         info = {"plan": plan, "resynthesized": resynthesized, "voice": self.pipe.tts.voice_for(lang)}
         return wav, {**info, "translations": translations}
+
+    def fit(
+        self, lang: str, sentences: list[Sentence], translations: list[Translation], clips: list[Clip]
+    ) -> tuple[DubPlan, list[Translation], list[Clip], int]:
+        """Plan ``clips`` into the sentences' slots; lines that still overflow are shortened (when enabled) and
+        planned again. Returns the plan, the final lines and clips, and how many clips were re-synthesised."""
+        slots = [
+            Slot(s.id, s.start_s, s.end_s, sentences[i + 1].start_s if i + 1 < len(sentences) else None)
+            for i, s in enumerate(sentences)
+        ]
+        plan, extra = self.plan(slots, clips), 0
+        if self.settings.translator.shorten_ratio > 0 and any(p.overflow_s > 0 for p in plan.items):
+            translations, clips, extra = self.shorten_overflow(lang, slots, plan, translations, clips)
+            plan = self.plan(slots, clips)
+        return plan, translations, clips, extra
 
     def plan(self, slots: list[Slot], clips: list[Clip]) -> DubPlan:
         from pipelines.fit import plan_fit

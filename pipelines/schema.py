@@ -21,8 +21,10 @@ Mode = Literal["dub", "subtitles"]
 class Stage(str, Enum):
     """The stages of one job, in order. Progress events name one of these."""
 
+    FETCH = "fetch"  # a URL input only
     EXTRACT = "extract"
     ASR = "asr"
+    SUBTITLES = "subtitles"  # in place of ASR: the cues of a subtitle file
     SEGMENT = "segment"
     TRANSLATE = "translate"
     TTS = "tts"
@@ -32,12 +34,18 @@ class Stage(str, Enum):
 class JobRequest(BaseModel):
     """One translation job: what every entrypoint builds and hands to the runner."""
 
-    input: str = Field(description="Path (or storage URI) of the input media.")
+    input: str = Field(
+        description="Path (or storage URI) of the input media, an http(s) URL to fetch, or a subtitle file "
+        "(.srt/.vtt/.ass) alone to translate."
+    )
     target_languages: list[str] = Field(min_length=1)
     source_language: str | None = None
     mode: Mode = "dub"
     burn_in: bool = False
     glossary: dict[str, str] = Field(default_factory=dict)
+    source_subtitles: str | None = Field(
+        default=None, description="A subtitle file (.srt/.vtt/.ass) whose cues become the transcript: ASR is skipped."
+    )
     output_stem: str | None = Field(
         default=None,
         description="Stem of the output names (<stem>.<lang>.mp4); defaults to the input's stem. "

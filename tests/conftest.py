@@ -93,3 +93,32 @@ def ray_cluster() -> Iterator[None]:
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def url_video(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
+    """A 3 s mp4 (navy colour plus the start of jfk.flac) with its index first, as web servers serve them."""
+    out = tmp_path_factory.mktemp("url") / "talk.mp4"
+    make_video(out.with_name("raw.mp4"), jfk_flac, 3.0, size="64x48")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(out.with_name("raw.mp4")), "-c", "copy",
+                    "-movflags", "+faststart", str(out)], check=True)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def long_mov(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 s of PCM noise (~5.8 MB, no encoding cost), its index first: a partial download already tells its length."""
+    out = tmp_path_factory.mktemp("url") / "long.mov"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anoisesrc=d=30:r=48000", "-ac", "2",
+                    "-c:a", "pcm_s16le", "-movflags", "+faststart", str(out)], check=True)  # fmt: skip
+    return out
+
+
+@pytest.fixture(scope="session")
+def media_server(url_video: Path, long_mov: Path) -> Iterator[object]:
+    """A local HTTP server (127.0.0.1, a free port) serving ``/talk.mp4``, ``/long.mov`` and the bad paths of
+    tests/http_media.py."""
+    from tests.http_media import serve_media
+
+    with serve_media({"/talk.mp4": url_video, "/long.mov": long_mov}) as server:
+        yield server

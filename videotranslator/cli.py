@@ -81,25 +81,45 @@ class StageProgress:
             self.tasks[label] = self.progress.add_task(label, total=1.0)
         self.progress.update(self.tasks[label], completed=fraction)
 
+    def on_bytes(self, done: int, total: int | None) -> None:
+        """The fetch stage's bytes (a URL input): shown in its label."""
+        if "fetch" in self.tasks:
+            size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+            self.progress.update(self.tasks["fetch"], description=f"fetch {size}")
 
-def _progress() -> Progress:
-    return Progress(
+
+@contextmanager
+def _progress() -> Iterator[Progress]:
+    """The stage bars; on a failure they go, so that the error stays the one line on stderr."""
+    with Progress(
         TextColumn("{task.description:<14}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(), console=err, transient=False,
-    )  # fmt: skip
+    ) as progress:  # fmt: skip
+        try:
+            yield progress
+        except BaseException:
+            for task in list(progress.task_ids):
+                progress.remove_task(task)
+            raise
 
 
 @app.command()
 def translate(
-    input: Annotated[Path, typer.Argument(help="Any video or audio file that ffmpeg reads.")],
+    input: Annotated[
+        str, typer.Argument(help="A video or audio file that ffmpeg reads, an http(s) URL, or a subtitle file alone.")
+    ],
     to: Annotated[str, typer.Option("--to", help="Target language(s), comma-separated: ru,es")],
     from_: Annotated[str | None, typer.Option("--from", help="Source language; auto-detected by default.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path("out"),
     mode: Annotated[str, typer.Option("--mode", help="dub or subtitles")] = "dub",
     burn_in: Annotated[bool, typer.Option("--burn-in", help="Render the target subtitles into the picture.")] = False,
     glossary: Annotated[Path | None, typer.Option("--glossary", help="File of 'term = translation' lines, or a JSON object.")] = None,
+    source_subtitles: Annotated[
+        Path | None, typer.Option("--source-subtitles", help="FILE.srt|.vtt|.ass: its cues are the transcript (no ASR).")
+    ] = None,
 ) -> None:
-    """Translate INPUT: subtitles, a dubbed track and a quality report per target language."""
+    """Translate INPUT (a file, a URL, or subtitles alone): subtitles, a dubbed track and a quality report per
+    target language."""
     settings = load_settings()
     with cli_errors():
         from pipelines.glossary import load_glossary
@@ -114,6 +134,7 @@ def translate(
         request = JobRequest(
             input=str(input), target_languages=[t for t in to.split(",") if t.strip()],
             source_language=from_, mode=mode, burn_in=burn_in, glossary=terms,  # type: ignore[arg-type]
+            source_subtitles=str(source_subtitles) if source_subtitles else None,
         )  # fmt: skip
         with out_dir_guard(output), _progress() as progress:
             result = Pipeline(settings).run(request, output, progress=StageProgress(progress))
@@ -121,7 +142,7 @@ def translate(
             err.print(f"[yellow]note:[/] {note}", highlight=False)
         report = result.report
         out.print(
-            f"{input.name}: {report['source_language']} -> {','.join(report['targets'])}, "
+            f"{Path(input).name}: {report['source_language']} -> {','.join(report['targets'])}, "
             f"{report['sentence_count']} sentences, {report['timings_s'].get('total', 0):.1f} s (RTF {report['rtf']})",
             highlight=False,
         )

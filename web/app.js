@@ -90,13 +90,16 @@ function setUploading(on) {
 async function submit(event, jobs) {
   event.preventDefault();
   if (currentUpload) return;
-  if (!chosenFile) { formStatus(t("form.needFile"), "error"); $("file").focus(); return; }
+  const link = $("url").value.trim();
+  if (!chosenFile && !link) { formStatus(t("form.needFile"), "error"); $("file").focus(); return; }
+  if (!chosenFile && !/^https?:\/\/\S+$/i.test(link)) { formStatus(t("url.bad", { url: link }), "error"); $("url").focus(); return; }
   const targets = picker.values;
   if (!targets.length) { formStatus(t("form.needTarget"), "error"); $("target-search").focus(); return; }
   const glossary = $("glossary").value;
   const bad = glossaryProblem(glossary);
   if (bad) { formStatus(bad, "error"); $("glossary").focus(); return; }
   const form = $("job-form");
+  if (!chosenFile) { await submitLink(link, targets, glossary, jobs); return; }
   const data = new FormData(); // the token and fields first: the server checks them before storing the file
   data.append("csrf_token", form.elements.csrf_token.value);
   data.append("target_languages", targets.join(","));
@@ -130,6 +133,40 @@ async function submit(event, jobs) {
   } finally {
     currentUpload = null;
     setUploading(false);
+  }
+}
+
+// "term = translation" lines (checked by glossaryProblem) -> {term: translation}, as POST /jobs takes it.
+function glossaryObject(text) {
+  const out = {};
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (!line || line.startsWith("#")) continue;
+    const [term, ...rest] = line.split("=");
+    out[term.trim()] = rest.join("=").trim();
+  }
+  return out;
+}
+
+// A link instead of a file: POST /jobs {url, ...}; the server refuses what it will not fetch (4xx, shown here).
+async function submitLink(link, targets, glossary, jobs) {
+  const form = $("job-form");
+  const body = { url: link, target_languages: targets, source_language: $("source-language").value || null,
+    mode: form.elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary) };
+  $("submit").disabled = true;
+  formStatus("");
+  try {
+    const { body: answer } = await call("POST", "/jobs", body);
+    formStatus(t("url.started"), "ok");
+    jobs.update(answer.data);
+    form.reset();
+    picker.sync();
+    $(`job-${answer.data.job_id}`)?.scrollIntoView({ block: "nearest" });
+  } catch (err) {
+    formStatus(err.message, "error");
+    $("url").focus();
+  } finally {
+    $("submit").disabled = false;
   }
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from serve_app.jobs import FileInfo
 from serve_app.jobs.public import JobError, JobPublic
@@ -66,16 +66,25 @@ class FilePublic(BaseModel):
 
 
 class JobCreate(BaseModel):
-    """POST /jobs."""
+    """POST /jobs: the input is an upload (``file_id``: media, or a subtitle file alone) or a ``url`` to fetch;
+    ``source_subtitles_file_id``: an uploaded subtitle file whose cues replace ASR."""
 
     model_config = ConfigDict(extra="forbid")
 
-    file_id: str = Field(min_length=1, max_length=64)
+    file_id: str | None = Field(default=None, min_length=1, max_length=64)
+    url: str | None = Field(default=None, min_length=1, max_length=4096, description="http(s) URL of the media")
+    source_subtitles_file_id: str | None = Field(default=None, min_length=1, max_length=64)
     target_languages: list[str] = Field(min_length=1, max_length=16)
     source_language: str | None = None
     mode: Literal["dub", "subtitles"] = "dub"
     burn_in: bool = False
     glossary: dict[GlossaryTerm, GlossaryText] = Field(default_factory=dict, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JobCreate:
+        if (self.file_id is None) == (self.url is None):
+            raise ValueError("give exactly one input: file_id (an upload) or url")
+        return self
 
 
 class JobList(BaseModel):

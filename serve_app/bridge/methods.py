@@ -20,6 +20,7 @@ from pipelines.errors import InvalidGlossary, VTError
 from pipelines.glossary import parse_glossary
 from pipelines.languages import normalize_language
 from pipelines.schema import JobRequest, Sentence
+from pipelines.urlguard import is_url
 from serve_app.bridge.rpc import CallState, Watch, current_call, domain_error, invalid_params
 from serve_app.errors import BadRequest, JobNotFound, QueueFull
 from serve_app.jobs import redub
@@ -174,6 +175,15 @@ def _bool(value: Any, name: str) -> bool:
     return value
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """translate_video's input params: ``input`` (a file id or shared path) or ``url``, and ``source_subtitles``."""
+
+    input: Any
+    url: Any
+    source_subtitles: Any
+
+
 def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
     """The method table. Each function's signature is the method's params (jsonrpc-py binds them: an
     unknown or missing param is -32602)."""
@@ -188,13 +198,15 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         return service.submit(request, file_id=file_id, owner=owner, idempotency_key=key, check_file_owner=scoped)
 
     async def translate_video(
-        input: Any,
-        target_languages: Any,
+        input: Any = None,
+        target_languages: Any = None,
         source_language: Any = None,
         mode: Any = "dub",
         burn_in: Any = False,
         wait: Any = False,
         glossary: Any = None,
+        url: Any = None,
+        source_subtitles: Any = None,
     ) -> dict[str, Any]:
         call = current_call()
         wait = _bool(wait, "wait")
@@ -202,23 +214,45 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         # Keys are per owner: another key's message id is another job, neither found nor blocked here.
         record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key(), owner=call.owner)
         if record is None:
-            record = await _submit(call, input, target_languages, source_language, mode, burn_in, glossary)
+            inputs = _Inputs(input, url, source_subtitles)
+            record = await _submit(call, inputs, target_languages, source_language, mode, burn_in, glossary)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
         return {"job_id": record.id, "state": record.state.value}
 
+    def _subtitles(call: CallState, value: Any) -> str | None:
+        """``source_subtitles``: a subtitle upload's file id, or a path in the shared input folder."""
+        if value is None:
+            return None
+        path, file_id = resolve_input(value, ctx.storage_root, ctx.input_dir)
+        if file_id is None:
+            return path
+        try:
+            return service.subtitle_path(file_id, call.owner if call.scoped else ANY_OWNER)
+        except VTError as exc:
+            raise domain_error(exc) from None
+
     async def _submit(
         call: CallState,
-        input: Any,
+        inputs: _Inputs,
         target_languages: Any,
         source_language: Any,
         mode: Any,
         burn_in: Any,
         glossary: Any,
     ) -> JobRecord:
-        path, file_id = resolve_input(input, ctx.storage_root, ctx.input_dir)
+        if (inputs.input is None) == (inputs.url is None):
+            raise invalid_params("give exactly one input: input (a file id or a shared path) or url")
+        if inputs.url is not None:
+            if not isinstance(inputs.url, str) or not is_url(inputs.url):
+                raise invalid_params("url must be an http(s) URL", code="url_refused")
+            path, file_id = inputs.url, None
+        else:
+            path, file_id = resolve_input(inputs.input, ctx.storage_root, ctx.input_dir)
+        subtitles = _subtitles(call, inputs.source_subtitles)
         try:
             request = JobRequest(
                 input=path,
+                source_subtitles=subtitles,
                 target_languages=_str_list(target_languages, "target_languages"),
                 source_language=_optional_str(source_language, "source_language"),
                 mode=mode,

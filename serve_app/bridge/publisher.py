@@ -19,11 +19,13 @@ import asyncio
 import hashlib
 import logging
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aio_pika
 
 from pipelines.schema import JobRequest
+from pipelines.urlguard import is_url
 from serve_app.bridge.consumer import OWNER_HEADER
 from serve_app.bridge.rpc import message_key, request_body
 from serve_app.errors import BadRequest, QueueUnavailable
@@ -91,8 +93,9 @@ class JobPublisher:
         FileNotFound) before anything is published, and QueueUnavailable when the broker cannot be reached or
         does not confirm within ``queue.publish_timeout_s`` (then nothing is recorded).
         """
-        if file_id is None:
-            raise BadRequest("queue mode takes uploaded files only: give a file_id")
+        url = request.input if file_id is None and is_url(request.input) else None
+        if file_id is None and url is None:
+            raise BadRequest("queue mode takes uploaded files or URLs only: give a file_id or a url")
         if idempotency_key is None:
             message_id = uuid.uuid4().hex
         else:
@@ -103,13 +106,15 @@ class JobPublisher:
             return existing
         resolved = await asyncio.to_thread(self.service.validate, request, file_id, owner)
         params: dict[str, Any] = {
-            "input": file_id,
+            **({"url": url} if url is not None else {"input": file_id}),
             "target_languages": resolved.target_languages,
             "source_language": resolved.source_language,
             "mode": resolved.mode,
             "burn_in": resolved.burn_in,
             "glossary": dict(resolved.glossary),
         }
+        if resolved.source_subtitles is not None:  # an upload, stored as <file_id>.<ext>: the bridge takes its id
+            params["source_subtitles"] = Path(resolved.source_subtitles).stem
         message = aio_pika.Message(
             request_body("translate_video", params, request_id=message_id),
             message_id=message_id,

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pipelines.errors import InputNotFound
 from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import JobRequest, safe_stem
-from serve_app.errors import JobNotCancellable, JobNotFound, QueueFull
+from pipelines.subsource import subtitle_kind
+from pipelines.urlguard import check_url, is_url
+from serve_app.errors import BadRequest, JobNotCancellable, JobNotFound, QueueFull
 from serve_app.jobs.models import JobRecord, JobState, job_logger, utcnow
 from serve_app.jobs.storage import ANY_OWNER, Storage
 from serve_app.jobs.store import JobStore
@@ -60,6 +62,20 @@ class JobService:
         self.retry_after_s = retry_after_s
         # Queue mode (queue.mode = "rabbitmq"): enqueue publishes through it; None: enqueue only records.
         self.publisher = publisher
+        # fetch.allow_hosts: the private hosts a URL input may name (build_job_service sets it).
+        self.url_allow_hosts: list[str] = []
+
+    def check_url(self, url: str) -> None:
+        """Refuse (URLRefused) a URL input the fetch stage would refuse: not http(s), or a non-public address."""
+        check_url(url, self.url_allow_hosts)
+
+    def subtitle_path(self, file_id: str, owner: str | None | object) -> str:
+        """The path of ``owner``'s uploaded subtitle file (``source_subtitles_file_id``). Raises FileNotFound,
+        BadRequest when the upload is media, not subtitles."""
+        info = self.storage.get_file(file_id, owner=owner)
+        if subtitle_kind(info.path) is None:
+            raise BadRequest(f"file {file_id} is not a subtitle file (.srt, .vtt, .ass)")
+        return str(info.path)
 
     async def enqueue(
         self,
@@ -140,10 +156,15 @@ class JobService:
             info = self.storage.get_file(file_id, owner=file_owner)  # another owner's upload: FileNotFound
             path = str(info.path)
             stem = stem or safe_stem(info.filename or "")
+        elif is_url(request.input):
+            path = request.input
+            self.check_url(path)
         else:
             path = request.input
             if not Path(path).is_file():
                 raise InputNotFound(f"input file not found: {Path(path).name}")
+        if request.source_subtitles is not None and not Path(request.source_subtitles).is_file():
+            raise InputNotFound(f"subtitle file not found: {Path(request.source_subtitles).name}")
         update = {"input": path, "target_languages": targets, "source_language": source, "output_stem": stem or None}
         return request.model_copy(update=update)
 

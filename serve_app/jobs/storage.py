@@ -20,8 +20,9 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
 
 from pipelines import media
-from pipelines.errors import InvalidMedia, MediaTooLong
+from pipelines.errors import InvalidMedia, InvalidSubtitles, MediaTooLong
 from pipelines.fileio import atomic_write_text, publish
+from pipelines.subsource import read_subtitles, subtitle_kind
 from serve_app.errors import FileNotFound, FileTooLarge, InsufficientStorage, OutputNotFound
 from serve_app.jobs.models import FileInfo, is_valid_id, new_id, utcnow
 
@@ -148,6 +149,15 @@ class LocalStorage:
                 f"the storage quota of {self.quota_bytes} bytes is exhausted ({used + extra_bytes} bytes needed)"
             )
 
+    def _check_content(self, tmp: Path, display: str) -> str:
+        """The stored file's extension, once its content passed: a subtitle file (by name or first bytes) must
+        parse (InvalidSubtitles names the line), anything else must probe as media."""
+        kind = subtitle_kind(tmp, display)
+        if kind is not None:
+            read_subtitles(tmp, display_name=display)
+            return kind
+        return _extension(display, media.probe(tmp, max_duration_s=self.max_duration_s).format_name)
+
     async def save_upload(
         self,
         chunks: AsyncIterator[bytes],
@@ -165,8 +175,7 @@ class LocalStorage:
         final_dir = self.uploads_dir / file_id
         try:
             size = await self._stream(chunks, tmp, max_bytes, file_id)
-            info = await asyncio.to_thread(media.probe, tmp, max_duration_s=self.max_duration_s)
-            path = final_dir / f"{file_id}.{_extension(display, info.format_name)}"
+            path = final_dir / f"{file_id}.{await asyncio.to_thread(self._check_content, tmp, display)}"
             record = FileInfo(
                 file_id=file_id,
                 filename=display,
@@ -180,7 +189,7 @@ class LocalStorage:
         except BaseException as exc:  # also CancelledError: a client that hangs up leaves nothing behind
             tmp.unlink(missing_ok=True)
             shutil.rmtree(final_dir, ignore_errors=True)
-            if isinstance(exc, (InvalidMedia, MediaTooLong)):
+            if isinstance(exc, (InvalidMedia, MediaTooLong, InvalidSubtitles)):
                 logger.info("rejected upload %r: %s", display, exc)
                 # name the client's file, not our temporary one
                 raise type(exc)(exc.message.replace(tmp.name, repr(display)), detail=exc.detail) from None

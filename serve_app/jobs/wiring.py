@@ -31,6 +31,7 @@ def build_job_service(settings: Settings) -> JobService:
         max_queued_jobs=settings.service.max_queued_jobs,
         retry_after_s=settings.service.retry_after_s,
     )
+    service.url_allow_hosts = list(settings.fetch.allow_hosts)
     if settings.queue.mode == "rabbitmq":
         from serve_app.bridge.publisher import JobPublisher  # the bridge imports this module: import late
 

@@ -50,6 +50,10 @@ TARGET_STAGES: dict[str, dict[str, float]] = {
     "dub": {"translate": 0.35, "tts": 0.45, "mux": 0.20},
     "subtitles": {"translate": 0.70, "mux": 0.30},
 }
+# A URL input's download fills the extract stage's share (it comes first; the progress never goes back), and
+# source subtitles stand in for ASR.
+FETCH_SHARE = 0.04
+STAGE_ALIASES = {"subtitles": "asr"}
 # Below 1 until the job has really succeeded (the report is written after the last mux).
 _MAX_RUNNING_PROGRESS = 0.99
 DEFAULT_LEASE_S = 20.0
@@ -74,6 +78,9 @@ class ProgressTracker:
         self.progress = min(max(initial, 0.0), _MAX_RUNNING_PROGRESS)
 
     def _raw(self, stage: str, fraction: float, language: str | None) -> float | None:
+        if stage == "fetch":
+            return FETCH_SHARE * fraction
+        stage = STAGE_ALIASES.get(stage, stage)
         if stage in INPUT_STAGES:
             names = list(INPUT_STAGES)
             before = sum(INPUT_STAGES[n] for n in names[: names.index(stage)])

@@ -99,3 +99,14 @@ def test_extract_audio_checks_what_is_decoded_not_what_the_header_claims(tmp_pat
     assert not (tmp_path / "a.wav").exists()
     wav = media.extract_audio(info, tmp_path / "b.wav", max_duration_s=40)  # under the cap: all of it
     assert abs(len(media.read_wav(wav)[0]) / 16000 - 31.0) < 0.5
+
+
+def test_partial_duration_of_a_file_still_being_written(tmp_path: Path, long_mov: Path) -> None:
+    """The fetch stage's duration check (issue 18): the first MiB of a file with its index first already says
+    30 s; text, or a file cut before its index, says nothing (and raises nothing)."""
+    part = tmp_path / "long.mov.part"
+    part.write_bytes(long_mov.read_bytes()[: 1 << 20])
+    assert media.partial_duration(part) == pytest.approx(30.0, abs=0.1)
+    junk = tmp_path / "junk.part"
+    junk.write_text("not media\n")
+    assert media.partial_duration(junk) is None and media.partial_duration(tmp_path / "missing") is None

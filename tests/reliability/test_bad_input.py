@@ -380,6 +380,8 @@ CLI_CASES = {
     "unknown language": (["translate", "{good}", "--to", "xx"], "unknown language code 'xx'"),
     "unknown mode": (["translate", "{good}", "--to", "ru", "--mode", "karaoke"], "--mode must be dub or subtitles"),
     "missing input": (["translate", "/nonexistent/clip.mp4", "--to", "ru"], "not found"),
+    "file URL": (["translate", "file:///etc/passwd", "--to", "ru"], "only http and https"),
+    "metadata URL": (["translate", "http://169.254.169.254/latest/meta-data", "--to", "ru"], "169.254.169.254"),
     "malformed glossary": (
         ["translate", "{good}", "--to", "ru", "--glossary", "{glossary}"],
         "expected 'term = translation'",

@@ -61,13 +61,19 @@ async def _submit(
     jobs: JobService, body: JobCreate, idempotency_key: str | None, owner: str | None = None
 ) -> JobRecord:
     """Record the job (local mode) or publish then record it (queue mode: 503 when the broker is down)."""
+    if body.url is not None:
+        await asyncio.to_thread(jobs.check_url, body.url)  # refused now (4xx), not when the job runs
+    subtitles = None
+    if body.source_subtitles_file_id is not None:
+        subtitles = jobs.subtitle_path(body.source_subtitles_file_id, owner)
     request = JobRequest(
-        input="",  # replaced by the upload's path
+        input=body.url or "",  # an upload: replaced by its path
         target_languages=body.target_languages,
         source_language=body.source_language or None,
         mode=body.mode,
         burn_in=body.burn_in,
         glossary=body.glossary,
+        source_subtitles=subtitles,
     )
     return await jobs.enqueue(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
 

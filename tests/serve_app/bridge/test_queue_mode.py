@@ -298,3 +298,31 @@ def test_broker_down_redub_is_503_and_the_job_is_untouched(
     finally:
         proxy.shutdown()
         jobs.store.close()
+
+
+def test_a_url_job_is_published_with_its_url_and_subtitles(
+    settings: Settings, fakes: dict[str, Any], media_server: Any, tmp_path: Path
+) -> None:
+    """Issue 18: queue mode publishes a URL job as translate_video ``url`` (and an uploaded subtitle file as
+    ``source_subtitles``, by its file id); a refused URL is a 400 envelope and publishes nothing."""
+    from fastapi.testclient import TestClient
+
+    from serve_app.api.main import get_application
+
+    settings.fetch.allow_hosts = ["127.0.0.1"]
+    services = make_services(settings, fakes)
+    srt = tmp_path / "talk.en.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nHi.\n", encoding="utf-8")
+    with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+        with open(srt, "rb") as fh:
+            subs_id = client.post("/files/upload", files={"file": (srt.name, fh)}).json()["data"]["file_id"]
+        url = media_server.url("/talk.mp4")
+        body = {"url": url, "source_subtitles_file_id": subs_id, "target_languages": ["es"], "mode": "subtitles"}
+        r = client.post("/jobs", json=body)
+        assert r.status_code == 202, r.text
+        refused = client.post("/jobs", json={**body, "url": "http://169.254.169.254/latest"})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "url_refused"
+    [message] = queued_messages(settings)
+    params = json.loads(message.body)["params"]
+    assert params["url"] == url and "input" not in params and params["source_subtitles"] == subs_id
+    services.jobs.store.close()

@@ -114,6 +114,15 @@ def test_success_records_outputs(service: JobService, test_mp3: Path) -> None:
     assert [s for s, _ in seen][:4] == ["extract", "asr", "segment", "translate"]
 
 
+def test_progress_tracker_places_the_fetch_and_subtitles_stages() -> None:
+    """Issue 18: a URL's download fills the extract share (never past it); source subtitles stand in for ASR."""
+    tracker = ProgressTracker(["ru"], "subtitles", started=0.0, clock=lambda: 10.0)
+    assert tracker.update("fetch", 0.5) == pytest.approx(0.02) and tracker.update("fetch", 1.0) == pytest.approx(0.04)
+    assert tracker.update("extract", 0.0) == pytest.approx(0.04)  # no step back
+    assert tracker.update("extract", 1.0) == pytest.approx(0.05)
+    assert tracker.update("subtitles", 1.0) == pytest.approx(0.35)
+
+
 def test_progress_tracker_weights() -> None:
     clock = iter(range(100)).__next__
     tracker = ProgressTracker(["ru", "es"], "dub", started=0.0, clock=lambda: 10.0)
