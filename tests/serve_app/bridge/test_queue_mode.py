@@ -313,7 +313,7 @@ def test_a_url_job_is_published_with_its_url_and_subtitles(
     services = make_services(settings, fakes)
     srt = tmp_path / "talk.en.srt"
     srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nHi.\n", encoding="utf-8")
-    with TestClient(get_application(services=services), raise_server_exceptions=False) as client:
+    with TestClient(get_application(services=services), base_url="http://localhost", raise_server_exceptions=False) as client:
         with open(srt, "rb") as fh:
             subs_id = client.post("/files/upload", files={"file": (srt.name, fh)}).json()["data"]["file_id"]
         url = media_server.url("/talk.mp4")
