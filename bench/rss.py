@@ -119,10 +119,18 @@ def child(input_path: str, out_dir: str) -> None:
                       "sentences": result.report["sentence_count"]}))  # fmt: skip
 
 
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
 def tree_rss_kb(root: int) -> dict[str, int]:
-    """The resident memory in kB of ``root`` and each of its descendants, by ``pid:name`` (read from /proc). PSS:
-    pages shared between processes count once in the sum (a process forked to start ffmpeg shares all of the
-    job's pages until it execs; its VmRSS would count them twice)."""
+    """The resident memory in kB of ``root`` and each of its descendants, by ``pid:name`` (read from /proc). PSS,
+    so pages shared between processes count once in the sum; a descendant still running the job's own executable
+    is a fork (or vfork, which shares the very same memory) about to exec ffmpeg or espeak-ng, and is left out, or
+    the job's memory would count twice (the job starts no other Python process)."""
     parent: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -138,7 +146,10 @@ def tree_rss_kb(root: int) -> dict[str, int]:
         tree.update(kids)
         frontier += kids
     rss: dict[str, int] = {}
+    job_exe = _exe(root)
     for pid in tree:
+        if pid != root and _exe(pid) == job_exe:  # forked to start a tool, not exec'd yet: the job's own pages
+            continue
         try:
             with open(f"/proc/{pid}/comm", encoding="ascii", errors="replace") as fh:
                 name = fh.read().strip()
