@@ -6,6 +6,7 @@ scale separately. ``stage`` may be injected (tests); else each builds the config
 
 from __future__ import annotations
 
+import re
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -49,8 +50,9 @@ def decode_audio_bytes(data: bytes, folder: Path, max_duration_s: float | None) 
     src.write_bytes(data)
     try:
         info = media.probe(src)
-    except InvalidMedia as exc:
-        raise InvalidMedia(f"not a readable audio file ({exc})", detail=exc.detail) from exc
+    except InvalidMedia as exc:  # ffprobe's reason, without the temp file's name: "(Invalid data found ...)"
+        found = re.search(r"\(([^()]*)\)$", str(exc))
+        raise InvalidMedia(f"not a readable audio file ({found.group(1) if found else exc})", detail=exc.detail) from exc
     media.check_duration("the audio", info.duration_s, max_duration_s)
     if not info.has_audio:
         raise InvalidMedia("not a readable audio file (it has no audio stream)")
