@@ -10,7 +10,8 @@ import json
 import logging
 import shutil
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Generator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +224,42 @@ def decode_audio(path: str | Path, *, sample_rate_hz: int, channels: int = 1, st
     raw = run_ffmpeg(args, what="audio decoding")
     samples = np.frombuffer(raw, dtype=np.float32).copy()
     return samples if channels == 1 else samples.reshape(-1, channels)
+
+
+def iter_audio_blocks(
+    path: str | Path, *, sample_rate_hz: int, channels: int, block_frames: int, stream: str = "0:a:0"
+) -> Generator[np.ndarray, None, None]:
+    """Decode audio like :func:`decode_audio`, but yield it in float32 blocks of ``block_frames`` frames (the last
+    may be shorter), shape (frames, channels): memory stays one block whatever the length of the file.
+
+    The caller may stop early (ffmpeg is then stopped). Raises MediaError with ffmpeg's stderr when it fails.
+    """
+    args = ["-i", str(path), "-map", stream, "-vn", "-ac", str(channels), "-ar", str(sample_rate_hz)]
+    cmd = [_binary("ffmpeg"), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *_whitelisted(args)]
+    block_bytes = block_frames * channels * 4
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([*cmd, "-f", "f32le", "pipe:1"], stdout=subprocess.PIPE, stderr=err)
+        assert proc.stdout is not None
+        finished = False
+        try:
+            while True:
+                raw = proc.stdout.read(block_bytes)
+                usable = len(raw) - len(raw) % (channels * 4)
+                if usable:
+                    yield np.frombuffer(raw[:usable], dtype=np.float32).reshape(-1, channels).copy()
+                if len(raw) < block_bytes:
+                    break
+            finished = True
+        finally:
+            if not finished:  # the caller stopped early (or failed): ffmpeg need not decode the rest
+                proc.kill()
+            proc.stdout.close()
+            code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            stderr = err.read().decode("utf-8", "replace").strip()
+            last = stderr.splitlines()[-1] if stderr else f"exit code {code}"
+            raise MediaError(f"audio decoding failed: {last}", detail=stderr)
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate_hz: int) -> Path:

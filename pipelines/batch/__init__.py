@@ -4,7 +4,8 @@ The one package of ``pipelines`` that uses Ray, and only inside functions: impor
 leaves Ray out of ``sys.modules``. The dataset flows, one row per file or per audio chunk:
 
 1. read the input list (a folder or a manifest.jsonl, local or ``s3://``) and skip what is done;
-2. extract the audio and cut it at VAD boundaries into chunks of at most ``batch.chunk_max_s`` (tasks);
+2. extract the audio to a WAV and cut it at VAD boundaries into chunks of at most ``batch.chunk_max_s``
+   (tasks; the WAV is read a window, then a chunk, at a time, and each chunk row streams on alone);
 3. ASR on an actor pool (``map_batches``, ``ActorPoolStrategy``; GPUs when the cluster has them);
 4. regroup the chunks per file, in order, and rebuild one transcript (one small stateful actor, so
    files stream on without a global shuffle);

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,31 +43,36 @@ def node_id() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
-def extract_chunks(batch: pa.Table, *, chunk_max_s: float, min_silence_ms: int) -> pa.Table:
-    """Task: input rows -> one row per audio chunk (16 kHz float32 bytes); a bad file -> one error row."""
+def extract_chunks(batch: pa.Table, *, chunk_max_s: float, min_silence_ms: int) -> Iterator[pa.Table]:
+    """Task: input rows -> one table per audio chunk (16 kHz float32 bytes); a bad file -> one error row.
+
+    The audio is extracted to a WAV on disk, cut at VAD boundaries read a window at a time, and each chunk is
+    read from the file only when its row is made; the rows go out one at a time (a generator, so Ray Data
+    streams each on as its own block). Memory holds one window or one chunk, whatever the file's length.
+    """
     from pipelines import media
     from pipelines.batch import chunking
 
-    out: list[dict[str, Any]] = []
     for row in batch.to_pylist():
         row.update(node=node_id(), error="", n_chunks=0, duration_s=0.0)
         started = time.perf_counter()
-        try:
-            with tempfile.TemporaryDirectory(prefix="vt-extract-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="vt-extract-") as tmp:
+            try:
                 local = uris.download(row["input"], Path(tmp))
                 row["digest"] = sha256_file(local)
                 info = media.probe(local)
-                audio, _ = media.read_wav(media.extract_audio(info, Path(tmp) / "audio16k.wav"))
-            row["duration_s"] = info.duration_s
-            extracted = time.perf_counter()
-            chunks = chunking.plan_audio(audio, chunk_max_s, min_silence_ms=min_silence_ms)
-            timings = timed(row, extract=extracted - started, chunk=time.perf_counter() - extracted)
+                wav = media.extract_audio(info, Path(tmp) / "audio16k.wav")
+                row["duration_s"] = info.duration_s
+                extracted = time.perf_counter()
+                chunks = chunking.plan_file(wav, chunk_max_s, min_silence_ms=min_silence_ms)
+                timings = timed(row, extract=extracted - started, chunk=time.perf_counter() - extracted)
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+                yield table([{**row, "error": reason(exc), "timings": timed(row, extract=time.perf_counter() - started)}], CHUNK_KEYS)
+                continue
             for chunk in chunks:
-                out.append({**row, "chunk": dump_chunk(chunk), "n_chunks": len(chunks), "timings": timings,
-                            "audio": chunking.cut(audio, chunk).astype("float32").tobytes()})  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-            out.append({**row, "error": reason(exc), "timings": timed(row, extract=time.perf_counter() - started)})
-    return table(out, CHUNK_KEYS)
+                audio = chunking.read_chunk(wav, chunk).tobytes()
+                yield table([{**row, "chunk": dump_chunk(chunk), "n_chunks": len(chunks), "timings": timings,
+                              "audio": audio}], CHUNK_KEYS)  # fmt: skip
 
 
 class ASRActor:

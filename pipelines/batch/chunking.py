@@ -1,26 +1,34 @@
 """Cut long audio into chunks at VAD boundaries, and put the chunk transcripts back together.
 
 Used by the Ray Data batch (``pipelines.batch.actors``) so that one long video spreads over many
-ASR workers. Plain Python: no Ray. Times are in seconds (``*_s``), sample counts in ``*_samples``.
+ASR workers, and by the Serve ASR paths so that long audio never travels or decodes whole. Plain
+Python: no Ray. Times are in seconds (``*_s``), sample counts in ``*_samples``.
 
 * :func:`speech_spans` finds speech with faster-whisper's bundled Silero VAD.
 * :func:`plan_chunks` (pure) groups the speech spans into windows of at most ``max_s`` seconds whose
   borders lie in silence, so no word is cut in two and no audio is transcribed twice.
 * :func:`merge_transcripts` (pure) rebuilds one Transcript from the chunk transcripts: each chunk's
   times are shifted by its offset, in chunk order; words are neither duplicated nor dropped.
+* :func:`plan_file`, :func:`read_chunk` and :func:`transcribe_file` do the same from a WAV file a window
+  or a chunk at a time, so memory does not grow with the audio's length (the batch's extract task, the
+  Serve handle adapter and ``/v1/audio/*``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from pipelines.errors import InvalidMedia
 from pipelines.schema import Segment, Transcript, Word
 
 SAMPLE_RATE_HZ = 16000
+# Long audio is read, VAD'd and transcribed this many seconds at a time (~38 MB of float32), never whole.
+VAD_WINDOW_S = 600.0
 
 
 class Recognize(Protocol):
@@ -129,6 +137,70 @@ def plan_audio(audio: np.ndarray, max_s: float, *, min_silence_ms: int = 500, pa
     :func:`plan_chunks`."""
     spans = speech_spans(audio, max_span_s=max(1.0, max_s - 2 * pad_s), min_silence_ms=min_silence_ms)
     return plan_chunks(spans, len(audio) / SAMPLE_RATE_HZ, max_s, pad_s=pad_s)
+
+
+def plan_file(
+    wav: str | Path, max_s: float, *, min_silence_ms: int = 500, pad_s: float = DEFAULT_PAD_S, window_s: float = VAD_WINDOW_S
+) -> list[Chunk]:
+    """:func:`plan_audio` for a 16 kHz mono WAV file, read ``window_s`` seconds at a time: memory holds one
+    window whatever the file's length. A file no longer than ``window_s`` gives exactly :func:`plan_audio`'s
+    chunks; in a longer one the VAD starts afresh at each window's border (a span may be cut there)."""
+    import soundfile as sf
+
+    max_span_s = max(1.0, max_s - 2 * pad_s)
+    spans: list[Span] = []
+    with sf.SoundFile(str(wav)) as f:
+        if f.samplerate != SAMPLE_RATE_HZ or f.channels != 1:
+            raise InvalidMedia(f"expected 16 kHz mono audio, got {f.samplerate} Hz x {f.channels}")
+        total_s = f.frames / SAMPLE_RATE_HZ
+        step = max(1, round(window_s * SAMPLE_RATE_HZ))
+        for start in range(0, f.frames, step):
+            audio = f.read(step, dtype="float32")
+            offset = start / SAMPLE_RATE_HZ
+            found = speech_spans(audio, max_span_s=max_span_s, min_silence_ms=min_silence_ms)
+            spans += [Span(offset + s.start_s, offset + s.end_s) for s in found]
+    return plan_chunks(spans, total_s, max_s, pad_s=pad_s)
+
+
+def read_chunk(wav: str | Path, chunk: Chunk) -> np.ndarray:
+    """The samples of ``chunk`` read from a 16 kHz mono WAV file (the same as :func:`cut` of the whole)."""
+    import soundfile as sf
+
+    lo, hi = round(chunk.offset_s * SAMPLE_RATE_HZ), round(chunk.end_s * SAMPLE_RATE_HZ)
+    data, _ = sf.read(str(wav), start=lo, stop=hi, dtype="float32", always_2d=False)
+    return np.asarray(data, dtype=np.float32).reshape(-1)
+
+
+def transcribe_file(
+    recognize: Recognize,
+    wav: str | Path,
+    *,
+    language: str | None = None,
+    max_s: float = VAD_WINDOW_S,
+    min_silence_ms: int = 500,
+) -> Transcript:
+    """Transcribe a 16 kHz mono WAV file in bounded memory: a file of at most ``max_s`` seconds goes to
+    ``recognize`` whole (exactly as before); a longer one is cut in silences (:func:`plan_file`) and its
+    chunks are read one at a time, transcribed (:func:`transcribe_chunk`) and put back together. The language
+    the first chunk finds is given to the others."""
+    import soundfile as sf
+
+    info = sf.info(str(wav))
+    if info.samplerate != SAMPLE_RATE_HZ or info.channels != 1:
+        raise InvalidMedia(f"expected {SAMPLE_RATE_HZ} Hz mono audio, got {info.samplerate} Hz x {info.channels}")
+    duration_s = info.frames / SAMPLE_RATE_HZ
+    if duration_s <= max_s:
+        data, _ = sf.read(str(wav), dtype="float32", always_2d=False)
+        return recognize(np.asarray(data, dtype=np.float32).reshape(-1), language=language)
+    parts: list[tuple[Chunk, Transcript]] = []
+    found = language
+    for chunk in plan_file(wav, max_s, min_silence_ms=min_silence_ms):
+        parts.append((chunk, transcribe_chunk(recognize, read_chunk(wav, chunk), chunk, language=found)))
+        found = found or parts[0][1].language
+    merged = merge_transcripts(parts, duration_s=duration_s, language=found)
+    if language is None and parts:  # detected once, on the first chunk: its confidence, not the forced ones'
+        merged = replace(merged, language_probability=parts[0][1].language_probability)
+    return merged
 
 
 def _hard_split(span: Span, max_s: float) -> list[Span]:

@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
 
-from pipelines.errors import InvalidMedia
+from pipelines.batch.chunking import VAD_WINDOW_S, transcribe_file
 from pipelines.schema import Clip, Sentence, Transcript, Translation
-from serve_app.deployments.model_deployments import ASR_SAMPLE_RATE_HZ
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +73,20 @@ class _HandleAdapter:
 
 class HandleASR(_HandleAdapter):
     """The pipeline's ``Recognizer`` over an ASRDeployment handle (the audio travels as samples, so the
-    replica may run on another node)."""
+    replica may run on another node). A WAV file longer than ``window_s`` seconds travels in chunks cut in its
+    silences, read one at a time (``chunking.transcribe_file``): the object store never holds the whole file."""
+
+    def __init__(self, handle: Any, *, window_s: float = VAD_WINDOW_S) -> None:
+        super().__init__(handle)
+        self.window_s = window_s
+
+    def _recognize(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
+        return _call(self.handle.transcribe, audio, language)  # type: ignore[no-any-return]
 
     def __call__(self, audio: str | Path | np.ndarray, *, language: str | None = None) -> Transcript:
-        if isinstance(audio, (str, Path)):
-            from pipelines.media import read_wav
-
-            samples, rate = read_wav(audio)  # the runner hands over its 16 kHz mono wav
-            if rate != ASR_SAMPLE_RATE_HZ:
-                raise InvalidMedia(f"expected {ASR_SAMPLE_RATE_HZ} Hz audio, got {rate} Hz")
-            audio = samples.reshape(-1)
-        return _call(self.handle.transcribe, audio, language)  # type: ignore[no-any-return]
+        if isinstance(audio, (str, Path)):  # the runner hands over its 16 kHz mono wav
+            return transcribe_file(self._recognize, audio, language=language, max_s=self.window_s)
+        return self._recognize(audio, language=language)
 
 
 class HandleTranslator(_HandleAdapter):

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
+import re
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from configs.settings import Settings
+from pipelines.batch.chunking import VAD_WINDOW_S
 from pipelines.errors import InvalidMedia, UnknownLanguage
 from pipelines.languages import normalize_language
 from pipelines.schema import Clip, Sentence, Transcript, Translation
@@ -37,29 +40,38 @@ def settings_from(value: Settings | Mapping[str, Any] | None) -> Settings:
     return Settings(**dict(value or {}))
 
 
-def decode_audio_bytes(data: bytes) -> np.ndarray:
-    """An encoded audio/video file (any format PyAV reads) → float32 mono 16 kHz samples.
+def decode_audio_bytes(data: bytes, folder: Path, max_duration_s: float | None) -> Path:
+    """An encoded audio/video file (any format ffmpeg reads) → a 16 kHz mono WAV in ``folder``, decoded by ffmpeg
+    to disk, so memory does not grow with the length (25 MiB of Opus can hold hours).
 
-    Raises InvalidMedia when it cannot be decoded or has no audio.
+    The length is checked before anything is decoded (the container's claim) and on what is decoded (ffmpeg
+    stops a second past ``max_duration_s``). Raises InvalidMedia (not decodable, no audio), MediaTooLong.
     """
-    from faster_whisper.audio import decode_audio
+    from pipelines import media
 
+    src = folder / "audio"
+    src.write_bytes(data)
     try:
-        samples = decode_audio(io.BytesIO(data), sampling_rate=ASR_SAMPLE_RATE_HZ)
-    except Exception as exc:  # PyAV raises many error types for bad input
-        raise InvalidMedia(f"not a readable audio file ({type(exc).__name__})") from exc
-    return np.asarray(samples, dtype=np.float32)
+        info = media.probe(src)
+    except InvalidMedia as exc:  # ffprobe's reason, without the temp file's name: "(Invalid data found ...)"
+        found = re.search(r"\(([^()]*)\)$", str(exc))
+        raise InvalidMedia(f"not a readable audio file ({found.group(1) if found else exc})", detail=exc.detail) from exc
+    media.check_duration("the audio", info.duration_s, max_duration_s)
+    if not info.has_audio:
+        raise InvalidMedia("not a readable audio file (it has no audio stream)")
+    return media.extract_audio(info, folder / "audio16k.wav", max_duration_s=max_duration_s)
 
 
-def _as_samples(audio: Audio, max_duration_s: float) -> str | np.ndarray:
-    """Bytes decoded (and held to ``max_duration_s``: MediaTooLong past it), samples and paths as they are."""
+def _transcribe(stage: Any, audio: Audio, language: str | None, max_duration_s: float, window_s: float) -> Transcript:
+    """``stage`` over bytes (decoded to a WAV, then sent whole or, past ``window_s`` seconds, in chunks read one
+    at a time: ``chunking.transcribe_file``), samples or a local path."""
     if isinstance(audio, (bytes, bytearray, memoryview)):
-        from pipelines.media import check_duration
+        from pipelines.batch.chunking import transcribe_file
 
-        samples = decode_audio_bytes(bytes(audio))
-        check_duration("the audio", len(samples) / ASR_SAMPLE_RATE_HZ, max_duration_s)
-        return samples
-    return audio
+        with tempfile.TemporaryDirectory(prefix="vt-v1-audio-") as tmp:
+            wav = decode_audio_bytes(bytes(audio), Path(tmp), max_duration_s)
+            return transcribe_file(stage, wav, language=language, max_s=window_s)
+    return stage(audio, language=language)  # type: ignore[no-any-return]
 
 
 class ASRDeployment:
@@ -74,12 +86,13 @@ class ASRDeployment:
         self.stage = stage
         self.name: str = getattr(stage, "name", "asr")
         self._translate_stage: Any = None
+        self.window_s = VAD_WINDOW_S  # encoded audio longer than this is transcribed in chunks
 
     def transcribe(self, audio: Audio, language: str | None = None) -> Transcript:
         """Transcribe an encoded file (bytes), float32 16 kHz samples or a local path. Raises InvalidMedia,
         UnknownLanguage, ModelError."""
         lang = normalize_language(language) if language else None
-        return self.stage(_as_samples(audio, self.settings.MAX_DURATION), language=lang)  # type: ignore[no-any-return]
+        return _transcribe(self.stage, audio, lang, self.settings.MAX_DURATION, self.window_s)
 
     def translate_to_english(self, audio: Audio, language: str | None = None) -> Transcript:
         """Whisper's own ``task="translate"``: speech in any language → English text, in one pass (better
@@ -95,7 +108,7 @@ class ASRDeployment:
                 self.settings.asr, self.settings.storage.models_dir, model=model, task="translate"
             )
         lang = normalize_language(language) if language else None
-        return self._translate_stage(_as_samples(audio, self.settings.MAX_DURATION), language=lang)  # type: ignore[no-any-return]
+        return _transcribe(self._translate_stage, audio, lang, self.settings.MAX_DURATION, self.window_s)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "model": self.settings.asr.model}

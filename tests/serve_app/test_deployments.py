@@ -59,7 +59,7 @@ def test_asr_deployment_decodes_bytes_and_checks_language(settings: Settings, jf
     samples, language = fake.calls[-1]
     assert language == "en" and isinstance(samples, np.ndarray) and abs(len(samples) / 16000 - 11.0) < 0.1
     assert transcript.segments and dep.info()["name"] == "fake-asr" and dep.ready()
-    with pytest.raises(InvalidMedia):
+    with pytest.raises(InvalidMedia, match=r"^not a readable audio file \(Invalid data found"):  # no temp file name
         dep.transcribe(b"not audio at all" * 10)
     with pytest.raises(UnknownLanguage):
         dep.transcribe(np.zeros(1600, dtype=np.float32), "klingon")
@@ -157,3 +157,62 @@ def test_real_stages(settings: Settings, jfk_flac: Path, data_dir: Path) -> None
     assert english.language == "ru" and words and not any("а" <= c.lower() <= "я" for c in words)
     samples, rate = TTSDeployment(settings).speech("Hello there.", "en")
     assert rate == 22050 and len(samples) / rate > 0.4
+
+
+@pytest.fixture(scope="module")
+def speech_70s(tmp_path_factory: pytest.TempPathFactory, jfk_flac: Path) -> Path:
+    """70 s of speech and pauses (the JFK clip with 3 s of silence, looped) as Opus: ~100 KB that decode to
+    4.5 MB of float32."""
+    from pipelines.media import run_ffmpeg
+
+    out = tmp_path_factory.mktemp("long") / "speech70.opus"
+    run_ffmpeg(["-stream_loop", "-1", "-i", str(jfk_flac), "-af", "apad=pad_dur=3", "-t", "70", "-ac", "1",
+                "-c:a", "libopus", "-b:a", "12k", str(out)])  # fmt: skip
+    return out
+
+
+def _sent(fake: FakeASR) -> list[int]:
+    assert all(isinstance(audio, np.ndarray) for audio, _ in fake.calls)
+    return [len(audio) for audio, _ in fake.calls]
+
+
+def test_handle_asr_sends_a_long_wav_in_chunks(settings: Settings, speech_70s: Path, tmp_path: Path) -> None:
+    """The runner's 16 kHz wav travels to the replica in chunks of at most window_s, never whole."""
+    from pipelines.media import extract_audio, probe
+
+    wav = extract_audio(probe(speech_70s), tmp_path / "a.wav")
+    dep = ASRDeployment(settings, stage=FakeASR())
+    transcript = HandleASR(LocalHandle(dep), window_s=30.0)(wav, language="en")
+    sizes = _sent(dep.stage)
+    assert len(sizes) >= 3 and max(sizes) <= 30 * 16000
+    assert transcript.duration_s == pytest.approx(70.0, abs=0.1) and transcript.segments[-1].start_s > 40.0
+    short = ASRDeployment(settings, stage=FakeASR())
+    HandleASR(LocalHandle(short))(wav, language="en")
+    assert _sent(short.stage) == [70 * 16000]  # within the window (600 s by default): whole, as before
+
+
+def test_v1_audio_is_decoded_to_disk_and_sent_in_chunks(settings: Settings, speech_70s: Path) -> None:
+    dep = ASRDeployment(settings, stage=FakeASR())
+    dep.window_s = 30.0
+    transcript = dep.transcribe(speech_70s.read_bytes(), "en")
+    sizes = _sent(dep.stage)
+    assert len(sizes) >= 3 and max(sizes) <= 30 * 16000
+    assert transcript.language == "en" and transcript.segments[-1].start_s > 40.0
+
+
+def test_v1_audio_length_is_checked_before_decoding(
+    settings: Settings, speech_70s: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines import media
+
+    def never(*args: Any, **kwargs: Any) -> Path:
+        raise AssertionError("decoded although the container said it was too long")
+
+    import faster_whisper.audio
+
+    monkeypatch.setattr(media, "extract_audio", never)  # no decoder may run: ffmpeg's, nor PyAV's
+    monkeypatch.setattr(faster_whisper.audio, "decode_audio", never)
+    dep = ASRDeployment(settings.model_copy(update={"MAX_DURATION": 60.0}), stage=FakeASR())
+    with pytest.raises(MediaTooLong, match="the audio lasts 0:01:10"):
+        dep.transcribe(speech_70s.read_bytes())
+    assert not dep.stage.calls

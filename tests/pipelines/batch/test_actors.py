@@ -13,7 +13,7 @@ import pytest
 from configs.settings import Settings
 from pipelines.batch.actors import ASRActor, RegroupActor, TranslateActor
 from pipelines.batch.chunking import Chunk
-from pipelines.batch.rows import CHUNK_KEYS, FILE_KEYS, dump_chunk, table
+from pipelines.batch.rows import CHUNK_KEYS, FILE_KEYS, dump_chunk, load_chunk, table
 from pipelines.fileio import sha256_file
 from pipelines.runner import Pipeline
 from pipelines.schema import JobRequest, Segment, Transcript, Word
@@ -93,3 +93,35 @@ def test_asr_actor_transcribes_chunks_and_drops_their_audio(settings: Settings) 
     out = ASRActor(settings, asr=recognize)(table([row, failed], CHUNK_KEYS)).to_pylist()
     assert heard == ["en"] and Transcript.from_dict(json.loads(out[0]["transcript"])).segments[0].text == "hi"
     assert out[0]["audio"] == b"" and "asr" in json.loads(out[0]["timings"]) and out[1]["transcript"] is None
+
+
+def test_extract_streams_one_chunk_row_at_a_time_read_from_the_file(
+    tmp_path: Path, jfk_flac: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The extract task is a generator of one-row tables: each chunk is read from the extracted WAV when its row
+    is made (the same samples as a cut of the whole audio), never all chunks, nor the whole audio, at once."""
+    import collections.abc
+
+    import pyarrow as pa
+
+    from pipelines import media
+    from pipelines.batch import actors, chunking
+
+    monkeypatch.setattr(actors, "node_id", lambda: "n1")
+    long = tmp_path / "talk.m4a"
+    media.run_ffmpeg(["-stream_loop", "-1", "-i", str(jfk_flac), "-af", "apad=pad_dur=3", "-t", "70", "-c:a", "aac", str(long)])
+    job = JobRequest(input=str(long), target_languages=["ru"])
+    inputs = table([{"input": job.input, "request": job.model_dump_json()}], ["input", "request"])
+    out = actors.extract_chunks(inputs, chunk_max_s=30.0, min_silence_ms=500)
+    assert isinstance(out, collections.abc.Iterator)
+    tables = list(out)
+    assert len(tables) >= 3 and all(isinstance(t, pa.Table) and t.num_rows == 1 for t in tables)
+    rows = [t.to_pylist()[0] for t in tables]
+    whole, _ = media.read_wav(media.extract_audio(media.probe(long), tmp_path / "whole.wav"))
+    for row in rows:
+        chunk = load_chunk(row["chunk"])
+        assert row["error"] == "" and row["n_chunks"] == len(rows) and chunk.duration_s <= 30.0
+        assert np.array_equal(np.frombuffer(row["audio"], dtype=np.float32), chunking.cut(whole, chunk))
+    bad = table([{"input": str(tmp_path / "missing.mp4"), "request": job.model_dump_json()}], ["input", "request"])
+    [failed] = [t.to_pylist()[0] for t in actors.extract_chunks(bad, chunk_max_s=30.0, min_silence_ms=500)]
+    assert failed["error"] and failed["n_chunks"] == 0 and not failed["audio"]

@@ -94,10 +94,16 @@ def _words(tr: Transcript, lo: float = -1.0, hi: float = 1e9) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def long_audio(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """About 100 s of real speech: jfk.flac and this_is_a_test.mp3 alternating, 0.7 s apart."""
+def long_audio(long_wav: Path) -> np.ndarray:
     from pipelines import media
 
+    audio, _ = media.read_wav(long_wav)
+    return audio
+
+
+@pytest.fixture(scope="module")
+def long_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 100 s of real speech: jfk.flac and this_is_a_test.mp3 alternating, 0.7 s apart (16 kHz mono WAV)."""
     out = tmp_path_factory.mktemp("long") / "long.wav"
     pieces = [DATA / "jfk.flac", DATA / "this_is_a_test.mp3"] * 6
     args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y"]
@@ -106,8 +112,7 @@ def long_audio(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     chain = "".join(f"[{i}:a]aresample=16000,aformat=channel_layouts=mono,apad=pad_dur=0.7[a{i}];" for i in range(len(pieces)))
     chain += "".join(f"[a{i}]" for i in range(len(pieces))) + f"concat=n={len(pieces)}:v=0:a=1[a]"
     subprocess.run([*args, "-filter_complex", chain, "-map", "[a]", "-ar", "16000", "-ac", "1", str(out)], check=True)
-    audio, _ = media.read_wav(out)
-    return audio
+    return out
 
 
 @pytest.mark.slow
@@ -141,3 +146,56 @@ def test_long_input_is_chunked_and_its_transcript_is_continuous(long_audio: np.n
         assert sum(lost.values()) <= 1, (left, right, lost)  # what the whole-file ASR heard there is kept
         doubled = [near[i : i + 2] for i in range(len(near) - 3) if near[i : i + 2] == near[i + 2 : i + 4]]
         assert not doubled, (left, right, near)  # and nothing is transcribed twice across the cut
+
+
+def test_plan_file_reads_the_wav_a_window_at_a_time(long_wav: Path, long_audio: np.ndarray) -> None:
+    """One window: exactly plan_audio's chunks. 40 s windows (the VAD restarts at each border): chunks as valid,
+    and every chunk read from the file equals its cut of the whole array."""
+    assert chunking.plan_file(long_wav, 30.0, window_s=1000.0) == chunking.plan_audio(long_audio, 30.0)
+    chunks = chunking.plan_file(long_wav, 30.0, window_s=40.0)
+    assert len(chunks) >= 3 and all(c.duration_s <= 30.0 for c in chunks)
+    assert all(a.end_s <= b.offset_s for a, b in itertools.pairwise(chunks))
+    whole = chunking.plan_audio(long_audio, 30.0)
+    speech = sum(b - a for c in chunks for a, b in c.speech)
+    assert speech == pytest.approx(sum(b - a for c in whole for a, b in c.speech), rel=0.05)
+    for chunk in chunks:
+        assert np.array_equal(chunking.read_chunk(long_wav, chunk), chunking.cut(long_audio, chunk))
+
+
+class _Recorder:
+    """A recogniser that hears one word at the start of whatever it is given, and records what it got."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str | None]] = []
+
+    def __call__(self, audio: np.ndarray, *, language: str | None = None) -> Transcript:
+        self.calls.append((len(audio), language))
+        word = Word(0.1, 0.5, f" w{len(self.calls)}")
+        return Transcript(language or "de", 0.8, len(audio) / 16000, (Segment(0.1, 0.5, word.text.strip(), (word,)),))
+
+
+def test_transcribe_file_sends_a_short_file_whole(long_wav: Path, long_audio: np.ndarray) -> None:
+    rec = _Recorder()
+    transcript = chunking.transcribe_file(rec, long_wav, language="en", max_s=600.0)
+    assert rec.calls == [(len(long_audio), "en")] and transcript.segments[0].start_s == 0.1
+
+
+def test_transcribe_file_sends_a_long_file_in_bounded_chunks(long_wav: Path, long_audio: np.ndarray) -> None:
+    rec = _Recorder()
+    transcript = chunking.transcribe_file(rec, long_wav, max_s=30.0)
+    sizes = [n for n, _ in rec.calls]
+    assert len(sizes) >= 4 and max(sizes) <= 30 * 16000  # never the whole file, never more than one window
+    assert [lang for _, lang in rec.calls] == [None] + ["de"] * (len(rec.calls) - 1)  # detected once, then given
+    assert (transcript.language, transcript.language_probability) == ("de", 0.8)
+    assert transcript.duration_s == pytest.approx(len(long_audio) / 16000, abs=1e-3)
+    starts = [seg.start_s for seg in transcript.segments]
+    assert starts == sorted(starts) and starts[-1] > 60.0  # chunk times moved into file time
+
+
+def test_transcribe_file_refuses_audio_at_another_rate(tmp_path: Path) -> None:
+    from pipelines.errors import InvalidMedia
+    from pipelines.media import write_wav
+
+    wav = write_wav(tmp_path / "a.wav", np.zeros(8000, dtype=np.float32), 8000)
+    with pytest.raises(InvalidMedia, match="16000 Hz"):
+        chunking.transcribe_file(_Recorder(), wav)
