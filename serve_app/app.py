@@ -195,14 +195,15 @@ def build_app(args: Mapping[str, Any]) -> Application:
     """The Serve application: Ingress → {ASR, Translator (→ optional LLM), TTS} + JobRunner.
 
     ``serve run`` calls this with the profile's ``args`` (Serve requires exactly one parameter). Nothing is
-    deployed here; ``serve.run`` or ``serve run`` does that. Connected to Ray, it first checks the profile's
-    GPU demand against the cluster (``serve_app.resources.check_gpus``: GPUUnavailable instead of a
-    ``serve.run`` that waits forever). Raises InsecureStartup when Serve listens on a
-    non-loopback address and there are no API keys (``check_public_bind``).
+    deployed here; ``serve.run`` or ``serve run`` does that. Raises InsecureStartup when Serve listens on a
+    non-loopback address and there are no API keys (``check_public_bind``): that rule comes first, whatever
+    else is wrong. Connected to Ray, it then checks the profile's GPU demand against the cluster
+    (``serve_app.resources.check_gpus``: GPUUnavailable instead of a ``serve.run`` that waits forever).
     """
     args = dict(args or {})
     import ray
 
+    check_public_bind(Settings(**replica_settings(args)))
     if ray.is_initialized():  # serve run, videotranslator serve, a RayService: refuse GPUs the cluster lacks
         from serve_app.resources import check_gpus
 
