@@ -173,8 +173,8 @@ def test_prompt_variants_few_shot_and_native_system_prompt() -> None:
     assert messages[0]["content"].startswith("Ты профессиональный переводчик")
     assert "Эдинбург" in messages[2]["content"]
     backend = ScriptedBackend(fake_ru)
-    translator(backend, name_glossary=False).translate(sentences(DUBLIN[:1]), source_language="en",
-                                                       target_language="ru")
+    translator(backend, name_glossary=False, few_shot=False).translate(sentences(DUBLIN[:1]), source_language="en",
+                                                                       target_language="ru")
     assert [m["role"] for m in backend.messages[0]] == ["system", "user"]
     assert backend.messages[0][0]["content"].startswith("You are a professional subtitle translator")
 
