@@ -162,6 +162,8 @@ def main() -> int:
             res = score(direction, run_candidate(checkout, overrides, direction, src), refs)
             results[name][direction] = res
             extra = f" (ignored: {', '.join(res['ignored_settings'])})" if res["ignored_settings"] else ""
+            if args.json:  # written as it goes, so a long run can be read (or stopped) half way
+                write_json(args.json, base, results)
             print(f"{direction} {name:>10}: chrF {res['chrf']:6.2f}  flagged {res['flagged_share']:.0%}  "
                   f"mixed {len(res['mixed_script_words'])}  latin {len(res['latin_leftovers'])}  "
                   f"{res['s_per_sentence']:.2f} s/sentence{extra}", flush=True)
@@ -179,10 +181,14 @@ def main() -> int:
               f"  {sum(len(r['mixed_script_words']) for r in rows):5d}  {sum(len(r['latin_leftovers']) for r in rows):5d}"
               f"  {per_s:6.2f}  ({mean - first:+.2f})")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"cpu": cpu_description(), "settings": base, "results": results},
-                                        ensure_ascii=False, indent=1))
+        write_json(args.json, base, results)
     return 0
+
+
+def write_json(path: Path, settings: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"cpu": cpu_description(), "settings": settings, "results": results},
+                               ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":
