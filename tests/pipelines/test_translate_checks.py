@@ -179,6 +179,13 @@ def test_prompt_variants_few_shot_and_native_system_prompt() -> None:
     assert backend.messages[0][0]["content"].startswith("You are a professional subtitle translator")
 
 
+def test_few_shot_is_left_out_for_german_targets() -> None:
+    backend = ScriptedBackend(lambda text, n: "Letzte Woche haben wir über Dublin gesprochen, wirklich.")
+    translator(backend, name_glossary=False).translate(sentences(DUBLIN[:1]), source_language="en",
+                                                       target_language="de")
+    assert [m["role"] for m in backend.messages[0]] == ["system", "user"]
+
+
 # ----------------------------------------------------------------------------- real model
 
 
