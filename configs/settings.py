@@ -74,6 +74,14 @@ class TranslatorSettings(BaseModel):
         description="Ask for a shorter rendering when speech still overflows its slot at max speed by this ratio; 0 disables.",
     )
     glossary_file: Path | None = None
+    # Issue 16: checks on each answer, the job's name glossary and prompt variants (judged by bench/mt.py).
+    min_length_ratio: float = Field(default=0.4, ge=0, description="Translation/source length below this: retried (0: off).")
+    max_length_ratio: float = Field(default=2.5, ge=0, description="Translation/source length above this: retried (0: off).")
+    name_glossary: bool = Field(default=True, description="Ask once per job for the target form of capitalised names.")
+    few_shot: bool = Field(default=True, description="Send a short example exchange per language pair.")
+    system_prompt_language: Literal["english", "target"] = Field(
+        default="english", description="'target': the system prompt in the target language where one is written."
+    )
 
 
 class TTSSettings(BaseModel):

@@ -10,33 +10,39 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipelines import names as job_names
 from pipelines.backends import LLMBackend, Message, make_backend
 from pipelines.errors import BackendUnavailable, TranslationFailed
 from pipelines.glossary import filter_glossary, load_glossary
 from pipelines.languages import language_name, normalize_language, script_ratio
+from pipelines.prompts import few_shot, system_prompt
+from pipelines.quality import is_untranslated, latin_leftovers, length_off, mixed_script_words
 from pipelines.schema import Sentence, Translation
 
 if TYPE_CHECKING:
     from configs.settings import TranslatorSettings
 
 # The glossary helpers live in pipelines.glossary; they stay importable from here for older importers.
-__all__ = ["LLMTranslator", "Translator", "filter_glossary", "load_glossary", "make_translator"]
+# The checks live in pipelines.quality and the prompts in pipelines.prompts; importable from here too.
+__all__ = [
+    "LLMTranslator", "Translator", "filter_glossary", "is_untranslated", "latin_leftovers", "length_off",
+    "load_glossary", "make_translator", "mixed_script_words", "system_prompt",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 FLAG_UNTRANSLATED = "untranslated"
 FLAG_FAILED = "translation_failed"
 FLAG_MIXED_SCRIPT = "mixed_script"
-
-_WORD = re.compile(r"[^\W\d_]+")
-_TOKEN = re.compile(r"\w+")
+# Soft failures: after the retries the model's last answer is kept (better than the source), with the flag.
+FLAG_LATIN_WORDS = "latin_words"
+FLAG_LENGTH = "length_ratio"
 
 
 class Translator(Protocol):
@@ -57,66 +63,6 @@ class Translator(Protocol):
         Raises UnknownLanguage for a bad code and TranslationFailed when the backend is unusable.
         """
         ...
-
-
-# ----------------------------------------------------------------------------- checks
-
-
-def _normalise(text: str) -> str:
-    return " ".join(_TOKEN.findall(text.casefold()))
-
-
-def _name_like(text: str) -> bool:
-    """No letters, or up to three capitalised words: numbers and names may stay as they are."""
-    words = _WORD.findall(text)
-    return not words or (len(words) <= 3 and all(w[0].isupper() for w in words))
-
-
-def _copied_share(source: str, text: str) -> float:
-    """Share of the output's long words (4+ letters) found in the source; 0 with under 3 of them."""
-    source_words = {w.casefold() for w in _WORD.findall(source)}
-    long_words = [w.casefold() for w in _WORD.findall(text) if len(w) >= 4]
-    if len(long_words) < 3:
-        return 0.0
-    return sum(w in source_words for w in long_words) / len(long_words)
-
-
-def is_untranslated(source: str, text: str, *, source_language: str, target_language: str) -> bool:
-    """True when ``text`` looks like the source left (mostly) untranslated.
-
-    Checks: identical after normalisation; for a non-Latin target script, under half of the
-    letters in that script (names copied from the source in capitals don't count); for a Latin
-    target, most letters still in a non-Latin source script, or 70%+ of the long words copied.
-    Sentences that are only numbers or a few capitalised words (names) are never flagged.
-    """
-    if source_language == target_language or _name_like(source):
-        return False
-    if _normalise(text) == _normalise(source):
-        return True
-    kept_names = {w for w in _WORD.findall(source) if w[0].isupper()}
-    residual = " ".join(w for w in _WORD.findall(text) if w not in kept_names)
-    ratio = script_ratio(residual, target_language)
-    if ratio is not None:
-        return bool(residual) and ratio < 0.5
-    source_script = script_ratio(text, source_language)
-    if source_script is not None:
-        return source_script > 0.5
-    return _copied_share(source, text) >= 0.7
-
-
-def mixed_script_words(text: str) -> list[str]:
-    """Words that mix Latin and Cyrillic letters, e.g. "argueют" or "Mосква" (a Latin M).
-
-    A reader sees these as broken words; a hyphenated compound ("IT-отдел") is two words and
-    is not flagged.
-    """
-    found = []
-    for word in _WORD.findall(text):
-        latin = any("a" <= c.casefold() <= "z" for c in word)
-        cyrillic = any("\u0400" <= c <= "\u04ff" for c in word)
-        if latin and cyrillic:
-            found.append(word)
-    return found
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -168,18 +114,6 @@ def parse_answer(raw: str, keys: Sequence[str]) -> tuple[dict[str, str], str]:
 # ----------------------------------------------------------------------------- prompts
 
 
-def system_prompt(source_language: str, target_language: str) -> str:
-    """Constant per language pair, so llama.cpp reuses its prompt cache across batches."""
-    source, target = language_name(source_language), language_name(target_language)
-    return (
-        f"You are a professional subtitle translator. Translate from {source} to {target}.\n"
-        f"- Write every line in {target}; never copy the {source} text.\n"
-        "- Keep the meaning; use a natural spoken style, concise enough to be dubbed.\n"
-        "- Keep names and numbers.\n"
-        f"- Output only JSON: the same keys, each with its {target} translation."
-    )
-
-
 @dataclass
 class _TranslateCall:
     """The state of one ``translate`` call: inputs, finished lines and call counts."""
@@ -189,6 +123,7 @@ class _TranslateCall:
     target: str
     glossary: Mapping[str, str] | None
     system: str
+    names: dict[str, str] = field(default_factory=dict)  # the job's name glossary (see pipelines.names)
     texts: dict[int, str] = field(default_factory=dict)
     flags: dict[int, str] = field(default_factory=dict)
     answered: int = 0
@@ -200,6 +135,7 @@ class _Outcome:
     accepted: dict[int, str]
     failed: dict[int, str]
     problem: str
+    kept: dict[int, str] = field(default_factory=dict)  # answers that failed only a soft check
 
 
 class LLMTranslator:
@@ -228,11 +164,14 @@ class LLMTranslator:
     ) -> list[Translation]:
         """See ``Translator.translate``."""
         source, target = normalize_language(source_language), normalize_language(target_language)
-        job = _TranslateCall(list(sentences), source, target, glossary, system_prompt(source, target))
+        system = system_prompt(source, target, native=self.settings.system_prompt_language == "target")
+        job = _TranslateCall(list(sentences), source, target, glossary, system)
         todo = [i for i, s in enumerate(job.sentences) if s.text.strip()]
         if source == target:
             job.texts.update({i: job.sentences[i].text for i in todo})
             todo = []
+        elif todo and self.settings.name_glossary:
+            job.names = job_names.merge(self._ask_names(job, [job.sentences[i].text for i in todo]), glossary)
         size = max(1, self.settings.batch_size)
         for start in range(0, len(todo), size):
             self._solve(job, todo[start : start + size])
@@ -298,12 +237,16 @@ class LLMTranslator:
             self._retry_single(job, pending[0], outcome)
 
     def _retry_single(self, job: _TranslateCall, pos: int, outcome: _Outcome) -> None:
+        kept = {p: (t, outcome.failed[p]) for p, t in outcome.kept.items()}
         for _ in range(self.settings.max_retries):
             outcome = self._attempt(job, [pos], hint=_hint(outcome, pos, job.target))
             if outcome.accepted:
                 job.texts.update(outcome.accepted)
                 return
+            kept.update({p: (t, outcome.failed[p]) for p, t in outcome.kept.items()})
         job.flags[pos] = outcome.failed[pos]
+        if pos in kept:  # a soft failure: the model's last such answer, flagged, reads better than the source
+            job.texts[pos], job.flags[pos] = kept[pos]
         logger.info(
             "sentence %d: kept in the source language (%s: %s)", job.sentences[pos].id, job.flags[pos], outcome.problem
         )
@@ -327,15 +270,49 @@ class LLMTranslator:
             return _Outcome({}, dict.fromkeys(positions, FLAG_FAILED), problem)
         outcome = _Outcome({}, {}, "not translated")
         for key, pos in zip(keys, positions):
-            source = job.sentences[pos].text
-            if is_untranslated(source, answer[key], source_language=job.source, target_language=job.target):
-                outcome.failed[pos] = FLAG_UNTRANSLATED
-            elif mixed := mixed_script_words(answer[key]):
-                outcome.failed[pos] = FLAG_MIXED_SCRIPT
-                outcome.problem = "mixed-script words: " + ", ".join(mixed)
-            else:
+            flag, problem = self._check(job, job.sentences[pos].text, answer[key])
+            if not flag:
                 outcome.accepted[pos] = answer[key]
+                continue
+            outcome.failed[pos] = flag
+            outcome.problem = problem or outcome.problem
+            if flag in (FLAG_LATIN_WORDS, FLAG_LENGTH):
+                outcome.kept[pos] = answer[key]
         return outcome
+
+    def _check(self, job: _TranslateCall, source: str, text: str) -> tuple[str, str]:
+        """(flag, problem) of the first check ``text`` fails, or ("", "") when it passes them all."""
+        if is_untranslated(source, text, source_language=job.source, target_language=job.target):
+            return FLAG_UNTRANSLATED, "not translated"
+        if mixed := mixed_script_words(text):
+            return FLAG_MIXED_SCRIPT, "mixed-script words: " + ", ".join(mixed)
+        allowed = [*(job.glossary or {}).keys(), *(job.glossary or {}).values(), *job.names.values()]
+        if latin := latin_leftovers(text, job.target, allowed):
+            return FLAG_LATIN_WORDS, "English words left: " + ", ".join(dict.fromkeys(latin))
+        ratio = length_off(source, text, source_language=job.source, target_language=job.target,
+                           min_ratio=self.settings.min_length_ratio, max_ratio=self.settings.max_length_ratio)
+        if ratio is not None:
+            return FLAG_LENGTH, f"{'too short' if ratio < 1 else 'too long'} ({ratio:.1f} times the source length)"
+        return "", ""
+
+    def _ask_names(self, job: _TranslateCall, texts: list[str]) -> dict[str, str]:
+        """The target form of the job's capitalised names, asked once; {} when there are none or it fails."""
+        names = job_names.candidate_names(texts, job.source, exclude=job.glossary)
+        if not names:
+            return {}
+        messages = job_names.names_request(names, job.source, job.target)
+        budget = 16 + sum(8 + 2 * len(n) for n in names)
+        try:
+            raw = self.backend.complete(messages, json_schema=batch_schema(names), max_tokens=budget)
+        except BackendUnavailable as exc:
+            raise TranslationFailed(f"translation backend {self.name} is unavailable: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - the name glossary is a help; the job goes on without it
+            logger.info("name glossary request failed: %s", exc)
+            return {}
+        answer, problem = parse_answer(raw, names)
+        accepted = job_names.accept_names(answer, job.source, job.target)
+        logger.info("name glossary: %s%s", accepted, f" ({problem})" if problem else "")
+        return accepted
 
     def _messages(self, job: _TranslateCall, positions: list[int], hint: str) -> list[Message]:
         batch = [job.sentences[p].text for p in positions]
@@ -349,11 +326,15 @@ class LLMTranslator:
         terms = filter_glossary(job.glossary, batch)
         if terms:
             parts.append("Glossary, use these translations:\n" + "\n".join(f"{k} = {v}" for k, v in terms.items()))
+        if names := filter_glossary(job.names, batch):
+            parts.append("Names, write them so (in the case the sentence needs):\n"
+                         + "\n".join(f"{k} = {v}" for k, v in names.items()))
         lines = json.dumps({str(n): text for n, text in enumerate(batch, start=1)}, ensure_ascii=False)
         parts.append(f"Translate to {language_name(job.target)}:\n{lines}")
         if hint:
             parts.append(hint)
-        return [{"role": "system", "content": job.system}, {"role": "user", "content": "\n\n".join(parts)}]
+        examples = few_shot(job.source, job.target) if self.settings.few_shot else []
+        return [{"role": "system", "content": job.system}, *examples, {"role": "user", "content": "\n\n".join(parts)}]
 
     def _budget(self, job: _TranslateCall, positions: list[int]) -> int:
         """Generous max_tokens: about 1.5 tokens per source character plus JSON overhead."""
@@ -362,7 +343,8 @@ class LLMTranslator:
 
     def _result(self, job: _TranslateCall, pos: int, sentence: Sentence) -> Translation:
         if pos in job.texts:
-            return Translation(id=sentence.id, source=sentence.text, text=job.texts[pos])
+            flags = (job.flags[pos],) if pos in job.flags else ()
+            return Translation(id=sentence.id, source=sentence.text, text=job.texts[pos], flags=flags)
         if not sentence.text.strip():
             return Translation(id=sentence.id, source=sentence.text, text=sentence.text)
         return Translation(
@@ -375,6 +357,16 @@ def _hint(outcome: _Outcome, pos: int, target: str) -> str:
     name = language_name(target)
     if outcome.failed.get(pos) == FLAG_UNTRANSLATED:
         return f"Your previous answer was not in {name}. Translate the line into {name}."
+    if outcome.failed.get(pos) == FLAG_LATIN_WORDS:
+        return (
+            f"Your previous answer left words untranslated ({outcome.problem}). "
+            f"Translate them into {name}; only names may stay as they are."
+        )
+    if outcome.failed.get(pos) == FLAG_LENGTH:
+        return (
+            f"Your previous answer was {outcome.problem}. Translate the whole line, every clause, "
+            "and nothing more."
+        )
     if outcome.failed.get(pos) == FLAG_MIXED_SCRIPT:
         return (
             f"Your previous answer had broken words that mix alphabets ({outcome.problem}). "

@@ -247,3 +247,18 @@ def test_with_settings_shares_the_stages_under_other_settings(settings: Settings
     assert twin.settings is verbatim and pipe.settings is settings
     assert twin.asr is asr and twin.translator is translator and twin.tts is tts
     assert Pipeline(settings).with_settings(verbatim)._tts is None  # a stage not loaded yet loads lazily, later
+
+
+class FlaggingTranslator(FakeTranslator):
+    """Line 0 keeps a translation that failed a soft check (issue 16); line 1 is fine."""
+
+    def translate(self, sentences, *, source_language, target_language, glossary=None):  # type: ignore[no-untyped-def]
+        out = super().translate(sentences, source_language=source_language, target_language=target_language)
+        return [Translation(t.id, t.source, t.text, ("latin_words",) if i == 0 else ()) for i, t in enumerate(out)]
+
+
+def test_soft_check_flags_are_listed_in_the_report(settings: Settings, video: Path, tmp_path: Path) -> None:
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FlaggingTranslator(), tts=FakeTTS())
+    target = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out").report["targets"]["ru"]
+    assert target["quality_flagged"] == [target["sentences"][0]["id"]] and target["untranslated"] == []
+    assert target["sentences"][0]["translation"].startswith("перевод")

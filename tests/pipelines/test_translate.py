@@ -222,7 +222,7 @@ def test_happy_path_batches_context_and_ids() -> None:
     assert [t.text for t in result] == [fake_ru(s.text) for s in inputs]
     assert all(not t.flags for t in result)
     assert [len(r) for r in backend.requests] == [4, 4, 2]
-    second = backend.messages[1][1]["content"]
+    second = backend.messages[1][-1]["content"]
     assert "Context, do not translate:\n" + MANY[3] + "\n...\n" + MANY[8] in second
     assert backend.messages[0][0]["content"] == backend.messages[2][0]["content"] == system_prompt("en", "ru")
 
@@ -263,7 +263,7 @@ def test_source_copied_back_is_retried_then_flagged(caplog: pytest.LogCaptureFix
     assert all(t.text == fake_ru(t.source) and not t.flags for t in result if t is not stubborn)
     singles = [r for r in backend.requests if r == {"1": texts[3]}]
     assert len(singles) == 2  # its batch was the first try; then max_retries single tries
-    retries = [m[1]["content"] for m, r in zip(backend.messages, backend.requests) if r == {"1": texts[3]}]
+    retries = [m[-1]["content"] for m, r in zip(backend.messages, backend.requests) if r == {"1": texts[3]}]
     assert all("Your previous answer was not in Russian" in content for content in retries)
     assert f"sentence {inputs[3].id}: kept in the source language (untranslated" in caplog.text
 
@@ -283,14 +283,14 @@ def test_mixed_script_words(text: str, found: list[str]) -> None:
 
 def test_mixed_script_answer_is_retried_with_a_pointed_hint() -> None:
     def mix_once(answer: dict[str, str], lines: dict[str, str]) -> str:
-        first_try = not any("mix alphabets" in m[1]["content"] for m in backend.messages)
+        first_try = not any("mix alphabets" in m[-1]["content"] for m in backend.messages)
         return json.dumps({k: ("люди argueют" if first_try else v) for k, v in answer.items()}, ensure_ascii=False)
 
     backend = FakeBackend(mix_once)
     inputs = sentences(["People argue about it in journals."])
     result = LLMTranslator(settings(), backend).translate(inputs, source_language="en", target_language="ru")
     assert result[0].text == fake_ru(inputs[0].text) and not result[0].flags
-    assert "argueют" in backend.messages[1][1]["content"]
+    assert "argueют" in backend.messages[1][-1]["content"]
 
 
 def test_mixed_script_answer_that_persists_is_flagged() -> None:
@@ -310,7 +310,7 @@ def test_glossary_in_prompt_only_when_used() -> None:
     LLMTranslator(settings(), backend).translate(
         sentences(MANY[:2]), source_language="en", target_language="ru", glossary=glossary
     )
-    user = backend.messages[0][1]["content"]
+    user = backend.messages[0][-1]["content"]
     assert "Glossary, use these translations:\nweather = погода" in user
     assert "spaceship" not in user
 

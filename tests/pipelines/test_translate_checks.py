@@ -1,0 +1,207 @@
+"""The translator's reader checks (English left in Russian, length far off), the job's name glossary and the
+prompt variants, through LLMTranslator with a scripted backend above the LLMBackend seam; plus one quick
+real-model test of the name glossary."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from configs.settings import StorageSettings, TranslatorSettings
+from pipelines.backends import LLMBackend
+from pipelines.errors import ModelError
+from pipelines.schema import Sentence
+from pipelines.translate import FLAG_LATIN_WORDS, FLAG_LENGTH, LLMTranslator, make_translator
+
+Answer = Callable[[str, int], str]  # (source line, attempt number of that line) -> translation
+
+
+def last_json(messages: list[dict[str, str]]) -> dict[str, str]:
+    user = messages[-1]["content"]
+    return json.loads(next(line for line in reversed(user.splitlines()) if line.startswith("{")))
+
+
+class ScriptedBackend:
+    """Answers name requests from ``names`` and translation requests through ``answer``."""
+
+    name = "scripted"
+
+    def __init__(self, answer: Answer, names: dict[str, str] | None = None) -> None:
+        self.answer, self.names = answer, names or {}
+        self.messages: list[list[dict[str, str]]] = []
+        self.tries: dict[str, int] = {}
+
+    def complete(
+        self, messages: list[dict[str, str]], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
+    ) -> str:
+        self.messages.append(messages)
+        lines = last_json(messages)
+        assert json_schema is not None and json_schema["required"] == list(lines)
+        if is_names_request(messages):
+            return json.dumps({k: self.names.get(k, k) for k in lines}, ensure_ascii=False)
+        out = {}
+        for key, text in lines.items():
+            self.tries[text] = self.tries.get(text, 0) + 1
+            out[key] = self.answer(text, self.tries[text])
+        return json.dumps(out, ensure_ascii=False)
+
+    def translation_requests(self) -> list[list[dict[str, str]]]:
+        return [m for m in self.messages if not is_names_request(m)]
+
+
+def is_names_request(messages: list[dict[str, str]]) -> bool:
+    return "names of people" in messages[0]["content"]
+
+
+def translator(backend: LLMBackend, **overrides: Any) -> LLMTranslator:
+    return LLMTranslator(TranslatorSettings(**{"batch_size": 4, "max_retries": 2, **overrides}), backend)
+
+
+def sentences(texts: list[str]) -> list[Sentence]:
+    return [Sentence(id=i, start_s=float(i), end_s=i + 0.9, text=t) for i, t in enumerate(texts)]
+
+
+LINE = "People argue about these theories in the journals all the time."
+GOOD = "Люди постоянно спорят об этих теориях в журналах."
+
+
+def test_english_word_left_is_retried_with_a_hint_naming_it() -> None:
+    backend = ScriptedBackend(lambda text, n: "Люди постоянно argue об этих теориях." if n == 1 else GOOD)
+    result = translator(backend).translate(sentences([LINE]), source_language="en", target_language="ru")
+    assert result[0].text == GOOD and not result[0].flags
+    retry = backend.translation_requests()[1][-1]["content"]
+    assert "argue" in retry and "untranslated" in retry
+
+
+def test_english_word_that_persists_keeps_the_answer_and_flags_it() -> None:
+    stubborn = "Люди постоянно argue об этих теориях в журналах."
+    backend = ScriptedBackend(lambda text, n: stubborn)
+    result = translator(backend).translate(sentences([LINE]), source_language="en", target_language="ru")
+    assert result[0].text == stubborn and result[0].flags == (FLAG_LATIN_WORDS,)
+    assert len(backend.translation_requests()) == 3  # the first try and max_retries more
+
+
+def test_names_and_glossary_terms_may_stay_latin() -> None:
+    text = "Отчёт для Google про kubernetes нужно сдать в пятницу."
+    backend = ScriptedBackend(lambda source, n: text)
+    result = translator(backend, name_glossary=False).translate(
+        sentences(["The Google report on Kubernetes is due on Friday."]), source_language="en",
+        target_language="ru", glossary={"Kubernetes": "kubernetes"},
+    )
+    assert result[0].text == text and not result[0].flags
+
+
+def test_dropped_clause_is_retried_then_flagged_with_the_answer_kept() -> None:
+    short = "Люди спорят."
+    backend = ScriptedBackend(lambda text, n: short if n < 3 else GOOD)
+    result = translator(backend).translate(sentences([LINE]), source_language="en", target_language="ru")
+    assert result[0].text == GOOD and not result[0].flags
+    assert "too short" in backend.translation_requests()[1][-1]["content"]
+
+    backend = ScriptedBackend(lambda text, n: short)
+    result = translator(backend).translate(sentences([LINE]), source_language="en", target_language="ru")
+    assert result[0].text == short and result[0].flags == (FLAG_LENGTH,)
+
+
+def test_runaway_answer_is_flagged_and_length_bounds_are_settings() -> None:
+    runaway = GOOD * 4
+    backend = ScriptedBackend(lambda text, n: runaway)
+    result = translator(backend).translate(sentences([LINE]), source_language="en", target_language="ru")
+    assert result[0].flags == (FLAG_LENGTH,)
+    backend = ScriptedBackend(lambda text, n: runaway)
+    result = translator(backend, max_length_ratio=0).translate(sentences([LINE]), source_language="en",
+                                                               target_language="ru")
+    assert not result[0].flags and len(backend.translation_requests()) == 1
+
+
+DUBLIN = [
+    "Last week we looked at how Dublin grew from a small port.",
+    "Think about what happened to rents in Dublin after 1990.",
+    "Thomas Piketty argues that capital outpaces wages.",
+    "We will come back to Dublin on Thursday.",
+    "Piketty has data for Dublin as well.",
+]
+
+
+def fake_ru(text: str, n: int) -> str:
+    return "Перевод: " + "".join("д" if c.isalpha() else c for c in text)
+
+
+def test_names_are_asked_once_per_job_and_held_in_every_prompt() -> None:
+    backend = ScriptedBackend(fake_ru, names={"Dublin": "Дублин", "Piketty": "Пикетти"})
+    translator(backend, batch_size=2).translate(sentences(DUBLIN), source_language="en", target_language="ru")
+    asked = [m for m in backend.messages if is_names_request(m)]
+    assert len(asked) == 1 and backend.messages[0] is asked[0]
+    assert set(last_json(asked[0])) == {"Dublin", "Piketty"}
+    for request in backend.translation_requests():
+        lines = " ".join(last_json(request).values())
+        prompt = request[-1]["content"]
+        assert ("Dublin = Дублин" in prompt) == ("Dublin" in lines)
+        assert ("Piketty = Пикетти" in prompt) == ("Piketty" in lines)
+
+
+def test_the_users_glossary_wins_over_the_name_glossary() -> None:
+    backend = ScriptedBackend(fake_ru, names={"Dublin": "Дублин", "Piketty": "Пикетти"})
+    translator(backend).translate(sentences(DUBLIN), source_language="en", target_language="ru",
+                                  glossary={"Piketty": "Т. Пикетти"})
+    assert set(last_json(backend.messages[0])) == {"Dublin"}  # not even asked
+    prompts = [r[-1]["content"] for r in backend.translation_requests()]
+    assert all("Piketty = Т. Пикетти" in p and "Piketty = Пикетти" not in p for p in prompts)
+
+
+def test_name_glossary_off_or_a_bad_answer_costs_nothing() -> None:
+    backend = ScriptedBackend(fake_ru, names={"Dublin": "Dublинн"})  # mixed script: rejected
+    result = translator(backend).translate(sentences(DUBLIN), source_language="en", target_language="ru")
+    assert all(not t.flags for t in result)
+    assert all("Names" not in r[-1]["content"] for r in backend.translation_requests())
+    backend = ScriptedBackend(fake_ru, names={"Dublin": "Дублин"})
+    translator(backend, name_glossary=False).translate(sentences(DUBLIN), source_language="en", target_language="ru")
+    assert not any(is_names_request(m) for m in backend.messages)
+
+
+def test_prompt_variants_few_shot_and_native_system_prompt() -> None:
+    backend = ScriptedBackend(fake_ru)
+    translator(backend, few_shot=True, system_prompt_language="target", name_glossary=False).translate(
+        sentences(DUBLIN[:1]), source_language="en", target_language="ru"
+    )
+    messages = backend.messages[0]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"].startswith("Ты профессиональный переводчик")
+    assert "Эдинбург" in messages[2]["content"]
+    backend = ScriptedBackend(fake_ru)
+    translator(backend, name_glossary=False, few_shot=False).translate(sentences(DUBLIN[:1]), source_language="en",
+                                                                       target_language="ru")
+    assert [m["role"] for m in backend.messages[0]] == ["system", "user"]
+    assert backend.messages[0][0]["content"].startswith("You are a professional subtitle translator")
+
+
+def test_few_shot_is_left_out_for_german_targets() -> None:
+    backend = ScriptedBackend(lambda text, n: "Letzte Woche haben wir über Dublin gesprochen, wirklich.")
+    translator(backend, name_glossary=False).translate(sentences(DUBLIN[:1]), source_language="en",
+                                                       target_language="de")
+    assert [m["role"] for m in backend.messages[0]] == ["system", "user"]
+
+
+# ----------------------------------------------------------------------------- real model
+
+
+@pytest.fixture(scope="module")
+def llama_translator() -> Iterator[LLMTranslator]:
+    pytest.importorskip("llama_cpp")
+    try:
+        yield make_translator(TranslatorSettings(backend="llama_cpp"), StorageSettings().models_dir)
+    except ModelError as exc:
+        pytest.skip(f"bundled translator model unavailable: {exc}")
+
+
+@pytest.mark.slow
+def test_real_name_glossary_holds_dublin(llama_translator: LLMTranslator) -> None:
+    lines = ["Last week we talked about Dublin.", "Rents in Dublin went up after 1990."]
+    started = time.monotonic()
+    result = llama_translator.translate(sentences(lines), source_language="en", target_language="ru")
+    print(f"en->ru in {time.monotonic() - started:.1f}s:", [t.text for t in result])
+    assert all("Дублин" in t.text and not t.flags for t in result)
