@@ -4,7 +4,9 @@
 * ``mixed_script_words``: Latin letters inside a Cyrillic word or the reverse ("argueют");
 * ``latin_leftovers``: lower-case Latin words left in a target that does not use Latin letters
   (names and brands are allowed: capitalised words, and the glossary's terms);
-* ``length_off``: a translation much shorter or longer than its source (a dropped clause, a runaway answer).
+* ``length_off``: a translation much shorter or longer than its source (a dropped clause, a runaway answer);
+* ``dropped_negation``: the source says "not" and the translation has no negation at all ("ask not what your
+  country can do" -> "спросите, что ваша страна может сделать": the meaning turned round; chrF barely sees it).
 
 Each returns what it found, so a retry hint can name it.
 """
@@ -111,3 +113,46 @@ def length_off(source: str, text: str, *, source_language: str, target_language:
     if (min_ratio and ratio < min_ratio) or (max_ratio and ratio > max_ratio):
         return round(ratio, 2)
     return None
+
+
+# Negation words per language (lower case). English contractions ("didn't", "can't") are matched apart.
+_NEGATIONS: dict[str, frozenset[str]] = {
+    "en": frozenset({"not", "no", "never", "nothing", "nobody", "none", "neither", "nor", "nowhere", "cannot"}),
+    "ru": frozenset({
+        "не", "ни", "нет", "нельзя", "никогда", "ничего", "ничто", "ничем", "ничему", "никто", "никого", "никому",
+        "никем", "нигде", "никуда", "ниоткуда", "никак", "никакой", "никакая", "никакое", "никакие", "никакого",
+        "никаких", "никакому", "нисколько", "отнюдь",
+    }),
+    "es": frozenset({"no", "nunca", "jamás", "nada", "nadie", "ni", "ningún", "ninguno", "ninguna", "tampoco"}),
+    "de": frozenset({
+        "nicht", "nie", "niemals", "nichts", "niemand", "kein", "keine", "keinen", "keinem", "keiner", "keines",
+        "weder", "nirgends", "nirgendwo",
+    }),
+    "fr": frozenset({"ne", "n", "pas", "jamais", "rien", "personne", "aucun", "aucune", "ni", "non"}),
+    "it": frozenset({"non", "mai", "niente", "nulla", "nessuno", "nessuna", "né"}),
+    "pt": frozenset({"não", "nunca", "nada", "ninguém", "nenhum", "nenhuma", "nem", "jamais"}),
+}
+_EN_CONTRACTION = re.compile(r"\b[a-z]+n[\'’]t\b", re.IGNORECASE)
+
+
+def negation_words(text: str, language: str) -> list[str] | None:
+    """The negation words of ``text`` in ``language``; None for a language without a word list here."""
+    words = _NEGATIONS.get(language)
+    if words is None:
+        return None
+    found = [w for w in WORD.findall(text) if w.casefold() in words]
+    if language == "en":
+        found += _EN_CONTRACTION.findall(text)
+    return found
+
+
+def dropped_negation(source: str, text: str, *, source_language: str, target_language: str) -> list[str]:
+    """The source's negation words when the source has one and the translation has none, else [].
+
+    Only "some negation" against "none at all" is judged: languages negate in different places and counts
+    ("I can't help but laugh" -> "не могу не смеяться"), and a pair without word lists is never flagged.
+    """
+    source_neg, target_neg = negation_words(source, source_language), negation_words(text, target_language)
+    if source_neg is None or target_neg is None or source_language == target_language:
+        return []
+    return source_neg if source_neg and not target_neg else []

@@ -62,7 +62,7 @@ def build_report(
                 r["id"] for r in rows if {"untranslated", "translation_failed", "mixed_script"} & set(r["flags"])
             ],
             # Lines kept in translation that still fail a reader's check (English words left, length far off).
-            "quality_flagged": [r["id"] for r in rows if {"latin_words", "length_ratio"} & set(r["flags"])],
+            "quality_flagged": [r["id"] for r in rows if {"latin_words", "length_ratio", "negation"} & set(r["flags"])],
             "subtitle_compliance": compliance(details["cues"]),
             "fit": fit_summary(plan) if plan is not None else None,
             "resynthesized": details.get("resynthesized", 0),

@@ -22,7 +22,7 @@ from pipelines.errors import BackendUnavailable, TranslationFailed
 from pipelines.glossary import filter_glossary, load_glossary
 from pipelines.languages import language_name, normalize_language, script_ratio
 from pipelines.prompts import few_shot, system_prompt
-from pipelines.quality import is_untranslated, latin_leftovers, length_off, mixed_script_words
+from pipelines.quality import dropped_negation, is_untranslated, latin_leftovers, length_off, mixed_script_words
 from pipelines.schema import Sentence, Translation
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ FLAG_MIXED_SCRIPT = "mixed_script"
 # Soft failures: after the retries the model's last answer is kept (better than the source), with the flag.
 FLAG_LATIN_WORDS = "latin_words"
 FLAG_LENGTH = "length_ratio"
+FLAG_NEGATION = "negation"
+SOFT_FLAGS = (FLAG_LATIN_WORDS, FLAG_LENGTH, FLAG_NEGATION)
 
 
 class Translator(Protocol):
@@ -276,7 +278,7 @@ class LLMTranslator:
                 continue
             outcome.failed[pos] = flag
             outcome.problem = problem or outcome.problem
-            if flag in (FLAG_LATIN_WORDS, FLAG_LENGTH):
+            if flag in SOFT_FLAGS:
                 outcome.kept[pos] = answer[key]
         return outcome
 
@@ -293,6 +295,8 @@ class LLMTranslator:
                            min_ratio=self.settings.min_length_ratio, max_ratio=self.settings.max_length_ratio)
         if ratio is not None:
             return FLAG_LENGTH, f"{'too short' if ratio < 1 else 'too long'} ({ratio:.1f} times the source length)"
+        if negation := dropped_negation(source, text, source_language=job.source, target_language=job.target):
+            return FLAG_NEGATION, "the negation was lost: the line says " + ", ".join(f'"{w}"' for w in negation)
         return "", ""
 
     def _ask_names(self, job: _TranslateCall, texts: list[str]) -> dict[str, str]:
@@ -333,7 +337,9 @@ class LLMTranslator:
         parts.append(f"Translate to {language_name(job.target)}:\n{lines}")
         if hint:
             parts.append(hint)
-        examples = few_shot(job.source, job.target) if self.settings.few_shot else []
+        # A retry goes without the example: a different prompt, so a near-deterministic model does not give the
+        # same answer again (the demo's "ask not" kept losing its negation with the example, never without).
+        examples = few_shot(job.source, job.target) if self.settings.few_shot and not hint else []
         return [{"role": "system", "content": job.system}, *examples, {"role": "user", "content": "\n\n".join(parts)}]
 
     def _budget(self, job: _TranslateCall, positions: list[int]) -> int:
@@ -366,6 +372,11 @@ def _hint(outcome: _Outcome, pos: int, target: str) -> str:
         return (
             f"Your previous answer was {outcome.problem}. Translate the whole line, every clause, "
             "and nothing more."
+        )
+    if outcome.failed.get(pos) == FLAG_NEGATION:
+        return (
+            f"Your previous answer turned the meaning round: {outcome.problem}, and your {name} has no negation. "
+            f"Translate the line again and keep its negation."
         )
     if outcome.failed.get(pos) == FLAG_MIXED_SCRIPT:
         return (

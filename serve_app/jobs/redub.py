@@ -43,7 +43,7 @@ MAX_TRANSLATION_CHARS = 2000
 # Flags the report derives from the dub plan (not from the translation): never carried into a preset.
 _PLAN_FLAGS = frozenset({"overflow", "sped_up", "missing"})
 _FAILED_FLAGS = frozenset(
-    {"untranslated", "translation_failed", "shortened", "mixed_script", "latin_words", "length_ratio"}
+    {"untranslated", "translation_failed", "shortened", "mixed_script", "latin_words", "length_ratio", "negation"}
 )
 
 

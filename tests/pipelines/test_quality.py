@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.quality import latin_leftovers, length_off, mixed_script_words
+from pipelines.quality import dropped_negation, latin_leftovers, length_off, mixed_script_words
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,24 @@ def test_length_off_bound_zero_is_off() -> None:
     kwargs = {"source_language": "en", "target_language": "ru"}
     assert length_off(SOURCE, "Да.", min_ratio=0, max_ratio=2.5, **kwargs) is None
     assert length_off(SOURCE, SOURCE * 4, min_ratio=0.4, max_ratio=0, **kwargs) is None
+
+
+@pytest.mark.parametrize(
+    ("source", "text", "pair", "found"),
+    [
+        # the demo's line, as the few-shot prompt once rendered it: "ask not" turned into "ask"
+        ("And so my fellow Americans, ask not what your country can do for you,",
+         "И поэтому наши американцы, спросите, что ваша страна может сделать для вас,", ("en", "ru"), ["not"]),
+        ("And so my fellow Americans, ask not what your country can do for you,",
+         "И так, мои американские друзья, не спрашивайте, что ваша страна может сделать для вас,", ("en", "ru"), []),
+        ("I didn't see that coming.", "Lo vi venir.", ("en", "es"), ["didn't"]),
+        ("I didn't see that coming.", "No me lo esperaba.", ("en", "es"), []),
+        ("Nobody told us.", "Niemand hat es uns gesagt.", ("en", "de"), []),
+        ("Я никогда там не был.", "I have been there.", ("ru", "en"), ["никогда", "не"]),
+        ("Я никогда там не был.", "I have never been there.", ("ru", "en"), []),
+        ("We all agree.", "Мы все согласны.", ("en", "ru"), []),  # no negation in the source: nothing to lose
+        ("I can't say.", "Je ne sais pas.", ("en", "ja"), []),  # no word list for the target: never judged
+    ],
+)
+def test_dropped_negation(source: str, text: str, pair: tuple[str, str], found: list[str]) -> None:
+    assert dropped_negation(source, text, source_language=pair[0], target_language=pair[1]) == found

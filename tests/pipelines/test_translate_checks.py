@@ -15,7 +15,7 @@ from configs.settings import StorageSettings, TranslatorSettings
 from pipelines.backends import LLMBackend
 from pipelines.errors import ModelError
 from pipelines.schema import Sentence
-from pipelines.translate import FLAG_LATIN_WORDS, FLAG_LENGTH, LLMTranslator, make_translator
+from pipelines.translate import FLAG_LATIN_WORDS, FLAG_LENGTH, FLAG_NEGATION, LLMTranslator, make_translator
 
 Answer = Callable[[str, int], str]  # (source line, attempt number of that line) -> translation
 
@@ -205,3 +205,29 @@ def test_real_name_glossary_holds_dublin(llama_translator: LLMTranslator) -> Non
     result = llama_translator.translate(sentences(lines), source_language="en", target_language="ru")
     print(f"en->ru in {time.monotonic() - started:.1f}s:", [t.text for t in result])
     assert all("Дублин" in t.text and not t.flags for t in result)
+
+
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+TURNED = "И поэтому наши американцы, спросите, что ваша страна может сделать для вас, спросите, что вы можете сделать."
+KEPT = "Не спрашивайте, что ваша страна может сделать для вас, спрашивайте, что вы можете сделать для своей страны."
+
+
+def test_a_lost_negation_is_retried_with_a_hint_then_flagged_with_the_answer_kept() -> None:
+    backend = ScriptedBackend(lambda text, n: TURNED if n == 1 else KEPT)
+    result = translator(backend).translate(sentences([JFK]), source_language="en", target_language="ru")
+    assert result[0].text == KEPT and not result[0].flags
+    retry = backend.translation_requests()[1][-1]["content"]
+    assert '"not"' in retry and "negation" in retry
+
+    backend = ScriptedBackend(lambda text, n: TURNED)
+    result = translator(backend).translate(sentences([JFK]), source_language="en", target_language="ru")
+    assert result[0].text == TURNED and result[0].flags == (FLAG_NEGATION,)
+
+
+def test_a_retry_goes_without_the_few_shot_example() -> None:
+    """A retry is a different prompt (no example exchange), so a near-deterministic model need not repeat itself."""
+    backend = ScriptedBackend(lambda text, n: TURNED if n == 1 else KEPT)
+    translator(backend, few_shot=True).translate(sentences([JFK]), source_language="en", target_language="ru")
+    first, retry = backend.translation_requests()[:2]
+    assert [m["role"] for m in first] == ["system", "user", "assistant", "user"]
+    assert [m["role"] for m in retry] == ["system", "user"] and "negation" in retry[-1]["content"]
