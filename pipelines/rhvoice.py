@@ -86,7 +86,10 @@ def download(packages: Iterable[str], models_dir: Path) -> dict[str, Path]:
     missing = [p for p in wanted if not (paths[p].is_file() and sha256_file(paths[p]) == DEBS[p][1])]
     if missing:
         _run(["apt-get", *_apt_options(apt_dir), "update"])
-        _run(["apt-get", *_apt_options(apt_dir), "download", *(f"{p}={DEBS[p][0]}" for p in missing)], cwd=apt_dir / "debs")
+        _run(
+            ["apt-get", *_apt_options(apt_dir), "download", *(f"{p}={DEBS[p][0]}" for p in missing)],
+            cwd=apt_dir / "debs",
+        )
         for p in missing:
             found = sorted((apt_dir / "debs").glob(f"{p}_*.deb"))
             if not found:
@@ -133,7 +136,9 @@ def install(models_dir: Path, package: str, folders: Iterable[str]) -> list[str]
             shutil.copy2(so, lib / so.name, follow_symlinks=True)
         (tree / "config").mkdir(exist_ok=True)
         shutil.copy2(staging / "etc/RHVoice/RHVoice.conf", tree / "config" / "RHVoice.conf")
-    _extract(debs[package], staging, ("usr/share/RHVoice/languages/", *(f"usr/share/RHVoice/voices/{f}/" for f in todo)))
+    _extract(
+        debs[package], staging, ("usr/share/RHVoice/languages/", *(f"usr/share/RHVoice/voices/{f}/" for f in todo))
+    )
     data = tree / "data"
     for kind in ("languages", "voices"):
         for item in (staging / "usr/share/RHVoice" / kind).iterdir():
@@ -178,13 +183,14 @@ class _SynthParams(ctypes.Structure):
 
 
 class RHVoiceSynthesizer:
-    """One RHVoice voice (``profile`` as in its voice.info, e.g. ``Aleksandr``) from the private tree."""
+    """One RHVoice voice from the private tree: ``profile`` as in its voice.info (``Aleksandr``), ``folder``
+    its data folder (``aleksandr``)."""
 
-    def __init__(self, profile: str, models_dir: Path, folder: str | None = None) -> None:
+    def __init__(self, profile: str, folder: str, models_dir: Path) -> None:
         tree = root(models_dir)
-        if not is_installed(models_dir, folder or profile.lower()):
+        if not is_installed(models_dir, folder):
             raise ModelError(f"RHVoice voice {profile!r} is not installed; run `videotranslator voices pull`")
-        self.name = f"rhvoice:{(folder or profile).lower()}"
+        self.name = f"rhvoice:{folder.lower()}"
         self.profile = profile
         self.sample_rate_hz = 24000  # updated by the engine's set_sample_rate callback
         self._chunks: list[np.ndarray] = []
