@@ -124,8 +124,25 @@ def default_voice(language: str, models_dir: Path) -> str | None:
     return min(candidates, key=lambda v: (v.cer, -(v.speed_x or 0.0))).id
 
 
-def list_voices(models_dir: Path, language: str | None = None) -> list[dict[str, object]]:
-    """Catalog rows (plus espeak-ng for the language asked, or for each catalog language)."""
+def _effective(language: str, models_dir: Path, configured: dict[str, str] | None) -> str | None:
+    from pipelines.tts import espeak_voice_for
+
+    if configured and language in configured:
+        return configured[language]
+    chosen = default_voice(language, models_dir)
+    if chosen:
+        return chosen
+    try:
+        return f"espeak:{espeak_voice_for(language)}"
+    except (UnknownLanguage, ModelError):
+        return None
+
+
+def list_voices(
+    models_dir: Path, language: str | None = None, configured: dict[str, str] | None = None
+) -> list[dict[str, object]]:
+    """Catalog rows (plus espeak-ng for the language asked, or for each catalog language). ``default``: the voice
+    a job gets for that language: the ``configured`` one (settings tts.voices), else the catalog's, else espeak-ng."""
     from pipelines.tts import espeak_voice_for
 
     lang = _lang(language) if language else None
@@ -147,7 +164,7 @@ def list_voices(models_dir: Path, language: str | None = None) -> list[dict[str,
                 "sample_rate_hz": v.sample_rate_hz,
                 "cer": v.cer,
                 "speed_x": v.speed_x,
-                "default": any(default_voice(x, models_dir) == v.id for x in v.languages),
+                "default": any(_effective(x, models_dir, configured) == v.id for x in v.languages),
             }
         )
     for code in [lang] if lang else sorted({x for v in CATALOG.values() for x in v.languages}):
@@ -169,7 +186,7 @@ def list_voices(models_dir: Path, language: str | None = None) -> list[dict[str,
                 "sample_rate_hz": 22050,
                 "cer": ESPEAK_CER.get(code),
                 "speed_x": None,
-                "default": default_voice(code, models_dir) is None,
+                "default": _effective(code, models_dir, configured) == espeak,
             }
         )
     return rows

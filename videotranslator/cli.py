@@ -211,7 +211,7 @@ def voices_list(lang: Annotated[str | None, typer.Option("--lang", help="Only th
     with cli_errors():
         from pipelines.voices import list_voices
 
-        for r in list_voices(settings.storage.models_dir, lang):
+        for r in list_voices(settings.storage.models_dir, lang, settings.tts.voices):
             flags = ("default " if r["default"] else "") + ("" if r["commercial_ok"] else "non-commercial ") + (
                 "opt-in " if r["opt_in"] else "")  # fmt: skip
             cer = f"CER {r['cer'] * 100:.1f} %" if r["cer"] is not None else "CER -"
