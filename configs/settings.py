@@ -87,7 +87,8 @@ class TranslatorSettings(BaseModel):
 class TTSSettings(BaseModel):
     voices: dict[str, str] = Field(
         default_factory=lambda: {"en": "piper:bundled:en_US-joe-medium"},
-        description="Language code -> voice. 'piper:<model.onnx|bundled:name>' or 'espeak:<voice>'. Others use espeak-ng.",
+        description="Language code -> voice: 'rhvoice:<voice>', 'piper:<model.onnx|bundled:name>' or 'espeak:<voice>' "
+        "(`videotranslator voices list`). Others use the catalog's default (measured), else espeak-ng.",
     )
     espeak_rate_wpm: int = 175
 

@@ -1,7 +1,8 @@
 """Text to speech: one ``Clip`` per translated sentence.
 
 Backends honour the small ``Synthesizer`` protocol: Piper (neural, ONNX, loaded once through its
-Python API) and espeak-ng (formant synthesis, a subprocess; it speaks ~100 languages).
+Python API), espeak-ng (formant synthesis, a subprocess; it speaks ~100 languages) and RHVoice
+(pipelines/rhvoice.py; voices from the catalog in pipelines/voices.py).
 ``TTSStage`` picks a voice per language, caches each clip as a WAV keyed by a hash of voice and
 text (so editing one sentence re-synthesises only that one) and trims edge silence so the
 timing fit works with the speech itself.
@@ -180,12 +181,15 @@ class TTSStage:
         self._synths: dict[str, Synthesizer] = {}
 
     def voice_for(self, language: str) -> str:
-        """The voice spec for ``language``: from settings, else ``espeak:<voice>``. Raises UnknownLanguage."""
+        """The voice spec for ``language``: from settings (checked against the catalog), else the catalog's
+        default (pipelines/voices.py), else ``espeak:<voice>``. Raises UnknownLanguage or ModelError."""
+        from pipelines.voices import check_voice, default_voice
+
         key = language.strip().lower().replace("_", "-")
         for candidate in (key, key.split("-")[0]):
             if candidate in self.settings.voices:
-                return self.settings.voices[candidate]
-        return f"espeak:{espeak_voice_for(key)}"
+                return check_voice(self.settings.voices[candidate], self.models_dir)
+        return default_voice(key, self.models_dir) or f"espeak:{espeak_voice_for(key)}"
 
     def synthesizer(self, voice: str) -> Synthesizer:
         """The (cached) backend for a voice spec ``piper:<path|bundled:name>`` or ``espeak:<voice>``."""
@@ -197,8 +201,12 @@ class TTSStage:
                 self._synths[voice] = PiperSynthesizer(Path(resolve(arg, self.models_dir)))
             elif kind == "espeak":
                 self._synths[voice] = EspeakSynthesizer(arg, self.settings.espeak_rate_wpm)
+            elif kind == "rhvoice":
+                from pipelines.voices import synthesizer
+
+                self._synths[voice] = synthesizer(voice, self.models_dir)  # type: ignore[assignment]
             else:
-                raise ModelError(f"unknown voice {voice!r}; use 'piper:<model>' or 'espeak:<voice>'")
+                raise ModelError(f"unknown voice {voice!r}; use 'piper:<model>', 'espeak:<voice>' or 'rhvoice:<voice>'")
         return self._synths[voice]
 
     def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:

