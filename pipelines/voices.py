@@ -58,7 +58,7 @@ def _rhvoice(folder: str, profile: str, lang: str, gender: str, licence: str, pa
         package=package,
         folder=folder,
         profile=profile,
-        **measured,  # type: ignore[arg-type]
+        **measured,
     )
 
 
