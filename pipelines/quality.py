@@ -23,6 +23,9 @@ _TOKEN = re.compile(r"\w+")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 # Scripts that pack a word into one or two characters: the character-length ratio says nothing there.
 _DENSE_SCRIPTS = {"cjk", "hangul", "thai"}
+# Flags of the soft checks: after the retries the model's last answer is kept (better than the source), flagged;
+# the report lists them in quality_flagged and a re-dub edit clears them.
+SOFT_FLAGS = ("latin_words", "length_ratio", "negation")
 MIN_LENGTH_CHECKED = 25  # characters of source below which the length ratio is too noisy to judge
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pipelines.quality import SOFT_FLAGS
 from pipelines.schema import DubPlan, PlanItem, Sentence, Transcript, Translation
 
 REPORT_VERSION = 1
@@ -62,7 +63,7 @@ def build_report(
                 r["id"] for r in rows if {"untranslated", "translation_failed", "mixed_script"} & set(r["flags"])
             ],
             # Lines kept in translation that still fail a reader's check (English words left, length far off).
-            "quality_flagged": [r["id"] for r in rows if {"latin_words", "length_ratio", "negation"} & set(r["flags"])],
+            "quality_flagged": [r["id"] for r in rows if set(SOFT_FLAGS) & set(r["flags"])],
             "subtitle_compliance": compliance(details["cues"]),
             "fit": fit_summary(plan) if plan is not None else None,
             "resynthesized": details.get("resynthesized", 0),

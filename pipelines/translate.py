@@ -22,7 +22,14 @@ from pipelines.errors import BackendUnavailable, TranslationFailed
 from pipelines.glossary import filter_glossary, load_glossary
 from pipelines.languages import language_name, normalize_language, script_ratio
 from pipelines.prompts import few_shot, system_prompt
-from pipelines.quality import dropped_negation, is_untranslated, latin_leftovers, length_off, mixed_script_words
+from pipelines.quality import (
+    SOFT_FLAGS,
+    dropped_negation,
+    is_untranslated,
+    latin_leftovers,
+    length_off,
+    mixed_script_words,
+)
 from pipelines.schema import Sentence, Translation
 
 if TYPE_CHECKING:
@@ -41,10 +48,7 @@ FLAG_UNTRANSLATED = "untranslated"
 FLAG_FAILED = "translation_failed"
 FLAG_MIXED_SCRIPT = "mixed_script"
 # Soft failures: after the retries the model's last answer is kept (better than the source), with the flag.
-FLAG_LATIN_WORDS = "latin_words"
-FLAG_LENGTH = "length_ratio"
-FLAG_NEGATION = "negation"
-SOFT_FLAGS = (FLAG_LATIN_WORDS, FLAG_LENGTH, FLAG_NEGATION)
+FLAG_LATIN_WORDS, FLAG_LENGTH, FLAG_NEGATION = SOFT_FLAGS
 
 
 class Translator(Protocol):
@@ -358,32 +362,30 @@ class LLMTranslator:
         )
 
 
+# Retry hints per failed check; {problem} is what the check found, {name} the target language's name.
+_HINTS: dict[str, str] = {
+    FLAG_UNTRANSLATED: "Your previous answer was not in {name}. Translate the line into {name}.",
+    FLAG_LATIN_WORDS: (
+        "Your previous answer left words untranslated ({problem}). "
+        "Translate them into {name}; only names may stay as they are."
+    ),
+    FLAG_LENGTH: "Your previous answer was {problem}. Translate the whole line, every clause, and nothing more.",
+    FLAG_NEGATION: (
+        "Your previous answer turned the meaning round: {problem}, and your {name} has no negation. "
+        "Translate the line again and keep its negation."
+    ),
+    FLAG_MIXED_SCRIPT: (
+        "Your previous answer had broken words that mix alphabets ({problem}). "
+        "Translate every word fully into {name}; do not leave English inside a word."
+    ),
+}
+_INVALID_HINT = 'Your previous answer was invalid ({problem}). Answer with the JSON object {{"1": "..."}}.'
+
+
 def _hint(outcome: _Outcome, pos: int, target: str) -> str:
     """A corrective note for a retry, so a deterministic model does not repeat its answer."""
-    name = language_name(target)
-    if outcome.failed.get(pos) == FLAG_UNTRANSLATED:
-        return f"Your previous answer was not in {name}. Translate the line into {name}."
-    if outcome.failed.get(pos) == FLAG_LATIN_WORDS:
-        return (
-            f"Your previous answer left words untranslated ({outcome.problem}). "
-            f"Translate them into {name}; only names may stay as they are."
-        )
-    if outcome.failed.get(pos) == FLAG_LENGTH:
-        return (
-            f"Your previous answer was {outcome.problem}. Translate the whole line, every clause, "
-            "and nothing more."
-        )
-    if outcome.failed.get(pos) == FLAG_NEGATION:
-        return (
-            f"Your previous answer turned the meaning round: {outcome.problem}, and your {name} has no negation. "
-            f"Translate the line again and keep its negation."
-        )
-    if outcome.failed.get(pos) == FLAG_MIXED_SCRIPT:
-        return (
-            f"Your previous answer had broken words that mix alphabets ({outcome.problem}). "
-            f"Translate every word fully into {name}; do not leave English inside a word."
-        )
-    return f'Your previous answer was invalid ({outcome.problem}). Answer with the JSON object {{"1": "..."}}.'
+    template = _HINTS.get(outcome.failed.get(pos, ""), _INVALID_HINT)
+    return template.format(name=language_name(target), problem=outcome.problem)
 
 
 def make_translator(settings: TranslatorSettings, models_dir: Path) -> LLMTranslator:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.errors import VTError
 from pipelines.fileio import atomic_copy, atomic_write_text
 from pipelines.languages import normalize_language
+from pipelines.quality import SOFT_FLAGS
 from pipelines.schema import Transcript, Translation, dump_translations, load_translations
 from serve_app.errors import QueueFull
 from serve_app.jobs import outputs
@@ -43,7 +44,7 @@ MAX_TRANSLATION_CHARS = 2000
 # Flags the report derives from the dub plan (not from the translation): never carried into a preset.
 _PLAN_FLAGS = frozenset({"overflow", "sped_up", "missing"})
 _FAILED_FLAGS = frozenset(
-    {"untranslated", "translation_failed", "shortened", "mixed_script", "latin_words", "length_ratio", "negation"}
+    {"untranslated", "translation_failed", "shortened", "mixed_script", *SOFT_FLAGS}
 )
 
 
