@@ -87,10 +87,13 @@ class TranslatorSettings(BaseModel):
 class TTSSettings(BaseModel):
     voices: dict[str, str] = Field(
         default_factory=lambda: {"en": "piper:bundled:en_US-joe-medium"},
-        description="Language code -> voice: 'rhvoice:<voice>', 'piper:<model.onnx|bundled:name>' or 'espeak:<voice>' "
+        description="Language code -> voice: 'rhvoice:<voice>', 'kokoro:<voice>', 'piper:<model.onnx|bundled:name>' or 'espeak:<voice>' "
         "(`videotranslator voices list`). Others use the catalog's default (measured), else espeak-ng.",
     )
     espeak_rate_wpm: int = 175
+    kokoro_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime threads of the Kokoro voices (one engine a process); 0: one a core."
+    )
 
 
 class FitSettings(BaseModel):
