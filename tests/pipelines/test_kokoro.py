@@ -142,7 +142,7 @@ def test_install_is_idempotent_and_checksummed(
     bad = replace(models.BUNDLED[kokoro.MODEL], copy_sha256={kokoro.VOICES_FILE: "0" * 64})
     monkeypatch.setitem(models.BUNDLED, kokoro.MODEL, bad)
     with pytest.raises(ModelError, match="checksum mismatch for kokoro-82m-int8/voices_ja.npz"):
-        models.ensure_model(kokoro.MODEL, tmp_path)
+        models.ensure_model(kokoro.MODEL, tmp_path, install=False)
     assert not (tmp_path / "kokoro" / kokoro.VOICES_FILE).exists()
     assert not kokoro.is_installed(tmp_path)
 
