@@ -228,6 +228,16 @@ def list_voices(
                 "default": _effective(code, models_dir, configured) == espeak,
             }
         )
+    for code, spec in sorted((configured or {}).items()):  # openai: voices are the server's: listed where configured
+        if spec.startswith("openai:") and (not lang or code == lang):
+            rows.append(
+                {
+                    "id": spec, "engine": "openai", "languages": [code], "gender": "", "licence": "the server's",
+                    "commercial_ok": True, "opt_in": False, "installed": True,
+                    "source": "an OpenAI-compatible speech server (settings tts.openai)", "sample_rate_hz": 0,
+                    "cer": None, "speed_x": None, "default": True,
+                }
+            )  # fmt: skip
     return rows
 
 
