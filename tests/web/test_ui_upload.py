@@ -103,12 +103,12 @@ def test_cancel_deletes_the_session(page: Any, chunk_server: Server, big_wav: Pa
     services = chunk_server.services  # type: ignore[attr-defined]
     before = session_count(services.storage)
     page.click("#submit")
-    page.wait_for_function("document.getElementById('upload-progress').value > 0.2")
+    page.wait_for_function("() => document.getElementById('upload-progress').value > 0.2")
     assert len(held) == 1 and session_count(services.storage) == before + 1
     with page.expect_response(lambda r: r.request.method == "DELETE") as cancelled:
         page.click("#upload-cancel")
     assert cancelled.value.status == 200 and cancelled.value.json()["data"]["offset"] == 2 * CHUNK
     assert session_count(services.storage) == before
-    page.wait_for_function("document.getElementById('upload-panel').hidden")
+    page.wait_for_function("() => document.getElementById('upload-panel').hidden")
     assert "cancelled" in page.inner_text("#form-status").lower()
     assert page.locator("#form-status.error").count() == 0
