@@ -1,6 +1,6 @@
 """Resumable uploads through Ray Serve (issue 17): memory and throughput of chunked uploads.
 
-    .venv/bin/python bench/upload.py [--gib 2] [--chunk-mib 8] [--parallel 10] [--parallel-mb 200] [--no-baseline]
+    .venv/bin/python bench/upload.py [--gib 2] [--chunk-mib 4] [--parallel 10] [--parallel-mb 200] [--no-baseline]
 
 Starts the real Serve app on the CPU profile (configs/serve.cpu.yaml, storage under a temp folder), then:
 
@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,36 +30,92 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import httpx
 
-from bench.serve import CONFIG, _pids, _rss_mb, make_wav, storage_args
+from bench.serve import CONFIG, _pids, make_wav, storage_args
 
-PORT = 8000
-READ_BYTES = 1 << 20
+
+def free_port(preferred: int) -> int:
+    """``preferred`` when it is free (other people's Serve apps may hold 8000), else any free port."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether ``ancestor`` is a parent, grandparent... of ``pid`` (only this run's Ray, not another's)."""
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        if pid == ancestor:
+            return True
+    return False
+
+
+def our_pids(pattern: str) -> list[int]:
+    return [p for p in _pids(pattern) if descends_from(p, os.getpid())]
+
+
+FIELDS = ("VmRSS", "RssAnon", "RssShmem")  # all resident / private heap / shared memory (Ray's object store)
+
+
+def mem_mb(pid: int) -> dict[str, float]:
+    """The process's resident memory in MB, by kind (``FIELDS``); zeros when it is gone."""
+    out = dict.fromkeys(FIELDS, 0.0)
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name = line.split(":", 1)[0]
+            if name in out:
+                out[name] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return out
 
 
 class RSSWatch:
-    """Peak RSS (MB) of groups of processes, sampled every ``interval_s`` in a thread while in the block."""
+    """Peak resident memory (MB, per kind in ``FIELDS``) of groups of processes, sampled every ``interval_s`` in a
+    thread while in the block."""
 
     def __init__(self, watched: dict[str, list[int]], interval_s: float = 0.05) -> None:
         self.watched, self.interval_s = watched, interval_s
-        self.before = {k: sum(_rss_mb(p) for p in v) for k, v in watched.items()}
-        self.peak = dict(self.before)
+        self.before = {k: self._now(v) for k, v in watched.items()}
+        self.peak = {k: dict(v) for k, v in self.before.items()}
+        self.timeline: list[dict[str, Any]] = []  # growth once a second: does it level off?
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
+    @staticmethod
+    def _now(pids: list[int]) -> dict[str, float]:
+        per = [mem_mb(p) for p in pids]
+        return {f: sum(m[f] for m in per) for f in FIELDS}
+
     def _sample(self) -> None:
+        started = last = time.monotonic()
         while not self._done.is_set():
-            for k, v in self.watched.items():
-                self.peak[k] = max(self.peak[k], sum(_rss_mb(p) for p in v))
+            nows = {k: self._now(v) for k, v in self.watched.items()}
+            for k, now in nows.items():
+                self.peak[k] = {f: max(self.peak[k][f], now[f]) for f in FIELDS}
+            if time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                self.timeline.append({"t_s": round(last - started, 1)} | {
+                    k: {f: round(now[f] - self.before[k][f], 1) for f in ("RssAnon", "RssShmem")} for k, now in nows.items()
+                })  # fmt: skip
             time.sleep(self.interval_s)
 
-    def __enter__(self) -> RSSWatch:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -66,8 +123,8 @@ class RSSWatch:
         self._done.set()
         self._thread.join()
 
-    def growth_mb(self) -> dict[str, float]:
-        return {k: round(self.peak[k] - self.before[k], 1) for k in self.peak}
+    def growth_mb(self) -> dict[str, dict[str, float]]:
+        return {k: {f: round(self.peak[k][f] - self.before[k][f], 1) for f in FIELDS} for k in self.peak}
 
 
 def file_sha256(path: Path) -> str:
@@ -108,6 +165,7 @@ def measure(watched: dict[str, list[int]], nbytes: int, work: Callable[[], Any])
         "MB_per_s": round(nbytes / 1e6 / seconds, 1),
         "rss_growth_mb": watch.growth_mb(),
         "result": result,
+        "timeline": watch.timeline,
     }
 
 
@@ -116,12 +174,19 @@ def part_chunked(base: str, watched: dict[str, list[int]], big: Path, chunk_byte
 
     def work() -> dict[str, Any]:
         data = chunked_upload(base, big, chunk_bytes, sha256=digest)
-        return {"complete": data["complete"], "chunks": data["chunks"], "size": data["file"]["size"], "sha256_checked": True}
+        return {
+            "complete": data["complete"],
+            "chunks": data["chunks"],
+            "size": data["file"]["size"],
+            "sha256_checked": True,
+        }
 
     return measure(watched, big.stat().st_size, work)
 
 
-def part_parallel(base: str, watched: dict[str, list[int]], tmp: Path, n: int, mb: int, chunk_bytes: int) -> dict[str, Any]:
+def part_parallel(
+    base: str, watched: dict[str, list[int]], tmp: Path, n: int, mb: int, chunk_bytes: int
+) -> dict[str, Any]:
     sources = [make_wav(tmp / f"p{i}.wav", mb * 1000 * 1000 + i) for i in range(n)]
     errors: list[str] = []
     done: list[int] = []
@@ -131,7 +196,7 @@ def part_parallel(base: str, watched: dict[str, list[int]], tmp: Path, n: int, m
             data = chunked_upload(base, path, chunk_bytes)
             assert data["complete"] and data["file"]["size"] == path.stat().st_size, data
             done.append(data["file"]["size"])
-        except Exception as exc:  # counted: the target is no error at all
+        except Exception as exc:  # noqa: BLE001 (counted: the target is no error at all)
             errors.append(f"{type(exc).__name__}: {exc}")
 
     def work() -> dict[str, Any]:
@@ -165,7 +230,7 @@ def clear_uploads(root: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gib", type=float, default=2.0)
-    parser.add_argument("--chunk-mib", type=float, default=8.0)
+    parser.add_argument("--chunk-mib", type=float, default=4.0)
     parser.add_argument("--parallel", type=int, default=10)
     parser.add_argument("--parallel-mb", type=int, default=200)
     parser.add_argument("--no-baseline", action="store_true")
@@ -184,8 +249,11 @@ def main() -> None:
     from serve_app.server import start_app
 
     try:
-        base = start_app(CONFIG, port=PORT, app_args=args).ui_url.rstrip("/")
-        watched = {"ingress": _pids(r"ServeReplica:videotranslator:Ingress"), "proxy": _pids(r"ProxyActor")}
+        info = start_app(CONFIG, port=free_port(8017), dashboard_port=free_port(8277), app_args=args)
+        base = info.ui_url.rstrip("/")
+        watched = {"ingress": our_pids(r"ServeReplica:videotranslator:Ingress"), "proxy": our_pids(r"ProxyActor")}
+        if not all(watched.values()):
+            raise SystemExit(f"could not find the Serve processes: {watched}")
         report["pids"] = watched
         report["chunked"] = part_chunked(base, watched, big, chunk_bytes)
         print(json.dumps({"chunked": report["chunked"]}), flush=True)

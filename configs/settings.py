@@ -122,7 +122,7 @@ class UploadSettings(BaseModel):
     """Resumable uploads (``POST /files/uploads``, then ``PUT`` chunks with ``Content-Range``)."""
 
     chunk_max_bytes: int = Field(
-        default=8 * 1024**2, ge=1, description="Largest chunk body one PUT may carry (bytes); bigger is 413 before reading."
+        default=4 * 1024**2, ge=1, description="Largest chunk body one PUT may carry (bytes); bigger is 413 before reading."
     )
     session_ttl_s: float = Field(
         default=24 * 3600.0, gt=0, description="An upload session idle this long expires (refused, then swept)."

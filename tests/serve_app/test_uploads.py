@@ -33,7 +33,9 @@ KEY_A, KEY_B = "sk-upload-a-0123456789", "sk-upload-b-0123456789"
 def make_wav(n_bytes: int, seed: int = 0) -> bytes:
     """A valid 16 kHz mono 16-bit WAV of ``n_bytes`` whose samples are (seeded) random bytes."""
     data = n_bytes - 44
-    header = b"RIFF" + struct.pack("<I", data + 36) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    header = (
+        b"RIFF" + struct.pack("<I", data + 36) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16000, 32000, 2, 16)
+    )
     import random
 
     return header + b"data" + struct.pack("<I", data) + random.Random(seed).randbytes(data)
@@ -340,7 +342,7 @@ def test_concurrent_sessions(live: tuple[Server, Services]) -> None:
                 upload_id = create(http, files[n], sha256=hashlib.sha256(files[n]).hexdigest())["upload_id"]
                 send_all(http, upload_id, files[n])
                 ids[n] = upload_id
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 (reported below, in the test thread)
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(len(files))]

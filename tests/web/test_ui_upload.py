@@ -50,9 +50,7 @@ def _choose(pg: Any, server: Server, path: Path) -> None:
     pg.press("#target-search", "Enter")
 
 
-def test_a_big_file_goes_in_chunks_and_a_failed_chunk_resumes(
-    page: Any, chunk_server: Server, big_wav: Path
-) -> None:
+def test_a_big_file_goes_in_chunks_and_a_failed_chunk_resumes(page: Any, chunk_server: Server, big_wav: Path) -> None:
     puts: list[str] = []
     page.on("request", lambda r: r.method == "PUT" and puts.append(r.headers.get("content-range", "")))
     failed: list[str] = []
