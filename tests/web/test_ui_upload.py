@@ -5,6 +5,7 @@ again from the server's offset, and Cancel deletes the session."""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,11 @@ def test_cancel_deletes_the_session(page: Any, chunk_server: Server, big_wav: Pa
     services = chunk_server.services  # type: ignore[attr-defined]
     before = session_count(services.storage)
     page.click("#submit")
-    page.wait_for_function("() => document.getElementById('upload-progress').value > 0.2")
+    deadline = time.monotonic() + 20
+    while not held and time.monotonic() < deadline:  # route handlers run while playwright waits
+        page.wait_for_timeout(50)
     assert len(held) == 1 and session_count(services.storage) == before + 1
+    assert page.evaluate("() => document.getElementById('upload-progress').value") >= 2 * CHUNK / SIZE
     with page.expect_response(lambda r: r.request.method == "DELETE") as cancelled:
         page.click("#upload-cancel")
     assert cancelled.value.status == 200 and cancelled.value.json()["data"]["offset"] == 2 * CHUNK
