@@ -126,6 +126,13 @@ def upload_error(exc: BaseException, tmp_name: str, display: str) -> BaseExcepti
     return None
 
 
+def _discard(exc: BaseException, tmp: Path, final_dir: Path, display: str) -> BaseException | None:
+    """After a failed upload: remove its temp file and folder; returns ``upload_error``'s answer."""
+    tmp.unlink(missing_ok=True)
+    shutil.rmtree(final_dir, ignore_errors=True)
+    return upload_error(exc, tmp.name, display)
+
+
 def finish_upload(tmp: Path, record: FileInfo) -> None:
     """Move the streamed file into ``uploads/<file_id>/`` and write its ``meta.json`` (blocking: fsync)."""
     record.path.parent.mkdir()
@@ -232,9 +239,7 @@ class LocalStorage:
                 self.publish_upload, tmp, file_id=file_id, filename=filename, content_type=content_type, owner=owner
             )
         except BaseException as exc:  # also CancelledError: a client that hangs up leaves nothing behind
-            tmp.unlink(missing_ok=True)
-            shutil.rmtree(final_dir, ignore_errors=True)
-            public = upload_error(exc, tmp.name, display)
+            public = _discard(exc, tmp, final_dir, display)
             if public is None:
                 raise
             raise public from None
@@ -266,9 +271,7 @@ class LocalStorage:
             )
             finish_upload(tmp, record)
         except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            shutil.rmtree(final_dir, ignore_errors=True)
-            public = upload_error(exc, tmp.name, display)
+            public = _discard(exc, tmp, final_dir, display)
             if public is None:
                 raise
             raise public from None

@@ -83,7 +83,19 @@ async def create_upload(
     return Envelope(message="upload started", data=public(state, sessions, response))
 
 
-@router.put("/files/uploads/{upload_id}", response_model=Envelope[UploadPublic])
+CHUNK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    },
+    "parameters": [
+        {"name": "Content-Range", "in": "header", "required": True, "description": "bytes START-END/SIZE, END inclusive",
+         "schema": {"type": "string", "pattern": r"^bytes \d+-\d+/\d+$"}},
+    ],
+}  # fmt: skip
+
+
+@router.put("/files/uploads/{upload_id}", response_model=Envelope[UploadPublic], openapi_extra=CHUNK_BODY)
 async def put_chunk(
     upload_id: str, request: Request, sessions: SessionsDep, owner: OwnerDep, response: Response
 ) -> Envelope[UploadPublic]:
@@ -99,7 +111,8 @@ async def put_chunk(
     return Envelope(message=message, data=public(state, sessions, response))
 
 
-@router.api_route("/files/uploads/{upload_id}", methods=["GET", "HEAD"], response_model=Envelope[UploadPublic])
+@router.head("/files/uploads/{upload_id}", response_model=Envelope[UploadPublic], operation_id="head_upload")
+@router.get("/files/uploads/{upload_id}", response_model=Envelope[UploadPublic])
 async def get_upload(
     upload_id: str, sessions: SessionsDep, owner: OwnerDep, response: Response
 ) -> Envelope[UploadPublic]:
