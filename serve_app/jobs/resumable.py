@@ -206,7 +206,8 @@ class UploadSessions:
                     f"the chunk starts at byte {start} but the upload is at byte {offset}; resume from there",
                     offset=offset,
                 )
-            offset += await self._append(fh, body, length)
+            await self._append(fh, body, length)
+            offset = os.fstat(fh.fileno()).st_size
             if offset == size:
                 return await asyncio.to_thread(self._publish, upload_id, state.session, fh)
         finally:
@@ -230,33 +231,44 @@ class UploadSessions:
         return fh
 
     @staticmethod
-    async def _append(fh: IO[bytes], body: AsyncIterator[bytes], length: int) -> int:
-        """Write at most ``length`` bytes of ``body`` to ``fh``; returns how many were written. On a dropped
-        connection what arrived is flushed and kept, and the error propagates."""
-        written = 0
+    async def _append(fh: IO[bytes], body: AsyncIterator[bytes], length: int) -> None:
+        """Write at most ``length`` bytes of ``body`` to ``fh``, in order. On a dropped connection or a cancel, what
+        arrived is still written (and kept: the offset is the file's size), and the error propagates."""
+        left = length
         pending: list[bytes] = []
         pending_bytes = 0
+        writing: asyncio.Task[int] | None = None
+
+        async def flush() -> None:
+            nonlocal pending, pending_bytes, writing
+            data = b"".join(pending)
+            pending, pending_bytes = [], 0
+            writing = asyncio.ensure_future(asyncio.to_thread(fh.write, data))
+            await asyncio.shield(writing)  # a cancel does not stop the thread: the finally waits for it
+
         try:
             async for piece in body:
-                piece = piece[: length - written - pending_bytes]
+                piece = piece[:left]
+                left -= len(piece)
                 pending.append(piece)
                 pending_bytes += len(piece)
                 if pending_bytes >= WRITE_BYTES:
-                    await asyncio.to_thread(fh.write, b"".join(pending))
-                    written, pending, pending_bytes = written + pending_bytes, [], 0
-                if written + pending_bytes >= length:
+                    await flush()
+                if left <= 0:
                     break
         finally:
+            if writing is not None and not writing.done():
+                await asyncio.wait({writing})  # keep the order: that write lands before the rest
             if pending_bytes:
-                await asyncio.to_thread(fh.write, b"".join(pending))
-                written += pending_bytes
+                await flush()
             await asyncio.to_thread(fh.flush)
-        return written
 
     def _publish(self, upload_id: str, session: UploadSession, fh: IO[bytes]) -> UploadState:
         """Verify the complete data file and publish it (blocking, under the session's lock)."""
         folder = self._dir(upload_id)
         data = folder / DATA_NAME
+        if not data.is_file():  # cancelled while this chunk was arriving
+            raise UploadNotFound(f"the upload {upload_id} was cancelled")
         try:
             os.fsync(fh.fileno())
             received = os.fstat(fh.fileno()).st_size

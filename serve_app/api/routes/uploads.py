@@ -10,6 +10,7 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.requests import ClientDisconnect
 
 from serve_app.api.deps import OwnerDep, SettingsDep, StorageDep
 from serve_app.api.errors import RequestTooLarge
@@ -106,7 +107,12 @@ async def put_chunk(
     start, span, size = parse_content_range(request.headers.get("content-range"))
     if span != length:
         raise BadRequest(f"the Content-Range covers {span} bytes but the body has {length}")
-    state = await sessions.write_chunk(upload_id, owner, start=start, length=length, total=size, body=request.stream())
+    try:
+        state = await sessions.write_chunk(
+            upload_id, owner, start=start, length=length, total=size, body=request.stream()
+        )
+    except ClientDisconnect:  # expected with flaky links: no error log, and what arrived is kept
+        raise BadRequest("the connection dropped during the chunk; resume from the offset HEAD tells") from None
     message = "upload complete" if state.complete else f"{state.offset} of {size} bytes received"
     return Envelope(message=message, data=public(state, sessions, response))
 
