@@ -136,6 +136,7 @@ export function resumableUpload(file, { chunkBytes, onProgress, onChunk = () => 
     let failures = 0;
     onProgress(0, file.size);
     for (;;) {
+      if (aborted) throw cancelled();
       try {
         const state = await putChunk(offset);
         onChunk(state);
