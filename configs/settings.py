@@ -140,6 +140,20 @@ class StorageSettings(BaseModel):
     retention_interval_s: float = Field(default=600.0, gt=0, description="How often the retention sweep runs.")
 
 
+class UploadSettings(BaseModel):
+    """Resumable uploads (``POST /files/uploads``, then ``PUT`` chunks with ``Content-Range``)."""
+
+    chunk_max_bytes: int = Field(
+        default=4 * 1024**2, ge=1, description="Largest chunk body one PUT may carry (bytes); bigger is 413 before reading."
+    )
+    session_ttl_s: float = Field(
+        default=24 * 3600.0, gt=0, description="An upload session idle this long expires (refused, then swept)."
+    )
+    resumable_threshold_bytes: int = Field(
+        default=8 * 1024**2, ge=0, description="The web page sends files larger than this as resumable chunked uploads."
+    )
+
+
 def split_list(value: Any) -> Any:
     """A list given in the environment: a JSON list, or comma-separated items."""
     if isinstance(value, str):
@@ -283,6 +297,7 @@ class Settings(BaseSettings):
     fit: FitSettings = Field(default_factory=FitSettings)
     mix: MixSettings = Field(default_factory=MixSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    upload: UploadSettings = Field(default_factory=UploadSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)

@@ -17,7 +17,8 @@ from serve_app.jobs.public import JobError, JobPublic
 
 __all__ = [
     "Envelope", "ErrorDetail", "ErrorEnvelope", "FilePublic", "Health", "JobCreate", "JobError", "JobList",
-    "JobPublic", "ModelList", "SpeechRequest", "TranslateRequest", "TranslateResponse",
+    "JobPublic", "ModelList", "SpeechRequest", "TranslateRequest", "TranslateResponse", "UploadCreate",
+    "UploadPublic",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -63,6 +64,31 @@ class FilePublic(BaseModel):
             size=info.size,
             upload_time=info.upload_time,
         )
+
+
+class UploadCreate(BaseModel):
+    """POST /files/uploads: start a resumable upload of ``size`` bytes (at most MAX_FILE_SIZE)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=1024)
+    size: int = Field(gt=0, description="the whole file's size in bytes")
+    content_type: str | None = Field(default=None, max_length=255)
+    sha256: str | None = Field(default=None, description="the whole file's sha256 (hex), checked when it is complete")
+
+
+class UploadPublic(BaseModel):
+    """A resumable upload: ``offset`` bytes of ``size`` received; the next chunk starts at ``offset``. Once
+    ``complete``, ``file`` is the stored file (``file.file_id`` is the ``upload_id``), ready for POST /jobs."""
+
+    upload_id: str
+    filename: str
+    size: int = Field(description="bytes")
+    offset: int = Field(description="bytes received so far")
+    complete: bool
+    chunk_max_bytes: int = Field(description="the largest chunk a PUT may carry (bytes)")
+    expires_at: datetime | None = Field(description="when the idle session expires (UTC); null once complete")
+    file: FilePublic | None = None
 
 
 class JobCreate(BaseModel):

@@ -150,6 +150,8 @@ export default {
   "error.media_error": "Processing the media failed.",
   "error.internal_error": "Something went wrong on the server.",
   "error.insufficient_storage": "The server has run out of disk space.",
+  "error.upload_not_found": "The upload expired or was cancelled. Choose the file again.",
+  "error.checksum_mismatch": "The file arrived damaged. Try again.",
   "error.not_ready": "The server is still starting. Try again in a moment.",
 
   "units.B": "B",

@@ -142,6 +142,8 @@ export default {
   "error.media_error": "Не удалось обработать медиафайл.",
   "error.internal_error": "На сервере что-то пошло не так.",
   "error.insufficient_storage": "На сервере закончилось место.",
+  "error.upload_not_found": "Загрузка истекла или отменена. Выберите файл снова.",
+  "error.checksum_mismatch": "Файл пришёл повреждённым. Попробуйте ещё раз.",
   "error.not_ready": "Сервер ещё запускается. Повторите через минуту.",
   "units.B": "Б",
   "units.KB": "КБ",
