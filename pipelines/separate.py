@@ -127,10 +127,12 @@ class SpleeterSeparator:
     def __call__(self, input_path: Path, out_path: Path) -> Path:
         out = Path(out_path)
         blocks = iter_audio_blocks(input_path, sample_rate_hz=SAMPLE_RATE_HZ, channels=CHANNELS, block_frames=CHUNK)
-        with atomic_path(out, suffix=out.suffix) as tmp:
-            with sf.SoundFile(tmp, "w", samplerate=SAMPLE_RATE_HZ, channels=CHANNELS, subtype="PCM_16") as snd:
-                for block in self.stream(blocks):
-                    snd.write(np.clip(block, -1.0, 1.0))
+        with (
+            atomic_path(out, suffix=out.suffix) as tmp,
+            sf.SoundFile(tmp, "w", samplerate=SAMPLE_RATE_HZ, channels=CHANNELS, subtype="PCM_16") as snd,
+        ):
+            for block in self.stream(blocks):
+                snd.write(np.clip(block, -1.0, 1.0))
         return out
 
 
