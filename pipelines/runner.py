@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -154,12 +155,12 @@ class Pipeline:
         if request.burn_in and not info.has_video:
             raise BurnInNeedsVideo(f"burning subtitles in needs a video stream; {Path(request.input).name} has none")
         if request.mode == "dub":
-            for lang in targets:
-                self.tts.voice_for(lang)
             if self.background(request) == "separate":
                 from pipelines.separate import model_file
 
                 model_file(self.models_dir)  # SeparationUnavailable when it is not pulled
+            for lang in targets:
+                self.tts.voice_for(lang)
         return info, targets, source
 
     def run(
@@ -361,7 +362,7 @@ class _JobRun(_InputRun):
         subtitles = write_subtitles(self.source_cues, staging, self.stem, src)
         outputs = {"source_srt": subtitles["srt"], "source_vtt": subtitles["vtt"]}
         if sentences and self.request.mode == "dub" and self.pipe.background(self.request) == "separate":
-            self.separated()  # once per input, before the targets (each mixes over it)
+            _ = self.separated  # once per input, before the targets (each mixes over it)
         per_target: dict[str, Any] = {}
         for lang in self.targets:
             target_outputs, per_target[lang] = self.run_target(staging, lang, src, sentences)
@@ -417,7 +418,7 @@ class _JobRun(_InputRun):
         self.progress(Stage.TTS.value, 0.8, lang)
         background = self.pipe.background(self.request)
         wav = build_dub_track(
-            self.separated() if background == "separate" and translations else Path(self.request.input),
+            self.separated if background == "separate" and translations else Path(self.request.input),
             plan,
             clips,
             settings=self.settings.mix.model_copy(update={"background": background}),
@@ -427,13 +428,16 @@ class _JobRun(_InputRun):
         info = {"plan": plan, "resynthesized": resynthesized, "voice": self.pipe.tts.voice_for(lang)}
         return wav, {**info, "translations": translations}
 
+    @cached_property
     def separated(self) -> Path:
         """The input's background stem (its voice removed), separated once per input and model: cached."""
         from pipelines.separate import CHUNK, MODEL_NAME, OVERLAP, model_file
 
         size = model_file(self.pipe.models_dir).stat().st_size
         stem = self.cache.path(f"background.{cache.key('separate', MODEL_NAME, size, CHUNK, OVERLAP)}.flac")
-        if not stem.is_file():
+        if stem.is_file():
+            self.cache.hits.append(Stage.SEPARATE.value)
+        else:
             with self.stage(Stage.SEPARATE):
                 self.pipe.separator(Path(self.request.input), stem)
         return stem
