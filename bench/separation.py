@@ -49,6 +49,14 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
     return float(10 * np.log10((target @ target) / ((e - target) @ (e - target))))
 
 
+def projection_gain_db(estimate: np.ndarray, part: np.ndarray) -> float:
+    """The gain (dB) of ``part`` as it stands, sample for sample, in ``estimate``: its least-squares coefficient
+    (BSS Eval's interference projection with a 0-tap filter). What the mask leaves of a source but smears
+    (the ``voice_left_db`` share) no longer lines up with it and is not counted here."""
+    e, p = estimate.reshape(-1).astype(np.float64), part.reshape(-1).astype(np.float64)
+    return float(20 * np.log10(abs(e @ p) / (p @ p) + 1e-12))
+
+
 def db(x: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
@@ -92,6 +100,7 @@ def quality(sep: SpleeterSeparator, asr: Any) -> list[dict[str, Any]]:
                     "si_sdr_background_db": round(si_sdr(background, m), 2),
                     "si_sdr_improvement_db": round(si_sdr(background, m) - si_sdr(v + m, m), 2),
                     "voice_left_db": round(db(voice_left) - db(v), 2),
+                    "voice_projection_db": round(projection_gain_db(background, v), 2),
                     "music_level_change_db": round(db(background) - db(m), 2),
                     "whisper_words_in_background": len(re.findall(r"\w+", heard)),
                     "seconds": round(seconds, 2),

@@ -416,7 +416,7 @@ class _JobRun(_InputRun):
         plan, translations, clips, extra = self.fit(lang, sentences, translations, clips)
         resynthesized += extra
         self.progress(Stage.TTS.value, 0.8, lang)
-        background = self.pipe.background(self.request)
+        background = self.background_used = self.pipe.background(self.request)
         wav = build_dub_track(
             self.separated if background == "separate" and translations else Path(self.request.input),
             plan,

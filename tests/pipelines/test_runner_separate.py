@@ -41,7 +41,7 @@ def test_separation_runs_once_per_input_and_a_redub_reuses_it(video: Path, tmp_p
     separator = CountingSeparator(settings.storage.models_dir)
     pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS(), separator=separator)
     first = pipe.run(JobRequest(input=str(video), target_languages=["ru", "es"]), tmp_path / "out")
-    assert separator.calls == 1 and "separate" in first.report["timings_s"]
+    assert separator.calls == 1 and "separate" in first.report["timings_s"] and first.report["background"] == "separate"
     stems = list((tmp_path / "cache").rglob("background.*.flac"))
     assert len(stems) == 1 and sf.info(stems[0]).duration == pytest.approx(6.0, abs=0.05)
     # a re-dub: the same input, one edited line, through a pipeline over other settings sharing the stages
@@ -61,8 +61,8 @@ def test_the_job_chooses_its_background(video: Path, tmp_path: Path) -> None:
     settings.storage.cache_dir = tmp_path / "cache"
     separator: Any = CountingSeparator(settings.storage.models_dir)
     pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS(), separator=separator)
-    pipe.run(JobRequest(input=str(video), target_languages=["ru"], background="none"), tmp_path / "out")
-    assert separator.calls == 0 and not list((tmp_path / "cache").rglob("background.*"))
+    report = pipe.run(JobRequest(input=str(video), target_languages=["ru"], background="none"), tmp_path / "out").report
+    assert report["background"] == "none" and separator.calls == 0 and not list((tmp_path / "cache").rglob("background.*"))
     dub = tmp_path / "dub.wav"
     import subprocess
 
