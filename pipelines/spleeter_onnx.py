@@ -85,30 +85,19 @@ def _unet(g: _Graph, w: dict[str, np.ndarray], p: str, x: str) -> str:
         names = [g.const(f"{p}.{key}.{s}", w[f"{key}.{s}"]) for s in ("weight", "bias", "running_mean", "running_var")]
         return g.op("BatchNormalization", [inp, *names], out, epsilon=BN_EPS)
 
+    def strided(op: str, inp: str, key: str, out: str) -> str:  # 5x5, stride 2, padded (or cropped) 1 before, 2 after
+        return g.op(op, [inp, *params(key)], out, kernel_shape=[5, 5], strides=[2, 2], pads=[1, 1, 2, 2])
+
     skips, h = [], x
     for i in range(1, len(_DOWN) + 1):  # CustomPad (1, 2, 1, 2) + Conv2d(5, stride 2) = Conv with those pads
-        conv = g.op(
-            "Conv",
-            [h, *params(f"down{i}_conv.1")],
-            f"{p}.d{i}c",
-            kernel_shape=[5, 5],
-            strides=[2, 2],
-            pads=[1, 1, 2, 2],
-        )
+        conv = strided("Conv", h, f"down{i}_conv.1", f"{p}.d{i}c")
         skips.append(conv)  # the skips and the up path take the convolutions before batch norm, as Spleeter
         h = g.op("LeakyRelu", [bn(f"down{i}_act.0", conv, f"{p}.d{i}bn")], f"{p}.d{i}", alpha=0.2)
     h = skips[-1]
     for i in range(1, 7):  # ConvTranspose2d(5, stride 2) + CustomTransposedPad (crop 1, 2) = ConvTranspose pads
         if i > 1:
             h = g.op("Concat", [skips[len(_DOWN) - i], h], f"{p}.u{i}cat", axis=1)
-        up = g.op(
-            "ConvTranspose",
-            [h, *params(f"up{i}.0")],
-            f"{p}.u{i}t",
-            kernel_shape=[5, 5],
-            strides=[2, 2],
-            pads=[1, 1, 2, 2],
-        )
+        up = strided("ConvTranspose", h, f"up{i}.0", f"{p}.u{i}t")
         h = bn(f"up{i}.3", g.op("Relu", [up], f"{p}.u{i}r"), f"{p}.u{i}")
     last = g.op("Conv", [h, *params("up7.0")], f"{p}.u7c", kernel_shape=[4, 4], dilations=[2, 2], pads=[3, 3, 3, 3])
     return g.op("Mul", [g.op("Sigmoid", [last], f"{p}.u7"), x], f"{p}.estimate")

@@ -3,45 +3,18 @@ separated background without the separation model is a JSON-RPC error and record
 
 from __future__ import annotations
 
-import asyncio
-import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.serve_app.bridge.test_methods_inputs import rpc
 
-from configs.settings import Settings
-from pipelines.runner import Pipeline
-from serve_app.bridge.methods import MethodContext, PipelineModels, build_methods
-from serve_app.bridge.rpc import RpcHandler
-from serve_app.jobs import JobService, LocalStorage, SQLiteJobStore
+__all__ = ["rpc"]  # the fixture: the real handler over a JobService in a temp folder
 
 
-@pytest.fixture
-def rpc(tmp_path: Path, jfk_flac: Path) -> Iterator[Any]:
-    root = tmp_path / "shared"
-    (root / "inputs").mkdir(parents=True)
-    shutil.copy(jfk_flac, root / "inputs" / "talk.flac")
-    store = SQLiteJobStore(tmp_path / "jobs.db")
-    service = JobService(store, LocalStorage(root), max_queued_jobs=3)
-    service.default_background, service.models_dir = "duck", tmp_path / "no-models"  # nothing pulled there
-    ctx = MethodContext(service=service, models=PipelineModels(lambda: Pipeline(Settings(_env_file=None))), storage_root=root)
-    handler = RpcHandler(build_methods(ctx))
-
-    def call(params: dict[str, Any], key: str) -> dict[str, Any]:
-        body = {"jsonrpc": "2.0", "method": "translate_video", "params": params, "id": 1}
-        outcome = asyncio.run(handler.handle(json.dumps(body).encode(), key=f"amqp:{key}"))
-        assert isinstance(outcome.reply, dict)
-        return outcome.reply
-
-    call.service = service  # type: ignore[attr-defined]
-    yield call
-    store.close()
-
-
-def test_separation_without_its_model_is_a_json_rpc_error(rpc: Any) -> None:
+def test_separation_without_its_model_is_a_json_rpc_error(rpc: Any, jfk_flac: Path, tmp_path: Path) -> None:
+    shutil.copy(jfk_flac, rpc.root / "inputs" / "talk.flac")
+    rpc.service.default_background, rpc.service.models_dir = "duck", tmp_path / "no-models"  # nothing pulled there
     reply = rpc({"input": "inputs/talk.flac", "target_languages": ["ru"], "background": "separate"}, key="sep")
     error = reply["error"]
     assert -32099 <= error["code"] <= -32000 and error["data"]["error"]["code"] == "separation_unavailable"
