@@ -64,7 +64,10 @@ def db(x: np.ndarray) -> float:
 def speech() -> np.ndarray:
     """The committed speech samples one after the other, 0.5 s apart: (2, n) at 44.1 kHz."""
     gap = np.zeros((RATE // 2, 2), np.float32)
-    parts = [decode_audio(DATA / name, sample_rate_hz=RATE, channels=2) for name in ("jfk.flac", "this_is_a_test.mp3", "ru_num.wav")]
+    parts = [
+        decode_audio(DATA / name, sample_rate_hz=RATE, channels=2)
+        for name in ("jfk.flac", "this_is_a_test.mp3", "ru_num.wav")
+    ]
     return np.concatenate([p for part in parts for p in (part, gap)]).T.copy()
 
 
@@ -118,7 +121,12 @@ def looped(minutes: float) -> Path:
         return out
     BENCH.mkdir(parents=True, exist_ok=True)
     args = ["-stream_loop", "-1", "-i", str(DATA / "jfk.flac"), "-stream_loop", "-1", "-i", str(MUSIC_DIR / MUSIC[0])]
-    args += ["-filter_complex", "[0:a]apad=pad_dur=3[v];[v][1:a]amix=inputs=2:duration=shortest", "-t", str(minutes * 60)]
+    args += [
+        "-filter_complex",
+        "[0:a]apad=pad_dur=3[v];[v][1:a]amix=inputs=2:duration=shortest",
+        "-t",
+        str(minutes * 60),
+    ]
     run_ffmpeg([*args, "-ac", "2", "-ar", "48000", "-c:a", "libopus", "-b:a", "32k", str(out)])
     return out
 
@@ -160,7 +168,13 @@ def rss(minutes: list[float]) -> list[dict[str, float]]:
     for m in minutes:
         src = looped(m)
         with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run([sys.executable, "-c", _CHILD, str(src), str(m * 60), tmp], capture_output=True, text=True, check=True, cwd=ROOT)
+            proc = subprocess.run(
+                [sys.executable, "-c", _CHILD, str(src), str(m * 60), tmp],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            )
         peak, separated, total = (float(v) for v in proc.stdout.split()[-3:])
         rows.append({"minutes": m, "peak_rss_mb": peak, "separation_s": separated, "separation_and_mix_s": total})
         print(json.dumps(rows[-1]), file=sys.stderr)

@@ -62,11 +62,15 @@ def test_the_job_chooses_its_background(video: Path, tmp_path: Path) -> None:
     separator: Any = CountingSeparator(settings.storage.models_dir)
     pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS(), separator=separator)
     report = pipe.run(JobRequest(input=str(video), target_languages=["ru"], background="none"), tmp_path / "out").report
-    assert report["background"] == "none" and separator.calls == 0 and not list((tmp_path / "cache").rglob("background.*"))
+    assert (
+        report["background"] == "none" and separator.calls == 0 and not list((tmp_path / "cache").rglob("background.*"))
+    )
     dub = tmp_path / "dub.wav"
     import subprocess
 
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "out" / "clip.ru.mp4"), "-map", "0:a:0", str(dub)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(tmp_path / "out" / "clip.ru.mp4"), "-map", "0:a:0", str(dub)], check=True
+    )
     samples, rate = sf.read(dub, dtype="float32")
     for lo, hi in ((0.0, 0.4), (2.5, 2.9)):  # before the first line, and between the lines: the original speaks there
         assert float(np.abs(samples[int(lo * rate) : int(hi * rate)]).max()) < 1e-3

@@ -160,7 +160,9 @@ def test_the_background_keeps_the_music_and_loses_the_voice(
 
 
 @pytest.mark.slow
-def test_a_dub_over_the_separated_background(separator: SpleeterSeparator, speech_over_music: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+def test_a_dub_over_the_separated_background(
+    separator: SpleeterSeparator, speech_over_music: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     """build_dub_track with background 'separate' plays the stem as it is under the voice (no duck), 'none'
     plays no original at all, 'duck' lowers the original under the line."""
     from pipelines.mix import build_dub_track
@@ -173,7 +175,9 @@ def test_a_dub_over_the_separated_background(separator: SpleeterSeparator, speec
 
     def bed(background: str, source: Path) -> np.ndarray:
         settings = MixSettings(background=background)  # type: ignore[arg-type]
-        out = build_dub_track(source, plan, [clip], settings=settings, duration_s=14.0, out_wav=tmp_path / f"{background}.wav")
+        out = build_dub_track(
+            source, plan, [clip], settings=settings, duration_s=14.0, out_wav=tmp_path / f"{background}.wav"
+        )
         samples, _ = sf.read(out, dtype="float32")
         return np.asarray(samples[int(2.2 * 48000) : int(3.8 * 48000)])  # under the line
 
@@ -211,7 +215,16 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024.0)
 
 
 def _rss_growth_mb(src: Path, seconds: float, tmp: Path, real: bool) -> float:
-    cmd = [sys.executable, "-c", _RSS_CHILD, str(src), str(seconds), str(tmp), "real" if real else "fake", str(MODELS_DIR)]
+    cmd = [
+        sys.executable,
+        "-c",
+        _RSS_CHILD,
+        str(src),
+        str(seconds),
+        str(tmp),
+        "real" if real else "fake",
+        str(MODELS_DIR),
+    ]
     proc = subprocess.run(cmd, capture_output=True, check=True, text=True)
     return float(proc.stdout.strip().splitlines()[-1])
 
@@ -233,10 +246,16 @@ def test_separation_and_mix_memory_does_not_grow_with_the_duration(hour_of_audio
     """An hour through separation (everything but the U-Net: decode, STFT, cross-faded chunks, ISTFT, FLAC) and
     the mix over the stem: the peak memory it adds is that of 10 minutes. The real U-Net on the same chunks is
     measured beside it on 1 and 4 minutes (bench/separation.py measures it on 10 and 60)."""
-    short, long = _rss_growth_mb(hour_of_audio, 600.0, tmp_path, False), _rss_growth_mb(hour_of_audio, 3600.0, tmp_path, False)
+    short, long = (
+        _rss_growth_mb(hour_of_audio, 600.0, tmp_path, False),
+        _rss_growth_mb(hour_of_audio, 3600.0, tmp_path, False),
+    )
     info = sf.info(tmp_path / "bg3600.flac")
     assert info.samplerate == SAMPLE_RATE_HZ and abs(info.duration - 3600.0) < 0.1  # the whole hour was separated
     assert sf.info(tmp_path / "dub3600.wav").duration == pytest.approx(3600.0, abs=0.01)
     assert long < short + 40.0, f"peak grew from {short:.0f} MB (10 min) to {long:.0f} MB (60 min)"
-    real_short, real_long = _rss_growth_mb(hour_of_audio, 60.0, tmp_path, True), _rss_growth_mb(hour_of_audio, 240.0, tmp_path, True)
+    real_short, real_long = (
+        _rss_growth_mb(hour_of_audio, 60.0, tmp_path, True),
+        _rss_growth_mb(hour_of_audio, 240.0, tmp_path, True),
+    )
     assert real_long < real_short + 40.0, f"with the model: {real_short:.0f} MB (1 min), {real_long:.0f} MB (4 min)"

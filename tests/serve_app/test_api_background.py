@@ -22,9 +22,13 @@ def bare(tmp_path: Path, fakes: dict[str, Any]) -> Iterator[Any]:
 
     from serve_app.api.main import get_application
 
-    settings = make_settings(tmp_path / "var", storage={"models_dir": str(tmp_path / "no-models")}, mix={"background": "separate"})
+    settings = make_settings(
+        tmp_path / "var", storage={"models_dir": str(tmp_path / "no-models")}, mix={"background": "separate"}
+    )
     services = make_services(settings, fakes)
-    with TestClient(get_application(services=services), base_url="http://localhost", raise_server_exceptions=False) as client:
+    with TestClient(
+        get_application(services=services), base_url="http://localhost", raise_server_exceptions=False
+    ) as client:
         client.services = services  # type: ignore[attr-defined]
         yield client
     services.jobs.store.close()
