@@ -106,6 +106,7 @@ async function submit(event, jobs) {
   data.append("source_language", $("source-language").value);
   data.append("mode", form.elements.mode.value);
   data.append("burn_in", $("burn-in").checked ? "true" : "false");
+  if ($("background").value) data.append("background", $("background").value);
   if (glossary.trim()) data.append("glossary", glossary);
   data.append("file", chosenFile, chosenFile.name);
   setUploading(true);
@@ -152,7 +153,8 @@ function glossaryObject(text) {
 async function submitLink(link, targets, glossary, jobs) {
   const form = $("job-form");
   const body = { url: link, target_languages: targets, source_language: $("source-language").value || null,
-    mode: form.elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary) };
+    mode: form.elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary),
+    background: $("background").value || null };
   $("submit").disabled = true;
   formStatus("");
   try {
