@@ -9,12 +9,13 @@ are also read unprefixed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, TypeAdapter, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -120,11 +121,31 @@ class FitSettings(BaseModel):
     min_gap_s: float = 0.05
 
 
+# What plays under the dub (mix.background, and a job's own choice).
+Background = Literal["separate", "duck", "none"]
+
+
 class MixSettings(BaseModel):
-    voice_only: bool = False
-    duck_gain_db: float = -14.0
+    background: Background = Field(
+        default="separate",
+        description="What plays under the dub: 'separate' the original's background with its voice removed "
+        "(the separation model, `videotranslator models pull`), 'duck' the whole original lowered by duck_gain_db "
+        "under each line, 'none' the dub alone. (The old voice_only=true means 'none'.)",
+    )
+    duck_gain_db: float = Field(default=-14.0, description="background=duck: the original's gain under the dub.")
     ramp_ms: float = 120.0
     sample_rate_hz: int = 48000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _voice_only_alias(cls, data: Any) -> Any:
+        """The deprecated ``voice_only`` (before ``background``): true means background 'none', false 'duck'."""
+        if isinstance(data, dict) and "voice_only" in data:
+            data = dict(data)
+            voice_only = TypeAdapter(bool).validate_python(data.pop("voice_only"))
+            logging.getLogger(__name__).warning("mix.voice_only is deprecated: use mix.background ('none' or 'duck')")
+            data.setdefault("background", "none" if voice_only else "duck")
+        return data
 
 
 class StorageSettings(BaseModel):

@@ -106,6 +106,7 @@ async function submit(event, jobs) {
   data.append("source_language", $("source-language").value);
   data.append("mode", form.elements.mode.value);
   data.append("burn_in", $("burn-in").checked ? "true" : "false");
+  if ($("background").value) data.append("background", $("background").value);
   if (glossary.trim()) data.append("glossary", glossary);
   data.append("file", chosenFile, chosenFile.name);
   setUploading(true);
@@ -155,7 +156,8 @@ function glossaryObject(text) {
 // What POST /jobs takes besides the input (file_id or url), from the form.
 function jobFields(targets, glossary) {
   return { target_languages: targets, source_language: $("source-language").value || null,
-    mode: $("job-form").elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary) };
+    mode: $("job-form").elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary),
+    background: $("background").value || null };
 }
 
 // A big file: a resumable upload in chunks (progress, cancel, retries from the server's offset), then POST /jobs

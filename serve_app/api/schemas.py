@@ -105,6 +105,9 @@ class JobCreate(BaseModel):
     mode: Literal["dub", "subtitles"] = "dub"
     burn_in: bool = False
     glossary: dict[GlossaryTerm, GlossaryText] = Field(default_factory=dict, max_length=2000)
+    background: Literal["separate", "duck", "none"] | None = Field(
+        default=None, description="Under the dub: 'separate', 'duck' or 'none'; default: the mix.background setting."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> JobCreate:

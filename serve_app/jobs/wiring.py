@@ -33,6 +33,7 @@ def build_job_service(settings: Settings) -> JobService:
         retry_after_s=settings.service.retry_after_s,
     )
     service.url_allow_hosts = list(settings.fetch.allow_hosts)
+    service.default_background, service.models_dir = settings.mix.background, settings.storage.models_dir
     if settings.queue.mode == "rabbitmq":
         from serve_app.bridge.publisher import JobPublisher  # the bridge imports this module: import late
 
