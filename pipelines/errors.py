@@ -124,3 +124,10 @@ class InvalidSubtitles(VTError):
 
     code = "invalid_subtitles"
     http_status = 422
+
+
+class SeparationUnavailable(VTError):
+    """``mix.background = separate`` without the separation model pulled (refused before any work)."""
+
+    code = "separation_unavailable"
+    http_status = 422

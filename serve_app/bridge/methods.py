@@ -207,6 +207,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         glossary: Any = None,
         url: Any = None,
         source_subtitles: Any = None,
+        background: Any = None,
     ) -> dict[str, Any]:
         call = current_call()
         wait = _bool(wait, "wait")
@@ -215,7 +216,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key(), owner=call.owner)
         if record is None:
             inputs = _Inputs(input, url, source_subtitles)
-            record = await _submit(call, inputs, target_languages, source_language, mode, burn_in, glossary)
+            record = await _submit(call, inputs, target_languages, source_language, mode, burn_in, glossary, background)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
         return {"job_id": record.id, "state": record.state.value}
 
@@ -239,6 +240,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         mode: Any,
         burn_in: Any,
         glossary: Any,
+        background: Any = None,
     ) -> JobRecord:
         if (inputs.input is None) == (inputs.url is None):
             raise invalid_params("give exactly one input: input (a file id or a shared path) or url")
@@ -258,6 +260,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
                 mode=mode,
                 burn_in=_bool(burn_in, "burn_in"),
                 glossary=_glossary(glossary),
+                background=background,
             )
         except ValidationError as exc:
             raise invalid_params(f"invalid params: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
