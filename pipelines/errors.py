@@ -124,3 +124,11 @@ class InvalidSubtitles(VTError):
 
     code = "invalid_subtitles"
     http_status = 422
+
+
+class InvalidVoice(VTError):
+    """A job's voice (``voices`` of a job request, ``--voice``) is unknown, not installed, an opt-in voice not
+    installed on purpose, or of another language: refused before any work."""
+
+    code = "invalid_voice"
+    http_status = 422

@@ -209,9 +209,10 @@ class TTSStage:
                 raise ModelError(f"unknown voice {voice!r}; use 'piper:<model>', 'espeak:<voice>' or 'rhvoice:<voice>'")
         return self._synths[voice]
 
-    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
-        """One Clip per translation (same ids, same order); empty text gives a zero-length clip."""
-        voice = self.voice_for(language)
+    def __call__(self, translations: Sequence[Translation], language: str, voice: str | None = None) -> list[Clip]:
+        """One Clip per translation (same ids, same order); empty text gives a zero-length clip. ``voice``: a
+        job's own voice spec (checked by the caller, ``pipelines.jobvoices``); None: ``voice_for(language)``."""
+        voice = voice or self.voice_for(language)
         self.synthesized_count = 0
         clips = [self._clip(voice, t) for t in translations]
         cached = len(clips) - self.synthesized_count

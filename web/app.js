@@ -5,6 +5,7 @@ import { t, loadStrings, translatePage, saveChoice, UI_LANGUAGES, uiLanguage } f
 import { el, formatBytes } from "./format.js";
 import { TargetPicker, fillSourceSelect, setLanguages } from "./languages.js";
 import { JobList } from "./jobs.js";
+import { VoicePicker } from "./voices.js";
 import { ResultPanel } from "./result.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,7 @@ let config = { max_file_size: 0, languages: [], accept: [] };
 let chosenFile = null;
 let currentUpload = null;
 let picker = null;
+let voicePicker = null;
 
 function showError(err) {
   $("global-error-text").textContent = err instanceof Error ? err.message : String(err);
@@ -107,6 +109,8 @@ async function submit(event, jobs) {
   data.append("mode", form.elements.mode.value);
   data.append("burn_in", $("burn-in").checked ? "true" : "false");
   if (glossary.trim()) data.append("glossary", glossary);
+  const voices = voicePicker.values();
+  if (Object.keys(voices).length) data.append("voices", JSON.stringify(voices));
   data.append("file", chosenFile, chosenFile.name);
   setUploading(true);
   formStatus("");
@@ -152,7 +156,8 @@ function glossaryObject(text) {
 async function submitLink(link, targets, glossary, jobs) {
   const form = $("job-form");
   const body = { url: link, target_languages: targets, source_language: $("source-language").value || null,
-    mode: form.elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary) };
+    mode: form.elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary),
+    voices: voicePicker.values() };
   $("submit").disabled = true;
   formStatus("");
   try {
@@ -209,8 +214,9 @@ async function main() {
   $("file-limit").textContent = t("file.limit", { size: formatBytes(config.max_file_size) });
   $("file").accept = config.accept.join(",");
   fillSourceSelect($("source-language"), config.languages);
+  voicePicker = new VoicePicker($("voice-choices"), $("voice-preview-audio"), { onError: showError });
   picker = new TargetPicker({ list: $("target-list"), search: $("target-search"), chips: $("target-chips"), empty: $("target-empty") },
-    config.languages);
+    config.languages, [], (codes) => voicePicker.update(codes).catch(showError));
   let result = null;
   const jobs = new JobList($("job-list"), $("jobs-empty"), {
     onOpen: (id) => result.open(id),

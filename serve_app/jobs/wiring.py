@@ -32,6 +32,7 @@ def build_job_service(settings: Settings) -> JobService:
         retry_after_s=settings.service.retry_after_s,
     )
     service.url_allow_hosts = list(settings.fetch.allow_hosts)
+    service.models_dir = settings.storage.models_dir
     if settings.queue.mode == "rabbitmq":
         from serve_app.bridge.publisher import JobPublisher  # the bridge imports this module: import late
 
