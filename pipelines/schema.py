@@ -53,7 +53,7 @@ class JobRequest(BaseModel):
     )
     voices: dict[str, str] = Field(
         default_factory=dict,
-        description="This job's voices, language -> engine:voice (e.g. {\"ru\": \"rhvoice:irina\"}; see GET /v1/voices "
+        description="This job's voices, language -> engine:voice (e.g. ru: rhvoice:irina; see GET /v1/voices "
         "or `videotranslator voices list`). They override settings tts.voices for this job only; other languages "
         "keep the configured or default voice. Checked before any work (pipelines.jobvoices).",
     )

@@ -84,7 +84,7 @@ class JobCreate(BaseModel):
     voices: dict[VoiceLanguage, VoiceId] = Field(
         default_factory=dict,
         max_length=32,
-        description="This job's voices: language -> engine:voice from GET /v1/voices, e.g. {\"ru\": \"rhvoice:irina\"}. "
+        description="This job's voices: language -> engine:voice from GET /v1/voices, e.g. ru: rhvoice:irina. "
         "Other languages get the default voice. An unknown, not installed or opt-in voice is a 422 before the job "
         "is queued.",
     )

@@ -25,9 +25,10 @@ from pipelines.languages import normalize_language
 from pipelines.schema import Clip, Sentence, Transcript, Translation
 
 ASR_SAMPLE_RATE_HZ = 16000
-# OpenAI's voice names: clients of /v1/audio/speech send these; they mean the default English voice.
+# OpenAI's voice names: clients of /v1/audio/speech send these; they mean the default voice of the request's
+# ``language`` (English without one).
 OPENAI_VOICES = frozenset(
-    {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
+    {"alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse"}
 )
 
 Audio = bytes | str | np.ndarray

@@ -79,18 +79,21 @@ def test_a_voice_not_installed_is_refused_and_paths_only_from_trusted_callers(tm
 
 def test_job_voices_override_settings_for_that_job_only(settings: Settings, video: Path, tmp_path: Path) -> None:
     pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator())  # the real TTS stage (espeak-ng)
-    request = JobRequest(input=str(video), target_languages=["es", "de"], voices={"ES": "espeak:es-419"})
+    request = JobRequest(input=str(video), target_languages=["es", "fi"], voices={"ES": "espeak:es-419"})
     report = pipe.run(request, tmp_path / "a").report
-    es, de = report["targets"]["es"], report["targets"]["de"]
-    assert es["voice"] == "espeak:es-419" and report["models"]["tts"] == {"es": "espeak:es-419", "de": "espeak:de"}
-    assert es["voice_info"]["chosen_by"] == "job" and de["voice_info"]["chosen_by"] == "configured"
-    assert de["voice_info"]["fallback"] is True and "GPL" in de["voice_info"]["licence"]
+    es, fi = report["targets"]["es"], report["targets"]["fi"]  # Finnish: no catalog voice, espeak-ng speaks
+    assert es["voice"] == "espeak:es-419" and report["models"]["tts"] == {"es": "espeak:es-419", "fi": "espeak:fi"}
+    assert es["voice_info"]["chosen_by"] == "job" and fi["voice_info"]["chosen_by"] == "configured"
+    assert fi["voice_info"]["fallback"] is True and "GPL" in fi["voice_info"]["licence"]
     assert [r["voice"] for r in es["sentences"]] == ["espeak:es-419"] * 2
-    assert [r["voice"] for r in de["sentences"]] == ["espeak:de"] * 2
+    assert [r["voice"] for r in fi["sentences"]] == ["espeak:fi"] * 2
     # The settings are untouched: the next job without voices speaks the configured voice.
     assert settings.tts.voices == {"es": "espeak:es"}
     again = pipe.run(JobRequest(input=str(video), target_languages=["es"]), tmp_path / "b").report
-    assert again["targets"]["es"]["voice"] == "espeak:es" and again["targets"]["es"]["voice_info"]["chosen_by"] == "configured"
+    assert (
+        again["targets"]["es"]["voice"] == "espeak:es"
+        and again["targets"]["es"]["voice_info"]["chosen_by"] == "configured"
+    )
 
 
 def test_a_catalog_voice_per_job_speaks_and_is_named(
@@ -98,7 +101,9 @@ def test_a_catalog_voice_per_job_speaks_and_is_named(
 ) -> None:
     settings.tts.voices = {"ru": "espeak:ru"}
     pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator())
-    report = pipe.run(JobRequest(input=str(video), target_languages=["ru"], voices={"ru": "rhvoice:anna"}), tmp_path / "o").report
+    report = pipe.run(
+        JobRequest(input=str(video), target_languages=["ru"], voices={"ru": "rhvoice:anna"}), tmp_path / "o"
+    ).report
     ru = report["targets"]["ru"]
     assert ru["voice"] == "rhvoice:anna" and {r["voice"] for r in ru["sentences"]} == {"rhvoice:anna"}
     assert ru["voice_info"] == {

@@ -34,7 +34,9 @@ def real_client(tmp_path_factory: pytest.TempPathFactory, ru_voices: list[str]) 
     from serve_app.api.main import get_application
 
     services = Services.local(make_settings(tmp_path_factory.mktemp("voices") / "var"))
-    with TestClient(get_application(services=services), raise_server_exceptions=False, base_url="http://localhost") as c:
+    with TestClient(
+        get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+    ) as c:
         yield c
     services.jobs.store.close()
 
@@ -66,28 +68,43 @@ def test_v1_voices_lists_the_catalog_with_defaults(real_client: Any) -> None:
     ru = real_client.get("/v1/voices", params={"language": "ru-RU"}).json()
     assert ru["data"] and all("ru" in r["languages"] for r in ru["data"])
     assert {"rhvoice:irina", "espeak:ru"} <= {r["id"] for r in ru["data"]} and ru["defaults"] == {"ru": default_ru}
-    de = real_client.get("/v1/voices?language=de").json()
-    assert de["defaults"] == {"de": "espeak:de"} and [r["default_for"] for r in de["data"] if r["id"] == "espeak:de"] == [["de"]]
+    fi = real_client.get("/v1/voices?language=fi").json()  # no catalog voice: espeak-ng is the default
+    assert fi["defaults"] == {"fi": "espeak:fi"} and [
+        r["default_for"] for r in fi["data"] if r["id"] == "espeak:fi"
+    ] == [["fi"]]
     assert_envelope(real_client.get("/v1/voices?language=xx"), 422, "unknown_language")
     assert "/v1/voices" in real_client.get("/openapi.json").json()["paths"]
 
 
 def test_speech_takes_catalog_ids_openai_names_and_a_language_hint(real_client: Any) -> None:
     def say(**body: Any) -> Any:
-        return real_client.post("/v1/audio/speech", json={"input": "Привет, мир! Раз, два, три.", "response_format": "wav", **body})
+        return real_client.post(
+            "/v1/audio/speech", json={"input": "Привет, мир! Раз, два, три.", "response_format": "wav", **body}
+        )
 
     assert _wav(say(voice="rhvoice:irina"))[0] == 24000
     assert _wav(say(voice="espeak:ru"))[0] == 22050
     rate_nova_ru, _ = _wav(say(voice="nova", language="ru"))  # an OpenAI name: the default voice of the language
     assert rate_nova_ru == 24000 and voices.default_voice("ru", MODELS_DIR).startswith("rhvoice:")
-    english = real_client.post("/v1/audio/speech", json={"input": "Hello there.", "voice": "alloy", "response_format": "wav"})
+    english = real_client.post(
+        "/v1/audio/speech", json={"input": "Hello there.", "voice": "alloy", "response_format": "wav"}
+    )
     assert _wav(english)[0] == 22050  # no hint: the English voice (piper joe)
     for name in ("echo", "fable", "onyx", "shimmer"):
-        assert real_client.post("/v1/audio/speech", json={"input": "Hi.", "voice": name}).headers["content-type"] == "audio/mpeg"
+        assert (
+            real_client.post("/v1/audio/speech", json={"input": "Hi.", "voice": name}).headers["content-type"]
+            == "audio/mpeg"
+        )
     assert _wav(say(voice="rhvoice:irina", language="ru"))[0] == 24000
     # Bad voices: 422 envelopes, never a 5xx.
-    assert "unknown voice 'rhvoice:artemiy'" in assert_envelope(say(voice="rhvoice:artemiy"), 422, "invalid_voice")["message"]
-    assert "speaks ru, not 'es'" in assert_envelope(say(voice="rhvoice:irina", language="es"), 422, "invalid_voice")["message"]
+    assert (
+        "unknown voice 'rhvoice:artemiy'"
+        in assert_envelope(say(voice="rhvoice:artemiy"), 422, "invalid_voice")["message"]
+    )
+    assert (
+        "speaks ru, not 'es'"
+        in assert_envelope(say(voice="rhvoice:irina", language="es"), 422, "invalid_voice")["message"]
+    )
     assert_envelope(say(voice="piper:/etc/hostname"), 422, "invalid_voice")
     assert_envelope(say(voice="espeak:no-such-voice"), 422, "invalid_voice")
     assert_envelope(say(voice="nova", language="xx"), 422, "unknown_language")
@@ -115,7 +132,9 @@ def test_the_upload_form_takes_voices(real_client: Any, tiny_video: Path) -> Non
     as_json = upload(real_client, tiny_video, "/jobs/upload", target_languages="ru", voices='{"ru": "rhvoice:anna"}')
     assert as_json.status_code == 202, as_json.text
     assert as_json.json()["data"]["voices"] == {"ru": "rhvoice:anna"}
-    pairs = upload(real_client, tiny_video, "/jobs/upload", target_languages="ru,es", voices="ru=rhvoice:elena, es=espeak:es")
+    pairs = upload(
+        real_client, tiny_video, "/jobs/upload", target_languages="ru,es", voices="ru=rhvoice:elena, es=espeak:es"
+    )
     assert pairs.json()["data"]["voices"] == {"ru": "rhvoice:elena", "es": "espeak:es"}
     assert_envelope(upload(real_client, tiny_video, "/jobs/upload", target_languages="ru", voices="{nope"), 422)
     bad = upload(real_client, tiny_video, "/jobs/upload", target_languages="ru", voices="ru=rhvoice:nobody")

@@ -5,6 +5,7 @@ ASR/LLM/TTS stages in the real pipeline) then names in its report."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,9 @@ def voices_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from _serve_with_worker(tmp_path_factory.mktemp("web-voices") / "var", fakes)
 
 
-def _pick(page: Any, query: str) -> None:
-    page.fill("#target-search", query)
-    page.press("#target-search", "Enter")
+def _pick(pg: Any, query: str) -> None:
+    pg.fill("#target-search", query)
+    pg.press("#target-search", "Enter")
 
 
 def test_voice_choice_preview_and_submission(page: Any, voices_server: Server, sample_video: Path) -> None:  # noqa: F811
@@ -66,25 +67,27 @@ def test_voice_choice_preview_and_submission(page: Any, voices_server: Server, s
 
     _pick(page, "Span")  # a second language gets its own choice; the first keeps its pick
     page.wait_for_selector("#voice-es")
-    assert page.input_value("#voice-es") == "espeak:es" and page.input_value("#voice-ru") == "rhvoice:irina"
+    default_es = page.evaluate("fetch('/v1/voices?language=es').then(r => r.json())")["defaults"]["es"]
+    assert page.input_value("#voice-es") == default_es and page.input_value("#voice-ru") == "rhvoice:irina"
     shot(page, "07-voices")
 
     page.set_input_files("#file", str(sample_video))
     page.select_option("#source-language", "en")
     with page.expect_request(lambda r: r.url.endswith("/jobs/upload")) as posted:
         page.click("#submit")
-    assert b'name="voices"' in (posted.value.post_data_buffer or b"")
-    assert b'{"ru":"rhvoice:irina","es":"espeak:es"}' in posted.value.post_data_buffer
+    form = (posted.value.post_data_buffer or b"").decode("utf-8", "replace")
+    sent = form.split('name="voices"', 1)[1].split("\r\n\r\n", 1)[1].split("\r\n", 1)[0]
+    assert json.loads(sent) == {"ru": "rhvoice:irina", "es": default_es}
     page.wait_for_selector("#form-status.ok, #form-status.error", timeout=60_000)
     assert page.locator("#form-status.ok").count() == 1, page.inner_text("#form-status")
     card = page.locator(".job").first
     card.locator(".badge-succeeded").wait_for(timeout=120_000)
     job_id = card.get_attribute("data-job-id")
     job = page.evaluate(f"fetch('/jobs/{job_id}').then(r => r.json())")["data"]
-    assert job["voices"] == {"ru": "rhvoice:irina", "es": "espeak:es"}
+    assert job["voices"] == {"ru": "rhvoice:irina", "es": default_es}
     report_name = next(n for n in job["outputs"] if n.endswith(".report.json"))
     report = page.evaluate(f"fetch('/jobs/{job_id}/outputs/{report_name}').then(r => r.json())")
-    assert report["targets"]["ru"]["voice"] == "rhvoice:irina" and report["targets"]["es"]["voice"] == "espeak:es"
+    assert report["targets"]["ru"]["voice"] == "rhvoice:irina" and report["targets"]["es"]["voice"] == default_es
     assert {r["voice"] for r in report["targets"]["ru"]["sentences"]} == {"rhvoice:irina"}
     _assert_clean(page)
 

@@ -26,7 +26,7 @@ def ru_voices() -> list[str]:
     return voices.pull(MODELS_DIR, "ru")
 
 
-def test_translate_video_takes_voices(handler: RpcHandler, service: JobService) -> None:
+def test_translate_video_takes_voices(handler: RpcHandler, service: JobService) -> None:  # noqa: F811
     service.models_dir = MODELS_DIR  # as build_job_service wires it
     reply = call(handler, video(voices={"RU": "rhvoice:irina", "es": "espeak:es-419"}), key="amqp:v1").reply
     assert isinstance(reply, dict) and "result" in reply, reply
@@ -44,7 +44,10 @@ def test_translate_video_takes_voices(handler: RpcHandler, service: JobService) 
     ],
 )
 def test_a_bad_voice_is_an_invalid_params_error_and_no_job(
-    handler: RpcHandler, service: JobService, voices_param: Any, needle: str
+    handler: RpcHandler,  # noqa: F811
+    service: JobService,  # noqa: F811
+    voices_param: Any,
+    needle: str,
 ) -> None:
     service.models_dir = MODELS_DIR
     reply = call(handler, video(voices=voices_param), key="amqp:v2").reply
@@ -55,7 +58,7 @@ def test_a_bad_voice_is_an_invalid_params_error_and_no_job(
     assert service.list() == []
 
 
-def test_a_voice_not_installed_is_refused(handler: RpcHandler, service: JobService, tmp_path: Path) -> None:
+def test_a_voice_not_installed_is_refused(handler: RpcHandler, service: JobService, tmp_path: Path) -> None:  # noqa: F811
     service.models_dir = tmp_path / "no-models"
     reply = call(handler, video(voices={"ru": "rhvoice:irina"}), key="amqp:v3").reply
     assert isinstance(reply, dict) and reply["error"]["code"] == -32602
@@ -71,9 +74,13 @@ def test_queue_mode_post_jobs_publishes_the_voices(settings: Settings, tiny_vide
     from tests.serve_app.conftest import FakeASR, FakeTranslator, FakeTTS
 
     services = make_services(settings, {"asr": FakeASR(), "translator": FakeTranslator(), "tts": FakeTTS()})
-    with TestClient(get_application(services=services), raise_server_exceptions=False, base_url="http://localhost") as client:
+    with TestClient(
+        get_application(services=services), raise_server_exceptions=False, base_url="http://localhost"
+    ) as client:
         with open(tiny_video, "rb") as fh:
-            file_id = client.post("/files/upload", files={"file": ("talk.mp4", fh, "video/mp4")}).json()["data"]["file_id"]
+            file_id = client.post("/files/upload", files={"file": ("talk.mp4", fh, "video/mp4")}).json()["data"][
+                "file_id"
+            ]
         body = {"file_id": file_id, "target_languages": ["ru"], "voices": {"ru": "rhvoice:nobody"}}
         bad = client.post("/jobs", json=body)
         assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_voice", bad.text
