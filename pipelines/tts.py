@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 SILENCE_THRESHOLD = 0.01  # -40 dBFS: below this a sample counts as silence when trimming
 TRIM_PAD_MS = 15.0  # keep a little of the edges so plosive onsets and release tails survive
 EMPTY_CLIP_RATE_HZ = 22050
+DEFAULT_ESPEAK_RATE_WPM = 175  # settings tts.espeak_rate_wpm's default (and espeak-ng's own)
 
 # Whisper language codes whose espeak-ng voice has another name.
 ESPEAK_ALIASES: dict[str, str] = {"en": "en-us", "zh": "cmn", "no": "nb", "nn": "nb", "fr": "fr-fr"}
@@ -237,4 +238,8 @@ class TTSStage:
     def _cache_path(self, voice: str, text: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        return self.cache_dir / f"{cache_key(voice, text)}.wav"
+        # espeak-ng's rate changes the clip: a slower rate is another clip (the default rate keeps the plain key,
+        # so the clips cached before stay valid).
+        rate = self.settings.espeak_rate_wpm
+        tag = f"{voice}@{rate}wpm" if voice.startswith("espeak:") and rate != DEFAULT_ESPEAK_RATE_WPM else voice
+        return self.cache_dir / f"{cache_key(tag, text)}.wav"

@@ -164,3 +164,15 @@ def test_timing_still_fits_with_a_slower_voice(
     assert all(r["translation"] == "коротко" and r["voice"] == voice for r in short["sentences"])
     assert all(1.0 <= r["speed"] <= cap + 1e-6 for r in short["sentences"])
     assert short["fit"]["total_overflow_s"] < long["fit"]["total_overflow_s"]
+
+
+def test_a_slower_espeak_rate_is_another_clip_not_a_cached_one(tmp_path: Path) -> None:
+    """The clip cache keys espeak-ng's rate too: a slowed voice is never served the clips of the usual pace."""
+    from configs.settings import TTSSettings
+    from pipelines.tts import TTSStage
+
+    line = [Translation(0, "x", "Это довольно длинный перевод, который занимает много времени.")]
+    usual = TTSStage(TTSSettings(voices={}), MODELS_DIR, cache_dir=tmp_path)(line, "ru", "espeak:ru")[0]
+    slow_stage = TTSStage(TTSSettings(voices={}, espeak_rate_wpm=90), MODELS_DIR, cache_dir=tmp_path)
+    slow = slow_stage(line, "ru", "espeak:ru")[0]
+    assert slow_stage.synthesized_count == 1 and slow.duration_s > 1.5 * usual.duration_s
