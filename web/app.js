@@ -109,7 +109,7 @@ async function submit(event, jobs) {
   data.append("mode", form.elements.mode.value);
   data.append("burn_in", $("burn-in").checked ? "true" : "false");
   if (glossary.trim()) data.append("glossary", glossary);
-  const voices = voicePicker.values();
+  const voices = jobVoices(form);
   if (Object.keys(voices).length) data.append("voices", JSON.stringify(voices));
   data.append("file", chosenFile, chosenFile.name);
   setUploading(true);
@@ -140,6 +140,11 @@ async function submit(event, jobs) {
   }
 }
 
+// The chosen voices, for a dub only (subtitles-only jobs speak nothing).
+function jobVoices(form) {
+  return form.elements.mode.value === "dub" ? voicePicker.values() : {};
+}
+
 // "term = translation" lines (checked by glossaryProblem) -> {term: translation}, as POST /jobs takes it.
 function glossaryObject(text) {
   const out = {};
@@ -157,7 +162,7 @@ async function submitLink(link, targets, glossary, jobs) {
   const form = $("job-form");
   const body = { url: link, target_languages: targets, source_language: $("source-language").value || null,
     mode: form.elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary),
-    voices: voicePicker.values() };
+    voices: jobVoices(form) };
   $("submit").disabled = true;
   formStatus("");
   try {
@@ -225,6 +230,11 @@ async function main() {
   });
   result = new ResultPanel(jobs, { onError: showError });
   setUpDropZone();
+  // Subtitles only: no voice to choose (the fieldset is disabled, and no voices are sent).
+  for (const radio of $("job-form").elements.mode) {
+    radio.addEventListener("change", () => { $("voices-field").disabled = $("job-form").elements.mode.value !== "dub"; });
+  }
+  $("job-form").addEventListener("reset", () => { $("voices-field").disabled = false; });
   $("job-form").addEventListener("submit", (e) => submit(e, jobs));
   $("upload-cancel").addEventListener("click", () => currentUpload?.abort());
   $("jobs-refresh").addEventListener("click", () => jobs.refresh().catch(showError));

@@ -65,6 +65,11 @@ def test_voice_choice_preview_and_submission(page: Any, voices_server: Server, s
     assert page.evaluate("document.getElementById('voice-preview-audio').dataset.voice") == "rhvoice:irina"
     page.wait_for_function("() => document.getElementById('voice-preview-audio').duration > 1", timeout=10_000)
 
+    page.check("input[name=mode][value=subtitles]")  # subtitles only: nothing to speak, no voice to choose
+    assert page.is_disabled("#voice-ru") and page.is_disabled("#voice-preview-ru")
+    page.check("input[name=mode][value=dub]")
+    assert page.is_enabled("#voice-ru")
+
     _pick(page, "Span")  # a second language gets its own choice; the first keeps its pick
     page.wait_for_selector("#voice-es")
     default_es = page.evaluate("fetch('/v1/voices?language=es').then(r => r.json())")["defaults"]["es"]
