@@ -67,6 +67,24 @@ def test_a_bad_job_voice_is_refused_with_one_line(ru_voices: list[str], chosen: 
     assert "\n" not in info.value.message and info.value.http_status == 422
 
 
+def opt_in_voice(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A Russian opt-in catalog voice that is not installed (as mbrola's are until pulled on purpose)."""
+    from dataclasses import replace
+
+    voice = replace(voices.CATALOG["rhvoice:irina"], id="rhvoice:optin-test", folder="optin-test", opt_in=True,
+                    commercial_ok=False, licence="non-commercial (test)")  # fmt: skip
+    monkeypatch.setitem(voices.CATALOG, voice.id, voice)
+    return voice.id
+
+
+def test_an_opt_in_voice_is_refused_until_installed_on_purpose(monkeypatch: pytest.MonkeyPatch) -> None:
+    voice = opt_in_voice(monkeypatch)
+    with pytest.raises(
+        InvalidVoice, match=f"ru: voice '{voice}' is not installed; run `videotranslator voices pull --opt-in {voice}`"
+    ):
+        check_job_voices({"ru": voice}, MODELS_DIR)
+
+
 def test_a_voice_not_installed_is_refused_and_paths_only_from_trusted_callers(tmp_path: Path) -> None:
     with pytest.raises(InvalidVoice, match="not installed; run `videotranslator voices pull --lang ru`"):
         check_job_voices({"ru": "rhvoice:irina"}, tmp_path / "empty-models")

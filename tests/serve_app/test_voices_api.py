@@ -111,10 +111,18 @@ def test_speech_takes_catalog_ids_openai_names_and_a_language_hint(real_client: 
     assert_envelope(say(voice="../etc/passwd"), 422, "invalid_voice")
 
 
-def test_post_jobs_checks_voices_before_queueing(real_client: Any, tiny_video: Path) -> None:
+def test_post_jobs_checks_voices_before_queueing(
+    real_client: Any, tiny_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.pipelines.test_jobvoices import opt_in_voice
+
+    opt_in = opt_in_voice(monkeypatch)
+    listed = {v["id"]: v for v in real_client.get("/v1/voices?language=ru").json()["data"]}
+    assert listed[opt_in]["opt_in"] is True and listed[opt_in]["installed"] is False and not listed[opt_in]["default"]
     file_id = upload(real_client, tiny_video).json()["data"]["file_id"]
     base = {"file_id": file_id, "target_languages": ["ru", "es"]}
     for bad, needle in (
+        ({"ru": opt_in}, f"--opt-in {opt_in}"),
         ({"ru": "rhvoice:nobody"}, "unknown voice 'rhvoice:nobody'"),
         ({"es": "rhvoice:irina"}, "speaks ru, not 'es'"),
         ({"ru": "piper:/etc/hostname"}, "name a catalog voice"),

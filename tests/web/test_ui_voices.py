@@ -100,10 +100,19 @@ def test_voice_choice_preview_and_submission(page: Any, voices_server: Server, s
     _assert_clean(page)
 
 
-def test_a_link_job_sends_voices_and_a_refused_voice_is_shown(page: Any, voices_server: Server) -> None:  # noqa: F811
+def test_a_link_job_sends_voices_and_a_refused_voice_is_shown(
+    page: Any,  # noqa: F811
+    voices_server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.pipelines.test_jobvoices import opt_in_voice
+
+    opt_in = opt_in_voice(monkeypatch)  # the server runs in this process: its catalog gains the voice
     _open(page, voices_server.url + "/")
     _pick(page, "Russ")
     page.wait_for_selector("#voice-ru")
+    marked = page.eval_on_selector(f"#voice-ru option[value='{opt_in}']", "o => [o.disabled, o.textContent]")
+    assert marked[0] is True and "opt-in" in marked[1] and "not installed" in marked[1], marked
     # A voice the server refuses (as if it went away after the page loaded): the 422's message is shown.
     page.evaluate("""() => { const o = document.createElement('option'); o.value = 'rhvoice:nobody';
         o.textContent = 'gone'; document.getElementById('voice-ru').append(o); }""")
