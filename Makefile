@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VT := $(VENV)/bin/videotranslator
 STAMP := $(VENV)/.installed
-APT_PACKAGES := ffmpeg espeak-ng fonts-dejavu-core
+# colobot-common-sounds: real music (.ogg, GPL-3+, used in place, never copied) for the separation tests and bench.
+APT_PACKAGES := ffmpeg espeak-ng fonts-dejavu-core colobot-common-sounds
 DEMO_VIDEO := var/demo/jfk.mp4
 
 # llama-cpp-python has no binary wheel on PyPI, so it is built here, once per set of build flags, into a

@@ -9,12 +9,13 @@ are also read unprefixed.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, TypeAdapter, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -84,13 +85,38 @@ class TranslatorSettings(BaseModel):
     )
 
 
+class OpenAISpeechSettings(BaseModel):
+    """The server behind ``openai:<voice>`` voices: any OpenAI-compatible ``POST /v1/audio/speech``."""
+
+    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="Up to and including /v1.")
+    model: str = Field(default="tts-1", description="Sent as the request's ``model``.")
+    api_key: str = Field(default="EMPTY", description="Sent as ``Authorization: Bearer <key>``.")
+    response_format: Literal["wav", "pcm"] = Field(
+        default="wav", description="'pcm': raw 16-bit little-endian mono at pcm_sample_rate_hz (OpenAI's pcm)."
+    )
+    pcm_sample_rate_hz: int = Field(default=24000, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0, description="One speech request.")
+    check_timeout_s: float = Field(
+        default=3.0, gt=0, description="The reachability check (GET <base_url>/models) before a job's work."
+    )
+    max_retries: int = Field(default=2, ge=0, description="Retries on transient errors (connection, 429, 5xx).")
+
+
 class TTSSettings(BaseModel):
     voices: dict[str, str] = Field(
         default_factory=lambda: {"en": "piper:bundled:en_US-joe-medium"},
-        description="Language code -> voice: 'rhvoice:<voice>', 'piper:<model.onnx|bundled:name>' or 'espeak:<voice>' "
-        "(`videotranslator voices list`). Others use the catalog's default (measured), else espeak-ng.",
+        description="Language code -> voice: 'rhvoice:<voice>', 'kokoro:<voice>', 'piper:<model.onnx|bundled:name>', 'espeak:<voice>', "
+        "'mbrola:<voice>' (opt-in) or 'openai:<voice>' (tts.openai's server) (`videotranslator voices list`). "
+        "Others use the catalog's default (measured), else espeak-ng.",
     )
-    espeak_rate_wpm: int = 175
+    espeak_rate_wpm: int = Field(default=175, description="espeak-ng's speed, also for mbrola voices.")
+    normalize_text: bool = Field(
+        default=True, description="Spell out numbers, dates, currency and abbreviations before synthesis."
+    )
+    openai: OpenAISpeechSettings = Field(default_factory=OpenAISpeechSettings)
+    kokoro_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime threads of the Kokoro voices (one engine a process); 0: one a core."
+    )
 
 
 class FitSettings(BaseModel):
@@ -98,11 +124,31 @@ class FitSettings(BaseModel):
     min_gap_s: float = 0.05
 
 
+# What plays under the dub (mix.background, and a job's own choice).
+Background = Literal["separate", "duck", "none"]
+
+
 class MixSettings(BaseModel):
-    voice_only: bool = False
-    duck_gain_db: float = -14.0
+    background: Background = Field(
+        default="separate",
+        description="What plays under the dub: 'separate' the original's background with its voice removed "
+        "(the separation model, `videotranslator models pull`), 'duck' the whole original lowered by duck_gain_db "
+        "under each line, 'none' the dub alone. (The old voice_only=true means 'none'.)",
+    )
+    duck_gain_db: float = Field(default=-14.0, description="background=duck: the original's gain under the dub.")
     ramp_ms: float = 120.0
     sample_rate_hz: int = 48000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _voice_only_alias(cls, data: Any) -> Any:
+        """The deprecated ``voice_only`` (before ``background``): true means background 'none', false 'duck'."""
+        if isinstance(data, dict) and "voice_only" in data:
+            data = dict(data)
+            voice_only = TypeAdapter(bool).validate_python(data.pop("voice_only"))
+            logging.getLogger(__name__).warning("mix.voice_only is deprecated: use mix.background ('none' or 'duck')")
+            data.setdefault("background", "none" if voice_only else "duck")
+        return data
 
 
 class StorageSettings(BaseModel):
@@ -116,6 +162,20 @@ class StorageSettings(BaseModel):
         default=None, gt=0, description="Remove uploads, job folders and stage-cache files older than this; None: keep."
     )
     retention_interval_s: float = Field(default=600.0, gt=0, description="How often the retention sweep runs.")
+
+
+class UploadSettings(BaseModel):
+    """Resumable uploads (``POST /files/uploads``, then ``PUT`` chunks with ``Content-Range``)."""
+
+    chunk_max_bytes: int = Field(
+        default=4 * 1024**2, ge=1, description="Largest chunk body one PUT may carry (bytes); bigger is 413 before reading."
+    )
+    session_ttl_s: float = Field(
+        default=24 * 3600.0, gt=0, description="An upload session idle this long expires (refused, then swept)."
+    )
+    resumable_threshold_bytes: int = Field(
+        default=8 * 1024**2, ge=0, description="The web page sends files larger than this as resumable chunked uploads."
+    )
 
 
 def split_list(value: Any) -> Any:
@@ -261,6 +321,7 @@ class Settings(BaseSettings):
     fit: FitSettings = Field(default_factory=FitSettings)
     mix: MixSettings = Field(default_factory=MixSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    upload: UploadSettings = Field(default_factory=UploadSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)

@@ -132,3 +132,10 @@ class InvalidVoice(VTError):
 
     code = "invalid_voice"
     http_status = 422
+
+
+class SeparationUnavailable(VTError):
+    """``mix.background = separate`` without the separation model pulled (refused before any work)."""
+
+    code = "separation_unavailable"
+    http_status = 422

@@ -1,4 +1,5 @@
-"""Mixing: stretch clips per the DubPlan, lay them on a voice track, duck the original under them.
+"""Mixing: stretch clips per the DubPlan, lay them on a voice track, over the original ducked, its separated
+background, or nothing (``mix.background``).
 
 ``duck_envelope`` and ``mix_tracks`` are pure numpy; ``time_stretch`` and ``build_dub_track``
 call ffmpeg through ``pipelines.media``.
@@ -228,8 +229,9 @@ def build_dub_track(
 ) -> Path:
     """Write the dubbed track (stereo WAV at ``settings.sample_rate_hz``, exactly ``duration_s``).
 
-    The original audio ducked under the rendered voice; just the original when there is no
-    speech. Streamed in blocks of ``block_s`` seconds: the mix goes once through a float32 scratch file
+    The rendered voice over ``original_path``'s audio, as ``settings.background`` says: 'duck' lowers it under each
+    clip, 'separate' plays it as it is (the caller passes the background stem, the voice already removed), 'none'
+    leaves it out; just the original when there is no speech. Streamed in blocks of ``block_s`` seconds: the mix goes once through a float32 scratch file
     beside ``out_wav`` (the peak limit needs the whole mix's peak) and then into the 16-bit WAV, so memory
     does not grow with the duration. The samples are those of :func:`mix_tracks` over the whole arrays.
     Written atomically. Raises MediaError/InvalidMedia when the original can't be decoded.
@@ -245,15 +247,18 @@ def build_dub_track(
         peak = 0.0
         voice = VoiceTrack(plan, clips, sample_rate_hz=rate, n_samples=n)
         originals: Iterator[np.ndarray]
-        if speech and settings.voice_only:  # the original is not heard: no need to decode it
+        voice_only, duck = settings.background == "none", settings.background == "duck"
+        if speech and voice_only:  # the original is not heard: no need to decode it
             originals = (np.zeros((min(block, n - lo), MIX_CHANNELS), np.float32) for lo in range(0, n, block))
         else:
             originals = original_blocks(Path(original_path), rate, n, block)
         for lo, orig in zip(range(0, n, block), originals, strict=True):
             hi = lo + orig.shape[0]
             if speech:
-                env = duck_envelope(plan, hi - lo, rate, gain_db=settings.duck_gain_db, ramp_ms=settings.ramp_ms, start_sample=lo)
-                orig = _mix_block(orig, voice.block(lo, hi), env, voice_only=settings.voice_only)
+                env = np.ones(hi - lo, dtype=np.float32)
+                if duck:
+                    env = duck_envelope(plan, hi - lo, rate, gain_db=settings.duck_gain_db, ramp_ms=settings.ramp_ms, start_sample=lo)
+                orig = _mix_block(orig, voice.block(lo, hi), env, voice_only=voice_only)
                 peak = max(peak, float(np.max(np.abs(orig))) if orig.size else 0.0)
             scratch.write(orig.tobytes())
         factor = _limit(peak)

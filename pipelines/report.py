@@ -83,6 +83,7 @@ def build_report(
         "duration_s": round(job.info.duration_s, 3),
         "mode": job.request.mode,
         "burn_in": job.request.burn_in,
+        "background": getattr(job, "background_used", None),  # what played under the dub (None: no dub mixed)
         "source_language": transcript.language,
         "language_probability": transcript.language_probability,
         "language_forced": job.source is not None,

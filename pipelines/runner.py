@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +85,15 @@ def _probe_audio(input: str | Path, settings: Settings) -> MediaInfo:
 class Pipeline:
     """Holds the stages. ``asr``, ``translator`` and ``tts`` may be injected (tests, Serve handles)."""
 
-    def __init__(self, settings: Settings, *, asr: Any = None, translator: Any = None, tts: Any = None) -> None:
+    def __init__(
+        self, settings: Settings, *, asr: Any = None, translator: Any = None, tts: Any = None, separator: Any = None
+    ) -> None:
         self.settings = settings
         self.models_dir = settings.storage.models_dir
         self._asr = asr
         self._translator = translator
         self._tts = tts
+        self._separator = separator
         self._fetcher: Any = None
 
     # Stages load lazily: a subtitles-only job never loads TTS, a silent input never loads the LLM.
@@ -118,6 +122,18 @@ class Pipeline:
         return self._tts
 
     @property
+    def separator(self) -> Any:
+        if self._separator is None:
+            from pipelines.separate import SpleeterSeparator
+
+            self._separator = SpleeterSeparator(self.models_dir)
+        return self._separator
+
+    def background(self, request: JobRequest) -> str:
+        """What plays under ``request``'s dub: its own choice, else the mix.background setting."""
+        return request.background or self.settings.mix.background
+
+    @property
     def fetcher(self) -> Any:
         if self._fetcher is None:
             from pipelines.fetch import Fetcher
@@ -129,10 +145,11 @@ class Pipeline:
     def with_settings(self, settings: Settings) -> Pipeline:
         """A pipeline over other ``settings`` that shares this one's stages (those injected or loaded so far; it
         loads any other itself, lazily). Re-dub runs through one with its translator settings changed."""
-        return Pipeline(settings, asr=self._asr, translator=self._translator, tts=self._tts)
+        return Pipeline(settings, asr=self._asr, translator=self._translator, tts=self._tts, separator=self._separator)
 
     def validate(self, request: JobRequest) -> tuple[MediaInfo, list[str], str | None]:
-        """Check a request before any work: languages, the input media, TTS voices. Raises VTError."""
+        """Check a request before any work: languages, the input media, TTS voices, the separation model (with
+        background 'separate'). Raises VTError."""
         targets = normalize_targets(request.target_languages)
         source = normalize_language(request.source_language) if request.source_language else None
         info = _probe_audio(request.input, self.settings)
@@ -144,10 +161,17 @@ class Pipeline:
     def check_voices(self, request: JobRequest, targets: list[str]) -> None:
         """The job's voices (``request.voices``, checked against the catalog) and, for a dub, each target's voice.
         Raises InvalidVoice (a job's voice), UnknownLanguage or ModelError (no voice configured for a target)."""
-        check_job_voices(request.voices, self.models_dir)
+        chosen = check_job_voices(request.voices, self.models_dir)
         if request.mode == "dub":
+            if self.background(request) == "separate":
+                from pipelines.separate import model_file
+
+                model_file(self.models_dir)  # SeparationUnavailable when it is not pulled
+            probe = getattr(self.tts, "probe", None)  # the local TTS stage; a Serve handle's replica probes itself
             for lang in targets:
-                self.voice_for(request, lang)
+                voice = self.voice_for(request, lang)
+                if probe is not None and lang in chosen:
+                    probe(voice)  # a job's openai: voice whose server is down: an error before any work
 
     def voice_for(self, request: JobRequest, language: str) -> str:
         """The voice that speaks ``language`` in this job: the request's own (``voices``), else the TTS stage's
@@ -367,6 +391,8 @@ class _JobRun(_InputRun):
             self.notes.append("no speech detected: the transcript is empty and the outputs carry the original audio")
         subtitles = write_subtitles(self.source_cues, staging, self.stem, src)
         outputs = {"source_srt": subtitles["srt"], "source_vtt": subtitles["vtt"]}
+        if sentences and self.request.mode == "dub" and self.pipe.background(self.request) == "separate":
+            _ = self.separated  # once per input, before the targets (each mixes over it)
         per_target: dict[str, Any] = {}
         for lang in self.targets:
             target_outputs, per_target[lang] = self.run_target(staging, lang, src, sentences)
@@ -420,16 +446,31 @@ class _JobRun(_InputRun):
         plan, translations, clips, extra = self.fit(lang, sentences, translations, clips)
         resynthesized += extra
         self.progress(Stage.TTS.value, 0.8, lang)
+        background = self.background_used = self.pipe.background(self.request)
         wav = build_dub_track(
-            Path(self.request.input),
+            self.separated if background == "separate" and translations else Path(self.request.input),
             plan,
             clips,
-            settings=self.settings.mix,
+            settings=self.settings.mix.model_copy(update={"background": background}),
             duration_s=self.info.duration_s,
             out_wav=staging / f".dub.{lang}.wav",
         )
         info = {"plan": plan, "resynthesized": resynthesized, "voice": self.voice(lang)}
         return wav, {**info, "translations": translations}
+
+    @cached_property
+    def separated(self) -> Path:
+        """The input's background stem (its voice removed), separated once per input and model: cached."""
+        from pipelines.separate import CHUNK, MODEL_NAME, OVERLAP, model_file
+
+        size = model_file(self.pipe.models_dir).stat().st_size
+        stem = self.cache.path(f"background.{cache.key('separate', MODEL_NAME, size, CHUNK, OVERLAP)}.flac")
+        if stem.is_file():
+            self.cache.hits.append(Stage.SEPARATE.value)
+        else:
+            with self.stage(Stage.SEPARATE):
+                self.pipe.separator(Path(self.request.input), stem)
+        return stem
 
     def fit(
         self, lang: str, sentences: list[Sentence], translations: list[Translation], clips: list[Clip]

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from configs.settings import Background
+
 Mode = Literal["dub", "subtitles"]
 
 
@@ -26,6 +28,7 @@ class Stage(str, Enum):
     ASR = "asr"
     SUBTITLES = "subtitles"  # in place of ASR: the cues of a subtitle file
     SEGMENT = "segment"
+    SEPARATE = "separate"  # mix.background=separate: the original's background stem, once per input
     TRANSLATE = "translate"
     TTS = "tts"
     MUX = "mux"
@@ -45,6 +48,11 @@ class JobRequest(BaseModel):
     glossary: dict[str, str] = Field(default_factory=dict)
     source_subtitles: str | None = Field(
         default=None, description="A subtitle file (.srt/.vtt/.ass) whose cues become the transcript: ASR is skipped."
+    )
+    background: Background | None = Field(
+        default=None,
+        description="What plays under the dub: 'separate' (the original without its voice), 'duck' (the original "
+        "lowered under each line) or 'none'; None: the mix.background setting.",
     )
     output_stem: str | None = Field(
         default=None,

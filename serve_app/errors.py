@@ -91,3 +91,36 @@ class GPUUnavailable(VTError):
 
     code = "gpu_unavailable"
     http_status = 503
+
+
+class UploadNotFound(VTError):
+    """No resumable upload session with this id for this caller (or it expired, or another key's)."""
+
+    code = "upload_not_found"
+    http_status = 404
+
+
+class UploadConflict(VTError):
+    """A chunk that does not start at the session's current ``offset`` (bytes), or a session another request is
+    writing to. The answer carries the offset (``Upload-Offset`` header and ``error.detail.offset``)."""
+
+    code = "upload_offset_mismatch"
+    http_status = 409
+
+    def __init__(self, message: str, *, offset: int, code: str | None = None) -> None:
+        super().__init__(message)
+        self.offset = offset
+        if code is not None:
+            self.code = code
+
+
+class ChecksumMismatch(VTError):
+    """The finished upload's sha256 is not the one declared when the session was created."""
+
+    code = "checksum_mismatch"
+    http_status = 422
+
+
+class LengthRequired(VTError):
+    code = "length_required"
+    http_status = 411

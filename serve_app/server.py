@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path("configs/serve.cpu.yaml")
 DASHBOARD_PORT = 8265
+# Serve's proxy hands request bodies to the ingress replica through Ray's object store, and Ray frees unused
+# objects in batches, once a second by default: the store's pages touched by both processes grow by about a
+# second of upload traffic (~360 MB at 200 MB/s). Freeing every 100 ms keeps that near 30 MB (docs/BENCHMARKS.md,
+# "Resumable uploads through Serve"). Only for a Ray this process starts; RAY_free_objects_period_milliseconds wins.
+RAY_SYSTEM_CONFIG = {"free_objects_period_milliseconds": 100}
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,15 @@ def init_ray(dashboard_port: int = DASHBOARD_PORT) -> str | None:
     import ray
 
     if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        own = {k: v for k, v in RAY_SYSTEM_CONFIG.items() if f"RAY_{k}" not in os.environ}
         context = ray.init(
-            address=os.environ.get("RAY_ADDRESS"),
+            address=address,
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             dashboard_port=dashboard_port,
             configure_logging=False,
+            **({"_system_config": own} if own and not address else {}),
         )
         _dashboard["url"] = context.dashboard_url or None
     return _dashboard.get("url")

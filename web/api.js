@@ -89,6 +89,77 @@ export function upload(url, formData, onProgress) {
   return { promise, abort: () => xhr.abort() };
 }
 
+// A resumable upload (POST /files/uploads, then one PUT per chunk of chunkBytes with Content-Range), for big
+// files: every request is small, and a chunk that fails is sent again from the offset the server holds (HEAD),
+// up to `retries` times in a row. onProgress(loaded, total); onChunk() after each stored chunk. Resolves with
+// the stored file ({file_id, ...}); abort() stops and cancels the session (DELETE). Returns {promise, abort}.
+export function resumableUpload(file, { chunkBytes, onProgress, onChunk = () => {}, retries = 5 }) {
+  let xhr = null;
+  let aborted = false;
+  let uploadId = null;
+  const cancelled = () => Object.assign(new Error(t("upload.cancelled")), { aborted: true });
+  const cancelSession = () => { if (uploadId) call("DELETE", `/files/uploads/${uploadId}`).catch(() => {}); };
+  const putChunk = (offset) => new Promise((resolve, reject) => {
+    const end = Math.min(offset + chunkBytes, file.size);
+    xhr = new XMLHttpRequest();
+    xhr.open("PUT", `/files/uploads/${uploadId}`);
+    xhr.setRequestHeader("Content-Range", `bytes ${offset}-${end - 1}/${file.size}`);
+    xhr.setRequestHeader("X-CSRF-Token", csrfToken);
+    xhr.setRequestHeader("Accept", "application/json");
+    for (const [name, value] of Object.entries(withKey())) xhr.setRequestHeader(name, value);
+    xhr.upload.addEventListener("progress", (e) => onProgress(offset + e.loaded, file.size));
+    xhr.addEventListener("load", () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        try { resolve(JSON.parse(xhr.responseText).data); } catch { reject(new ApiError(xhr.status, null, "")); }
+      } else {
+        reject(errorFrom(xhr.status, xhr.responseText));
+      }
+    });
+    xhr.addEventListener("error", () => reject(new ApiError(0, null, "")));
+    xhr.addEventListener("abort", () => reject(cancelled()));
+    xhr.send(file.slice(offset, end));
+  });
+  const serverOffset = async () => {
+    const response = await fetch(`/files/uploads/${uploadId}`, { method: "HEAD", headers: withKey(), cache: "no-store",
+      credentials: "same-origin" });
+    if (!response.ok) throw new ApiError(response.status, response.status === 404 ? "upload_not_found" : null, "");
+    return Number(response.headers.get("Upload-Offset"));
+  };
+  // Worth another try: no answer, a timeout, a wrong offset or a busy session (409), a rate limit, a 5xx.
+  const retryable = (err) => !err.status || [408, 409, 429].includes(err.status) || err.status >= 500;
+  const promise = (async () => {
+    const created = await call("POST", "/files/uploads", { filename: file.name, size: file.size,
+      content_type: file.type || null });
+    uploadId = created.body.data.upload_id;
+    if (aborted) { cancelSession(); throw cancelled(); }
+    let offset = 0;
+    let failures = 0;
+    onProgress(0, file.size);
+    for (;;) {
+      if (aborted) throw cancelled();
+      try {
+        const state = await putChunk(offset);
+        onChunk(state);
+        if (state.complete) return state.file;
+        offset = state.offset;
+        failures = 0;
+      } catch (err) {
+        if (aborted || err.aborted) throw cancelled();
+        if (!retryable(err) || ++failures > retries) throw err;
+        await new Promise((r) => setTimeout(r, 300 * failures));
+        if (aborted) throw cancelled();
+        offset = await serverOffset();
+      }
+    }
+  })();
+  const abort = () => {
+    aborted = true;
+    xhr?.abort();
+    cancelSession();
+  };
+  return { promise, abort };
+}
+
 // Server-Sent Events over fetch (EventSource cannot send the key). Calls onEvent(name, data) per event;
 // resolves when the server ends the stream, rejects on an error answer or a dropped connection.
 // Returns {done, close}.

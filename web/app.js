@@ -1,6 +1,6 @@
 // The page's entry point: loads the strings and the config, then wires the upload form, the jobs list
 // and the result panel. No inline script or style anywhere, so the page runs under a strict CSP.
-import { call, upload, setMaxFileSize, ApiError, apiKey, setApiKey } from "./api.js";
+import { call, upload, resumableUpload, setMaxFileSize, ApiError, apiKey, setApiKey } from "./api.js";
 import { t, loadStrings, translatePage, saveChoice, UI_LANGUAGES, uiLanguage } from "./i18n/index.js";
 import { el, formatBytes } from "./format.js";
 import { TargetPicker, fillSourceSelect, setLanguages } from "./languages.js";
@@ -12,7 +12,7 @@ const $ = (id) => document.getElementById(id);
 const MEDIA_EXTENSIONS = new Set(["mp4", "m4v", "mov", "mkv", "webm", "avi", "flv", "wmv", "mpg", "mpeg", "ts", "3gp",
   "ogv", "mp3", "m4a", "aac", "wav", "flac", "ogg", "oga", "opus", "wma", "aiff", "aif"]);
 
-let config = { max_file_size: 0, languages: [], accept: [] };
+let config = { max_file_size: 0, languages: [], accept: [], resumable_threshold_bytes: 0, upload_chunk_bytes: 0 };
 let chosenFile = null;
 let currentUpload = null;
 let picker = null;
@@ -108,6 +108,7 @@ async function submit(event, jobs) {
   data.append("source_language", $("source-language").value);
   data.append("mode", form.elements.mode.value);
   data.append("burn_in", $("burn-in").checked ? "true" : "false");
+  if ($("background").value) data.append("background", $("background").value);
   if (glossary.trim()) data.append("glossary", glossary);
   const voices = jobVoices(form);
   if (Object.keys(voices).length) data.append("voices", JSON.stringify(voices));
@@ -123,7 +124,10 @@ async function submit(event, jobs) {
       percent: total ? Math.floor((loaded / total) * 100) : 0 });
   };
   onProgress(0, chosenFile.size);
-  currentUpload = upload(form.action, data, onProgress);
+  const resumable = config.upload_chunk_bytes > 0 && chosenFile.size > config.resumable_threshold_bytes;
+  currentUpload = resumable
+    ? resumableJob(chosenFile, jobFields(targets, glossary), onProgress)
+    : upload(form.action, data, onProgress);
   try {
     const body = await currentUpload.promise;
     formStatus(t("upload.started"), "ok");
@@ -158,11 +162,26 @@ function glossaryObject(text) {
 }
 
 // A link instead of a file: POST /jobs {url, ...}; the server refuses what it will not fetch (4xx, shown here).
+// What POST /jobs takes besides the input (file_id or url), from the form.
+function jobFields(targets, glossary) {
+  return { target_languages: targets, source_language: $("source-language").value || null,
+    mode: $("job-form").elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary),
+    background: $("background").value || null, voices: jobVoices($("job-form")) };
+}
+
+// A big file: a resumable upload in chunks (progress, cancel, retries from the server's offset), then POST /jobs
+// with the stored file's id. The same {promise, abort} as upload(); the promise resolves with the job's envelope.
+function resumableJob(file, fields, onProgress) {
+  const sending = resumableUpload(file, { chunkBytes: config.upload_chunk_bytes, onProgress,
+    onChunk: (state) => { if (state.complete) onProgress(-1, -1); } });
+  const promise = sending.promise.then((stored) => call("POST", "/jobs", { file_id: stored.file_id, ...fields }))
+    .then((answer) => answer.body);
+  return { promise, abort: sending.abort };
+}
+
 async function submitLink(link, targets, glossary, jobs) {
   const form = $("job-form");
-  const body = { url: link, target_languages: targets, source_language: $("source-language").value || null,
-    mode: form.elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary),
-    voices: jobVoices(form) };
+  const body = { url: link, ...jobFields(targets, glossary) };
   $("submit").disabled = true;
   formStatus("");
   try {

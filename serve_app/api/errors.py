@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipelines.errors import VTError
-from serve_app.errors import QueueFull, RateLimited, Unauthorized
+from serve_app.errors import QueueFull, RateLimited, Unauthorized, UploadConflict
 from serve_app.jobs.public import public_message
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ def error_response(exc: BaseException) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, (QueueFull, RateLimited)) else None
         if isinstance(exc, Unauthorized):
             headers = {"WWW-Authenticate": 'Bearer realm="videotranslator"'}
-        detail = _redact(exc.detail) if exc.detail and exc.http_status < 500 else None
+        detail: Any = _redact(exc.detail) if exc.detail and exc.http_status < 500 else None
+        if isinstance(exc, UploadConflict):  # where to resume: the header resumable clients read, and the body
+            headers, detail = {"Upload-Offset": str(exc.offset)}, {"offset": exc.offset}
         return envelope(exc.http_status, exc.code, public_message(exc.message), detail, headers)
     if isinstance(exc, RequestValidationError):
         code, message, errors = _validation_detail(exc)

@@ -22,7 +22,7 @@ from configs.settings import Settings
 from serve_app.api import errors
 from serve_app.api.csrf import CSRFMiddleware
 from serve_app.api.hosts import AllowedHostsMiddleware
-from serve_app.api.routes import files, health, jobs, segments, v1, web
+from serve_app.api.routes import files, health, jobs, segments, uploads, v1, web
 from serve_app.api.schemas import ErrorEnvelope
 from serve_app.api.security import GuardMiddleware, SecurityHeadersMiddleware, job_id_in_path
 from serve_app.api.services import Services
@@ -100,7 +100,7 @@ def get_application(
     app.state.services = services
     app.state.web_dir = Path(web_dir) if web_dir is not None else web.default_web_dir()
     errors.install(app)
-    for router in (web.router, health.router, files.router, jobs.router, v1.router):
+    for router in (web.router, health.router, uploads.router, files.router, jobs.router, v1.router):
         app.include_router(router)
     app.include_router(segments.router)  # the web page's config, translation edits (re-dub), versions
     app.mount("/static", StaticFiles(directory=app.state.web_dir), name="static")
@@ -109,8 +109,10 @@ def get_application(
     app.add_middleware(AllowedHostsMiddleware, allowed_hosts=settings.service.allowed_hosts)  # DNS rebinding
     if settings.service.cors_origins:  # CORS is off unless origins are configured
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.service.cors_origins, allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-CSRF-Token", "Range"],
+            CORSMiddleware, allow_origins=settings.service.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-CSRF-Token", "Range", "Content-Range"],
+            expose_headers=["Upload-Offset", "Upload-Length", "Location"],
         )  # fmt: skip
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -17,7 +17,8 @@ from serve_app.jobs.public import JobError, JobPublic
 
 __all__ = [
     "Envelope", "ErrorDetail", "ErrorEnvelope", "FilePublic", "Health", "JobCreate", "JobError", "JobList",
-    "JobPublic", "ModelList", "SpeechRequest", "TranslateRequest", "TranslateResponse", "VoiceList",
+    "JobPublic", "ModelList", "SpeechRequest", "TranslateRequest", "TranslateResponse", "UploadCreate",
+    "UploadPublic", "VoiceList",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -67,6 +68,31 @@ class FilePublic(BaseModel):
         )
 
 
+class UploadCreate(BaseModel):
+    """POST /files/uploads: start a resumable upload of ``size`` bytes (at most MAX_FILE_SIZE)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filename: str = Field(min_length=1, max_length=1024)
+    size: int = Field(gt=0, description="the whole file's size in bytes")
+    content_type: str | None = Field(default=None, max_length=255)
+    sha256: str | None = Field(default=None, description="the whole file's sha256 (hex), checked when it is complete")
+
+
+class UploadPublic(BaseModel):
+    """A resumable upload: ``offset`` bytes of ``size`` received; the next chunk starts at ``offset``. Once
+    ``complete``, ``file`` is the stored file (``file.file_id`` is the ``upload_id``), ready for POST /jobs."""
+
+    upload_id: str
+    filename: str
+    size: int = Field(description="bytes")
+    offset: int = Field(description="bytes received so far")
+    complete: bool
+    chunk_max_bytes: int = Field(description="the largest chunk a PUT may carry (bytes)")
+    expires_at: datetime | None = Field(description="when the idle session expires (UTC); null once complete")
+    file: FilePublic | None = None
+
+
 class JobCreate(BaseModel):
     """POST /jobs: the input is an upload (``file_id``: media, or a subtitle file alone) or a ``url`` to fetch;
     ``source_subtitles_file_id``: an uploaded subtitle file whose cues replace ASR."""
@@ -87,6 +113,9 @@ class JobCreate(BaseModel):
         description="This job's voices: language -> engine:voice from GET /v1/voices, e.g. ru: rhvoice:irina. "
         "Other languages get the default voice. An unknown, not installed or opt-in voice is a 422 before the job "
         "is queued.",
+    )
+    background: Literal["separate", "duck", "none"] | None = Field(
+        default=None, description="Under the dub: 'separate', 'duck' or 'none'; default: the mix.background setting."
     )
 
     @model_validator(mode="after")

@@ -192,6 +192,7 @@ class _Options:
     burn_in: Any
     glossary: Any
     voices: Any
+    background: Any = None
 
 
 def _voices(value: Any) -> dict[str, str]:
@@ -228,6 +229,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         url: Any = None,
         source_subtitles: Any = None,
         voices: Any = None,
+        background: Any = None,
     ) -> dict[str, Any]:
         call = current_call()
         wait = _bool(wait, "wait")
@@ -236,7 +238,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key(), owner=call.owner)
         if record is None:
             inputs = _Inputs(input, url, source_subtitles)
-            options = _Options(mode, burn_in, glossary, voices)
+            options = _Options(mode, burn_in, glossary, voices, background)
             record = await _submit(call, inputs, target_languages, source_language, options)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
         return {"job_id": record.id, "state": record.state.value}
@@ -279,6 +281,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
                 burn_in=_bool(options.burn_in, "burn_in"),
                 glossary=_glossary(options.glossary),
                 voices=_voices(options.voices),
+                background=options.background,
             )
         except ValidationError as exc:
             raise invalid_params(f"invalid params: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None

@@ -8,10 +8,14 @@
 * stage-cache files (``cache_dir/<input digest>/...``, the TTS clip cache) older than the TTL, then folders
   left empty.
 
+* resumable upload sessions (``uploads/.sessions/<id>/``) idle for ``upload.session_ttl_s``, whether or not
+  ``storage.retention_ttl_s`` is set (``UploadSessions.sweep_expired``).
+
 Queued and running jobs keep their upload, their job folder and their input's stage-cache folder (a requeued
 job resumes from it), whatever their age. Job records stay in the store: a job whose folder was removed
 still reads as succeeded, and its downloads answer 404. ``RetentionTask`` runs ``sweep`` every
-``storage.retention_interval_s`` in a daemon thread, next to the job worker.
+``storage.retention_interval_s`` in a daemon thread, next to the job worker (with no TTL it only expires upload
+sessions).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from serve_app.jobs.storage import LocalStorage, tree_bytes
 
 if TYPE_CHECKING:
     from configs.settings import Settings
+    from serve_app.jobs.resumable import UploadSessions
     from serve_app.jobs.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -41,9 +46,10 @@ _MAX_LIVE_JOBS = 100_000
 
 @dataclass
 class SweepResult:
-    """What one sweep removed: upload and job ids, stage-cache file count, and the bytes freed."""
+    """What one sweep removed: upload, upload-session and job ids, stage-cache file count, and the bytes freed."""
 
     uploads: list[str] = field(default_factory=list)
+    upload_sessions: list[str] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
     cache_files: int = 0
     bytes_freed: int = 0
@@ -88,19 +94,26 @@ def sweep(
     storage: LocalStorage,
     store: JobStore,
     *,
-    ttl_s: float,
+    ttl_s: float | None,
     cache_dir: Path | None = None,
     now: float | None = None,
     digests: _Digests | None = None,
+    sessions: UploadSessions | None = None,
 ) -> SweepResult:
-    """Remove what is older than ``ttl_s`` seconds (see the module docstring); ``now`` defaults to the wall
-    clock. Errors on single files are skipped (the next sweep tries again); a store error propagates."""
-    cutoff = (time.time() if now is None else now) - ttl_s
+    """Remove what is older than ``ttl_s`` seconds (None: nothing but expired upload ``sessions``; see the module
+    docstring); ``now`` defaults to the wall clock. Errors on single files are skipped (the next sweep tries
+    again); a store error propagates."""
+    now = time.time() if now is None else now
+    result = SweepResult()
+    if sessions is not None:
+        result.upload_sessions, result.bytes_freed = sessions.sweep_expired(now)
+    if ttl_s is None:
+        return result
+    cutoff = now - ttl_s
     live = store.list(states=_LIVE, limit=_MAX_LIVE_JOBS)
     live_jobs = {r.id for r in live}
     inputs = [Path(r.request.input) for r in live if r.request.input]
     live_uploads = {r.file_id for r in live if r.file_id} | {p.parent.name for p in inputs}
-    result = SweepResult()
     if storage.uploads_dir.is_dir():
         for entry in storage.uploads_dir.iterdir():
             try:
@@ -162,18 +175,22 @@ class RetentionTask:
         storage: LocalStorage,
         store: JobStore,
         *,
-        ttl_s: float,
+        ttl_s: float | None,
         interval_s: float,
         cache_dir: Path | None = None,
+        sessions: UploadSessions | None = None,
     ) -> None:
-        self.storage, self.store = storage, store
+        self.storage, self.store, self.sessions = storage, store, sessions
         self.ttl_s, self.interval_s, self.cache_dir = ttl_s, interval_s, cache_dir
         self._digests = _Digests()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def run_once(self) -> SweepResult:
-        return sweep(self.storage, self.store, ttl_s=self.ttl_s, cache_dir=self.cache_dir, digests=self._digests)
+        return sweep(
+            self.storage, self.store, ttl_s=self.ttl_s, cache_dir=self.cache_dir, digests=self._digests,
+            sessions=self.sessions,
+        )  # fmt: skip
 
     def start(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -181,7 +198,8 @@ class RetentionTask:
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="vt-retention", daemon=True)
         self._thread.start()
-        logger.info("retention: removing artifacts older than %.0f s, every %.0f s", self.ttl_s, self.interval_s)
+        what = f"artifacts older than {self.ttl_s:.0f} s" if self.ttl_s is not None else "nothing but expired uploads"
+        logger.info("retention: removing %s, every %.0f s", what, self.interval_s)
 
     def stop(self, timeout: float | None = 5.0) -> None:
         self._stop.set()
@@ -197,13 +215,15 @@ class RetentionTask:
             self._stop.wait(self.interval_s)
 
 
-def start_retention(settings: Settings, store: JobStore, storage: LocalStorage) -> RetentionTask | None:
-    """A started RetentionTask when ``storage.retention_ttl_s`` is set, else None."""
+def start_retention(settings: Settings, store: JobStore, storage: LocalStorage) -> RetentionTask:
+    """A started RetentionTask: it expires idle upload sessions (``upload.session_ttl_s``) and, when
+    ``storage.retention_ttl_s`` is set, removes the artifacts older than that."""
+    from serve_app.jobs.wiring import build_upload_sessions  # wiring imports the job service: import late
+
     s = settings.storage
-    if s.retention_ttl_s is None:
-        return None
     task = RetentionTask(
-        storage, store, ttl_s=s.retention_ttl_s, interval_s=s.retention_interval_s, cache_dir=Path(s.cache_dir)
-    )
+        storage, store, ttl_s=s.retention_ttl_s, interval_s=s.retention_interval_s, cache_dir=Path(s.cache_dir),
+        sessions=build_upload_sessions(settings, storage),
+    )  # fmt: skip
     task.start()
     return task

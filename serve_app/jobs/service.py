@@ -65,8 +65,10 @@ class JobService:
         self.publisher = publisher
         # fetch.allow_hosts: the private hosts a URL input may name (build_job_service sets it).
         self.url_allow_hosts: list[str] = []
-        # storage.models_dir: where a job's voices must be installed (build_job_service sets it; None: the
-        # runner checks them, before any work, when the job starts).
+        # storage.models_dir: where a job's voices must be installed and the separation model is looked for;
+        # mix.background: a dub over the separated background is refused at submission when that model is not
+        # pulled (build_job_service sets them; None: the runner checks, before any work, when the job starts).
+        self.default_background: str = "duck"
         self.models_dir: Path | None = None
 
     def check_url(self, url: str) -> None:
@@ -172,6 +174,10 @@ class JobService:
                 raise InputNotFound(f"input file not found: {Path(path).name}")
         if request.source_subtitles is not None and not Path(request.source_subtitles).is_file():
             raise InputNotFound(f"subtitle file not found: {Path(request.source_subtitles).name}")
+        if request.mode == "dub" and (request.background or self.default_background) == "separate" and self.models_dir:
+            from pipelines.separate import model_file
+
+            model_file(self.models_dir)  # SeparationUnavailable (422) before the job is recorded
         update = {
             "input": path, "target_languages": targets, "source_language": source, "output_stem": stem or None,
             "voices": voices,

@@ -15,9 +15,9 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path, PurePosixPath
-from typing import IO, Protocol
+from typing import IO, Protocol, TypeVar
 
 from pipelines import media
 from pipelines.errors import InvalidMedia, InvalidSubtitles, MediaTooLong
@@ -37,6 +37,9 @@ _FORMAT_EXTS = {"mov": "mp4", "mp4": "mp4", "matroska": "mkv", "webm": "webm", "
                 "flac": "flac", "ogg": "ogg", "avi": "avi", "aac": "aac", "mpegts": "ts", "flv": "flv"}  # fmt: skip
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PART_PREFIX = ".upload-"  # uploads in flight: ``uploads/.upload-<file_id>.part``
+SESSIONS_DIR = ".sessions"  # resumable upload sessions: ``uploads/.sessions/<upload_id>/`` (serve_app.jobs.resumable)
+SESSION_META = "session.json"
+T = TypeVar("T")
 
 
 def tree_bytes(root: Path, *, skip_prefix: str | None = None) -> int:
@@ -111,7 +114,26 @@ def _extension(filename: str, format_name: str) -> str:
     return "bin"
 
 
-def _finish_upload(tmp: Path, record: FileInfo) -> None:
+def upload_error(exc: BaseException, tmp_name: str, display: str) -> BaseException | None:
+    """The error to answer for a failed upload (None: ``exc`` itself): a rejected file named as the client's
+    file, not our temporary one, and a full disk as InsufficientStorage."""
+    if isinstance(exc, (InvalidMedia, MediaTooLong, InvalidSubtitles)):
+        logger.info("rejected upload %r: %s", display, exc)
+        detail = exc.detail.replace(tmp_name, repr(display)) if exc.detail else exc.detail
+        return type(exc)(exc.message.replace(tmp_name, repr(display)), detail=detail)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return InsufficientStorage("not enough disk space to store the upload")
+    return None
+
+
+def _discard(exc: BaseException, tmp: Path, final_dir: Path, display: str) -> BaseException | None:
+    """After a failed upload: remove its temp file and folder; returns ``upload_error``'s answer."""
+    tmp.unlink(missing_ok=True)
+    shutil.rmtree(final_dir, ignore_errors=True)
+    return upload_error(exc, tmp.name, display)
+
+
+def finish_upload(tmp: Path, record: FileInfo) -> None:
     """Move the streamed file into ``uploads/<file_id>/`` and write its ``meta.json`` (blocking: fsync)."""
     record.path.parent.mkdir()
     publish(tmp, record.path)
@@ -135,6 +157,44 @@ class LocalStorage:
         self._inflight: dict[str, int] = {}  # file_id -> bytes streamed so far
         self._inflight_lock = threading.Lock()
 
+    @property
+    def sessions_dir(self) -> Path:
+        return self.uploads_dir / SESSIONS_DIR
+
+    def session_reserved_bytes(self) -> int:
+        """The declared sizes of the open resumable upload sessions, in bytes. Their data files are named
+        ``.upload-*`` so the quota's base leaves them out: each session counts for its whole size from creation."""
+        total = 0
+        try:
+            metas = list(self.sessions_dir.glob(f"*/{SESSION_META}"))
+        except OSError:
+            return 0
+        for meta in metas:
+            try:
+                total += int(json.loads(meta.read_text(encoding="utf-8"))["size"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return total
+
+    def _quota_base(self) -> int:
+        """What the quota counts besides the uploads streaming in this process (blocking: walks the tree)."""
+        return tree_bytes(self.root, skip_prefix=_PART_PREFIX) + self.session_reserved_bytes()
+
+    def reserve(self, extra_bytes: int, create: Callable[[], T]) -> T:
+        """Run ``create`` (which makes a resumable session of ``extra_bytes``) only if the quota has room for it,
+        counting the stored files, the open sessions and the uploads in flight; else InsufficientStorage (507).
+        Blocking; the check and ``create`` run under one lock, so parallel sessions cannot pass the quota together."""
+        if self.quota_bytes is None:
+            return create()
+        with self._inflight_lock:
+            used = self._quota_base() + sum(self._inflight.values())
+            if used + extra_bytes > self.quota_bytes:
+                raise InsufficientStorage(
+                    f"the upload would exceed the storage quota of {self.quota_bytes} bytes "
+                    f"({used} bytes in use or reserved); try again later"
+                )
+            return create()
+
     def usage_bytes(self) -> int:
         """Bytes under ``root`` now (walks the tree)."""
         return tree_bytes(self.root)
@@ -149,7 +209,7 @@ class LocalStorage:
                 f"the storage quota of {self.quota_bytes} bytes is exhausted ({used + extra_bytes} bytes needed)"
             )
 
-    def _check_content(self, tmp: Path, display: str) -> str:
+    def check_content(self, tmp: Path, display: str) -> str:
         """The stored file's extension, once its content passed: a subtitle file (by name or first bytes) must
         parse (InvalidSubtitles names the line), anything else must probe as media."""
         kind = subtitle_kind(tmp, display)
@@ -174,42 +234,53 @@ class LocalStorage:
         tmp = self.uploads_dir / f".upload-{file_id}.part"
         final_dir = self.uploads_dir / file_id
         try:
-            size = await self._stream(chunks, tmp, max_bytes, file_id)
-            path = final_dir / f"{file_id}.{await asyncio.to_thread(self._check_content, tmp, display)}"
+            await self._stream(chunks, tmp, max_bytes, file_id)
+            record = await asyncio.to_thread(  # ffprobe, fsync and rename: off the event loop
+                self.publish_upload, tmp, file_id=file_id, filename=filename, content_type=content_type, owner=owner
+            )
+        except BaseException as exc:  # also CancelledError: a client that hangs up leaves nothing behind
+            public = _discard(exc, tmp, final_dir, display)
+            if public is None:
+                raise
+            raise public from None
+        finally:
+            with self._inflight_lock:
+                self._inflight.pop(file_id, None)
+        logger.info("stored upload %s (%r, %d bytes)", file_id, display, record.size)
+        return record
+
+    def publish_upload(
+        self, tmp: Path, *, file_id: str, filename: str | None, content_type: str | None, owner: str | None
+    ) -> FileInfo:
+        """Check the complete file ``tmp`` (media or subtitles) and publish it as upload ``file_id``: its folder's
+        ``meta.json`` (what ``get_file`` reads) appears only once the file is in place, so no half upload is ever
+        visible. Blocking. Raises InvalidMedia, MediaTooLong or InvalidSubtitles naming the client's file, or
+        InsufficientStorage on a full disk; on any failure ``tmp`` and the upload's folder are removed."""
+        display = safe_display_name(filename)
+        final_dir = self.uploads_dir / file_id
+        try:
+            path = final_dir / f"{file_id}.{self.check_content(tmp, display)}"
             record = FileInfo(
                 file_id=file_id,
                 filename=display,
                 content_type=content_type,
-                size=size,
+                size=tmp.stat().st_size,
                 upload_time=utcnow(),
                 path=path.resolve(),
                 owner=owner,
             )
-            await asyncio.to_thread(_finish_upload, tmp, record)  # fsync and rename: off the event loop
-        except BaseException as exc:  # also CancelledError: a client that hangs up leaves nothing behind
-            tmp.unlink(missing_ok=True)
-            shutil.rmtree(final_dir, ignore_errors=True)
-            if isinstance(exc, (InvalidMedia, MediaTooLong, InvalidSubtitles)):
-                logger.info("rejected upload %r: %s", display, exc)
-                # name the client's file, not our temporary one
-                raise type(exc)(exc.message.replace(tmp.name, repr(display)), detail=exc.detail) from None
-            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                raise InsufficientStorage("not enough disk space to store the upload") from exc
-            raise
-        finally:
-            with self._inflight_lock:
-                self._inflight.pop(file_id, None)
-        logger.info("stored upload %s (%r, %d bytes)", file_id, display, size)
+            finish_upload(tmp, record)
+        except BaseException as exc:
+            public = _discard(exc, tmp, final_dir, display)
+            if public is None:
+                raise
+            raise public from None
         return record
 
     async def _stream(self, chunks: AsyncIterator[bytes], tmp: Path, max_bytes: int, file_id: str) -> int:
         size = 0
         # What is stored already, less the uploads in flight (they count through their reservations).
-        base = (
-            None
-            if self.quota_bytes is None
-            else await asyncio.to_thread(tree_bytes, self.root, skip_prefix=_PART_PREFIX)
-        )
+        base = None if self.quota_bytes is None else await asyncio.to_thread(self._quota_base)
         f: IO[bytes] = await asyncio.to_thread(open, tmp, "xb")
         try:
             async for chunk in chunks:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from serve_app.jobs.resumable import UploadSessions
 from serve_app.jobs.service import JobService
-from serve_app.jobs.storage import LocalStorage
+from serve_app.jobs.storage import LocalStorage, Storage
 from serve_app.jobs.store import make_job_store
 
 if TYPE_CHECKING:
@@ -32,9 +33,22 @@ def build_job_service(settings: Settings) -> JobService:
         retry_after_s=settings.service.retry_after_s,
     )
     service.url_allow_hosts = list(settings.fetch.allow_hosts)
-    service.models_dir = settings.storage.models_dir
+    service.default_background, service.models_dir = settings.mix.background, settings.storage.models_dir
     if settings.queue.mode == "rabbitmq":
         from serve_app.bridge.publisher import JobPublisher  # the bridge imports this module: import late
 
         service.publisher = JobPublisher(settings.queue, service)  # connects on the first job
     return service
+
+
+def build_upload_sessions(settings: Settings, storage: Storage) -> UploadSessions:
+    """The resumable upload sessions on ``storage`` (a LocalStorage: the sessions live in its uploads folder),
+    with MAX_FILE_SIZE and the ``upload`` settings. They hold no state but the disk, so this is cheap."""
+    if not isinstance(storage, LocalStorage):
+        raise TypeError(f"resumable uploads need a LocalStorage, not {type(storage).__name__}")
+    return UploadSessions(
+        storage,
+        max_file_size=settings.MAX_FILE_SIZE,
+        chunk_max_bytes=settings.upload.chunk_max_bytes,
+        ttl_s=settings.upload.session_ttl_s,
+    )

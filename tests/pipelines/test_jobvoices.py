@@ -194,3 +194,17 @@ def test_a_slower_espeak_rate_is_another_clip_not_a_cached_one(tmp_path: Path) -
     slow_stage = TTSStage(TTSSettings(voices={}, espeak_rate_wpm=90), MODELS_DIR, cache_dir=tmp_path)
     slow = slow_stage(line, "ru", "espeak:ru")[0]
     assert slow_stage.synthesized_count == 1 and slow.duration_s > 1.5 * usual.duration_s
+
+
+def test_a_jobs_openai_voice_on_a_dead_server_fails_before_any_work(
+    settings: Settings, video: Path, tmp_path: Path
+) -> None:
+    from pipelines.errors import ModelError
+
+    settings.tts.openai.base_url = "http://127.0.0.1:9/v1"  # nothing listens there
+    asr = FakeASR()
+    pipe = Pipeline(settings, asr=asr, translator=FakeTranslator())
+    request = JobRequest(input=str(video), target_languages=["de"], voices={"de": "openai:alloy"})
+    with pytest.raises(ModelError):
+        pipe.run(request, tmp_path / "o")
+    assert asr.calls == 0 and not (tmp_path / "o").exists()

@@ -110,7 +110,7 @@ def _whole_array_dub(original: Path, plan: DubPlan, clips: list[Clip], settings:
     audio = _fit_length(decode_audio(original, sample_rate_hz=rate, channels=2), n)
     voice = render_voice(plan, clips, sample_rate_hz=rate, duration_s=duration_s)
     env = duck_envelope(plan, n, rate, gain_db=settings.duck_gain_db, ramp_ms=settings.ramp_ms)
-    return write_wav(out, mix_tracks(audio, voice, env, voice_only=settings.voice_only), rate)
+    return write_wav(out, mix_tracks(audio, voice, env, voice_only=settings.background == "none"), rate)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +122,7 @@ def test_streamed_mix_equals_the_whole_array_mix(
     jfk_flac: Path, tmp_path: Path, loudness: float, voice_only: bool, duration_s: float
 ) -> None:
     """Blocks of 0.37 s cut through every clip and ramp; the samples are those of the whole-array mix."""
-    settings = MixSettings(voice_only=voice_only)  # 48 kHz, as in production
+    settings = MixSettings(background="none" if voice_only else "duck")  # 48 kHz, as in production
     clips = [Clip(0, loudness * _tone(2.0), 22050), Clip(1, loudness * _tone(1.5, 16000, 330.0), 16000),
              Clip(2, loudness * _tone(3.0), 22050), Clip(3, loudness * _tone(1.0, 48000), 48000)]  # fmt: skip
     plan = DubPlan((PlanItem(0, 0.4, 2.0, 1.25, 0.0), PlanItem(1, 1.9, 3.4, 1.0, 0.0),

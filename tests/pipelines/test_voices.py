@@ -47,8 +47,8 @@ def test_russian_default_is_a_measured_commercial_rhvoice_voice(ru_voices: list[
     default = voices.default_voice("ru", MODELS_DIR)
     assert default in ru_voices and default.startswith("rhvoice:")
     assert TTSStage(TTSSettings(voices={}), MODELS_DIR).voice_for("ru") == default
-    assert voices.default_voice("de", MODELS_DIR) is None  # no catalog voice: espeak-ng speaks
-    assert TTSStage(TTSSettings(voices={}), MODELS_DIR).voice_for("de") == "espeak:de"
+    assert voices.default_voice("nl", MODELS_DIR) is None  # no catalog voice: espeak-ng speaks
+    assert TTSStage(TTSSettings(voices={}), MODELS_DIR).voice_for("nl") == "espeak:nl"
 
 
 def test_catalog_never_offers_a_non_commercial_or_opt_in_voice_as_default(
@@ -112,3 +112,24 @@ def test_dub_with_rhvoice_keeps_speed_factors_within_the_cap(ru_voices: list[str
     speeds = [r["speed"] for r in target["sentences"] if r["speed"] is not None]
     assert speeds and max(speeds) <= settings.fit.max_speed + 1e-6
     assert all("shortened" in r["flags"] for r in target["sentences"])
+
+
+def test_a_voice_of_several_languages_is_judged_per_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kokoro voices speak several languages with a CER each: the default is chosen per language, and a
+    better-measured non-commercial or opt-in voice of several languages is still never a default."""
+    voices.pull(MODELS_DIR, "ja")
+    base = voices.CATALOG["kokoro:jm_kumo"]
+    perfect = dict.fromkeys(base.languages, 0.0)
+    catalog = dict(voices.CATALOG)
+    catalog["kokoro:nc"] = replace(base, id="kokoro:nc", commercial_ok=False, cers=perfect, speed_x=1e9)
+    catalog["kokoro:optin"] = replace(base, id="kokoro:optin", opt_in=True, cers=perfect, speed_x=1e9)
+    catalog["kokoro:es-only"] = replace(base, id="kokoro:es-only", cers={"es": 0.0}, speed_x=1e9)
+    monkeypatch.setattr(voices, "CATALOG", catalog)
+    for lang in (*base.languages, "ru"):
+        assert voices.default_voice(lang, MODELS_DIR) not in {"kokoro:nc", "kokoro:optin"}, lang
+        rows = {r["id"]: r for r in voices.list_voices(MODELS_DIR, lang)}
+        assert sum(bool(r["default"]) for r in rows.values()) == 1, lang
+    assert voices.default_voice("es", MODELS_DIR) == "kokoro:es-only"  # measured best for Spanish only
+    assert voices.default_voice("ja", MODELS_DIR) != "kokoro:es-only"  # its Japanese was not measured
+    [row] = [r for r in voices.list_voices(MODELS_DIR, "ja") if r["id"] == "kokoro:es-only"]
+    assert row["cer"] is None and not row["default"]

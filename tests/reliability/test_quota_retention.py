@@ -227,7 +227,9 @@ def test_the_retention_task_runs_by_itself(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "var", storage={"retention_ttl_s": 60.0, "retention_interval_s": 0.1})
     storage = LocalStorage(settings.storage.root)
     store = make_job_store(settings.service.job_store_url)
-    assert start_retention(make_settings(tmp_path / "other"), store, storage) is None  # no TTL: keep everything
+    idle = start_retention(make_settings(tmp_path / "other"), store, storage)  # no TTL: only upload sessions expire
+    idle.stop()
+    assert idle.ttl_s is None and idle.sessions is not None
     stale = storage.jobs_dir / ("a" * 32)
     stale.mkdir(parents=True)
     (stale / "report.json").write_text("{}")

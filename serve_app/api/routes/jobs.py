@@ -50,6 +50,7 @@ JOB_UPLOAD_BODY = {
                         "source_language": {"type": "string"},
                         "mode": {"type": "string", "enum": ["dub", "subtitles"]},
                         "burn_in": {"type": "boolean"},
+                        "background": {"type": "string", "enum": ["separate", "duck", "none"]},
                         "glossary": {"type": "string", "description": 'JSON object, or "term = translation" lines'},
                         "voices": {
                             "type": "string",
@@ -82,6 +83,7 @@ async def _submit(
         glossary=body.glossary,
         source_subtitles=subtitles,
         voices=body.voices,
+        background=body.background,
     )
     return await jobs.enqueue(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
 
@@ -124,7 +126,7 @@ def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreat
         t.strip() for v in fields.get("target_languages", []) for t in v.replace(";", ",").split(",") if t.strip()
     ]
     data: dict[str, Any] = {"file_id": file_id, "target_languages": targets}
-    for name in ("source_language", "mode"):
+    for name in ("source_language", "mode", "background"):
         if fields.get(name) and fields[name][-1].strip():
             data[name] = fields[name][-1].strip()
     if fields.get("burn_in"):

@@ -40,6 +40,8 @@ class WebConfig(BaseModel):
     languages: list[Language]
     accept: list[str]
     max_translation_chars: int
+    resumable_threshold_bytes: int = Field(description="files larger than this go as resumable chunked uploads")
+    upload_chunk_bytes: int = Field(description="the chunk size of resumable uploads (upload.chunk_max_bytes)")
 
 
 class SegmentEdit(BaseModel):
@@ -92,6 +94,8 @@ def web_config(settings: SettingsDep) -> Envelope[WebConfig]:
         languages=languages,
         accept=list(ACCEPT),
         max_translation_chars=MAX_TRANSLATION_CHARS,
+        resumable_threshold_bytes=settings.upload.resumable_threshold_bytes,
+        upload_chunk_bytes=settings.upload.chunk_max_bytes,
     )
     return Envelope(message="config", data=data)
 
