@@ -126,6 +126,14 @@ class InvalidSubtitles(VTError):
     http_status = 422
 
 
+class InvalidVoice(VTError):
+    """A job's voice (``voices`` of a job request, ``--voice``) is unknown, not installed, an opt-in voice not
+    installed on purpose, or of another language: refused before any work."""
+
+    code = "invalid_voice"
+    http_status = 422
+
+
 class SeparationUnavailable(VTError):
     """``mix.background = separate`` without the separation model pulled (refused before any work)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pipelines.quality import SOFT_FLAGS
@@ -14,9 +15,10 @@ REPORT_VERSION = 1
 
 
 def sentence_rows(
-    sentences: Sequence[Sentence], translations: Sequence[Translation], plan: DubPlan | None
+    sentences: Sequence[Sentence], translations: Sequence[Translation], plan: DubPlan | None, voice: str | None = None
 ) -> list[dict[str, Any]]:
-    """One row per sentence: source, translation, times, speed factor, overflow and flags."""
+    """One row per sentence: source, translation, times, speed factor, overflow, flags and ``voice`` (the voice
+    that spoke it: ``voice`` for a dubbed line with text, else None)."""
     items: dict[int, PlanItem] = {p.id: p for p in plan.items} if plan else {}
     by_id = {t.id: t for t in translations}
     rows = []
@@ -40,6 +42,7 @@ def sentence_rows(
                 "speed": round(item.speed, 3) if item else None,
                 "overflow_s": round(item.overflow_s, 3) if item else 0.0,
                 "flags": flags,
+                "voice": voice if item is not None and item.end_s > item.start_s else None,
             }
         )
     return rows
@@ -55,7 +58,8 @@ def build_report(
     targets: dict[str, Any] = {}
     for lang, details in per_target.items():
         plan = details.get("plan")
-        rows = sentence_rows(sentences, details["translations"], plan)
+        voice = details.get("voice")
+        rows = sentence_rows(sentences, details["translations"], plan, voice)
         targets[lang] = {
             "sentences": rows,
             # Every flag that leaves a line in the source text (see pipelines.translate).
@@ -67,7 +71,8 @@ def build_report(
             "subtitle_compliance": compliance(details["cues"]),
             "fit": fit_summary(plan) if plan is not None else None,
             "resynthesized": details.get("resynthesized", 0),
-            "voice": details.get("voice"),
+            "voice": voice,
+            "voice_info": voice_info(voice, lang, job.request.voices.get(lang), job.pipe.models_dir) if voice else None,
         }
     speech_s = sum(s.end_s - s.start_s for s in sentences)
     pipe = job.pipe
@@ -97,6 +102,24 @@ def build_report(
         "notes": list(job.notes),
         "fetch": getattr(job, "fetch_info", None),  # a URL input: url, bytes, sha256, cached
         "source_subtitles": getattr(job, "subtitles_info", None),  # --source-subtitles: cues, rough timing
+    }
+
+
+def voice_info(voice: str, language: str, requested: str | None, models_dir: Path) -> dict[str, Any]:
+    """What the report says of a target's voice: its engine, licence, whether it is opt-in or espeak-ng's
+    fallback, and where the choice came from (``job``: the request's ``voices``; ``configured``: settings or
+    the catalog's default)."""
+    from pipelines import voices
+
+    row = next((r for r in voices.list_voices(models_dir, language) if r["id"] == voice), None)
+    engine = voice.split(":", 1)[0]
+    return {
+        "id": voice,
+        "engine": engine,
+        "licence": row["licence"] if row else None,
+        "opt_in": bool(row["opt_in"]) if row else False,
+        "fallback": engine == "espeak",  # formant synthesis: no better voice for this language (or chosen so)
+        "chosen_by": "job" if requested else "configured",
     }
 
 

@@ -28,6 +28,7 @@ from pipelines import cache, media
 from pipelines.cues import transcript_cues
 from pipelines.errors import BurnInNeedsVideo, JobCancelled, NoAudioStream
 from pipelines.fileio import publish, staging_dir
+from pipelines.jobvoices import check_job_voices
 from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import (
     Clip,
@@ -154,14 +155,30 @@ class Pipeline:
         info = _probe_audio(request.input, self.settings)
         if request.burn_in and not info.has_video:
             raise BurnInNeedsVideo(f"burning subtitles in needs a video stream; {Path(request.input).name} has none")
+        self.check_voices(request, targets)
+        return info, targets, source
+
+    def check_voices(self, request: JobRequest, targets: list[str]) -> None:
+        """The job's voices (``request.voices``, checked against the catalog) and, for a dub, each target's voice.
+        Raises InvalidVoice (a job's voice), UnknownLanguage or ModelError (no voice configured for a target)."""
+        chosen = check_job_voices(request.voices, self.models_dir)
         if request.mode == "dub":
             if self.background(request) == "separate":
                 from pipelines.separate import model_file
 
                 model_file(self.models_dir)  # SeparationUnavailable when it is not pulled
+            probe = getattr(self.tts, "probe", None)  # the local TTS stage; a Serve handle's replica probes itself
             for lang in targets:
-                self.tts.voice_for(lang)
-        return info, targets, source
+                voice = self.voice_for(request, lang)
+                if probe is not None and lang in chosen:
+                    probe(voice)  # a job's openai: voice whose server is down: an error before any work
+
+    def voice_for(self, request: JobRequest, language: str) -> str:
+        """The voice that speaks ``language`` in this job: the request's own (``voices``), else the TTS stage's
+        (settings tts.voices, else the catalog's default, else espeak-ng). Raises what ``check_voices`` raises."""
+        lang = normalize_language(language)
+        chosen = check_job_voices(request.voices, self.models_dir) if request.voices else {}
+        return chosen[lang] if lang in chosen else str(self.tts.voice_for(lang))
 
     def run(
         self,
@@ -181,6 +198,8 @@ class Pipeline:
         from pipelines.fetch import fetch_input
         from pipelines.subsource import subtitle_kind
 
+        # Before a URL is fetched: a bad voice is no work at all. Canonical codes from here on (the report's keys).
+        request = request.model_copy(update={"voices": check_job_voices(request.voices, self.models_dir)})
         request, fetched = fetch_input(self.fetcher, request, progress, should_cancel)  # a URL -> a local file
         if subtitle_kind(request.input) is not None:
             from pipelines.subjob import run_subtitle_job
@@ -350,6 +369,17 @@ class _JobRun(_InputRun):
         self.stem = request.output_stem or Path(request.input).stem
         self.subtitles_path = request.source_subtitles
         self.preset_translations: dict[str, list[Translation]] = {}
+        self.voices: dict[str, str] = {}  # per target: the voice spec this job speaks it with
+
+    def voice(self, lang: str) -> str:
+        """This job's voice for ``lang`` (``Pipeline.voice_for``), asked once per job."""
+        if lang not in self.voices:
+            self.voices[lang] = self.pipe.voice_for(self.request, lang)
+        return self.voices[lang]
+
+    def speak(self, translations: list[Translation], lang: str) -> list[Clip]:
+        """One clip per translation, in this job's voice for ``lang``."""
+        return self.pipe.tts(translations, lang, voice=self.voice(lang)) if translations else []
 
     def execute(self, staging: Path) -> JobResult:
         from pipelines import report as report_mod
@@ -411,7 +441,7 @@ class _JobRun(_InputRun):
     ) -> tuple[Path, dict[str, Any]]:
         from pipelines.mix import build_dub_track
 
-        clips: list[Clip] = self.pipe.tts(translations, lang) if translations else []
+        clips = self.speak(translations, lang)
         resynthesized = int(getattr(self.pipe.tts, "synthesized_count", len(clips)))
         plan, translations, clips, extra = self.fit(lang, sentences, translations, clips)
         resynthesized += extra
@@ -425,7 +455,7 @@ class _JobRun(_InputRun):
             duration_s=self.info.duration_s,
             out_wav=staging / f".dub.{lang}.wav",
         )
-        info = {"plan": plan, "resynthesized": resynthesized, "voice": self.pipe.tts.voice_for(lang)}
+        info = {"plan": plan, "resynthesized": resynthesized, "voice": self.voice(lang)}
         return wav, {**info, "translations": translations}
 
     @cached_property
@@ -485,7 +515,7 @@ class _JobRun(_InputRun):
             if not shorter:
                 continue
             translations[i] = Translation(translations[i].id, translations[i].source, shorter, (*translations[i].flags, "shortened"))
-            clips[i] = self.pipe.tts([translations[i]], lang)[0]
+            clips[i] = self.speak([translations[i]], lang)[0]
             changed += 1
         return translations, clips, changed
 

@@ -59,6 +59,12 @@ class JobRequest(BaseModel):
         description="Stem of the output names (<stem>.<lang>.mp4); defaults to the input's stem. "
         "Services set it from the client's file name, since uploads are stored under generated ids.",
     )
+    voices: dict[str, str] = Field(
+        default_factory=dict,
+        description="This job's voices, language -> engine:voice (e.g. ru: rhvoice:irina; see GET /v1/voices "
+        "or `videotranslator voices list`). They override settings tts.voices for this job only; other languages "
+        "keep the configured or default voice. Checked before any work (pipelines.jobvoices).",
+    )
 
 
 @dataclass(frozen=True)

@@ -80,9 +80,7 @@ def run_subtitle_job(
         raise BurnInNeedsVideo("burning subtitles in needs a video; the input is a subtitle file")
     targets = normalize_targets(request.target_languages)
     source = normalize_language(request.source_language) if request.source_language else None
-    if request.mode == "dub":
-        for lang in targets:
-            pipe.tts.voice_for(lang)
+    pipe.check_voices(request, targets)
     stem = subtitle_stem(Path(f"{request.output_stem}.srt") if request.output_stem else path)
     info = MediaInfo(
         str(path), max(c.end_s for c in cues), has_video=False, has_audio=False, format_name=path.suffix[1:]
@@ -141,7 +139,7 @@ class SubtitleJob(_JobRun):
         from pipelines.mix import render_voice
 
         translations = details["translations"]
-        clips = self.pipe.tts(translations, lang) if translations else []
+        clips = self.speak(translations, lang)
         synthesized = int(getattr(self.pipe.tts, "synthesized_count", len(clips)))
         plan, translations, clips, extra = self.fit(lang, sentences, translations, clips)
         rate = self.settings.mix.sample_rate_hz
@@ -154,5 +152,5 @@ class SubtitleJob(_JobRun):
         )
         wav.unlink(missing_ok=True)
         details.update(plan=plan, translations=translations, resynthesized=synthesized + extra)
-        details["voice"] = self.pipe.tts.voice_for(lang)
+        details["voice"] = self.voice(lang)
         return out

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 SILENCE_THRESHOLD = 0.01  # -40 dBFS: below this a sample counts as silence when trimming
 TRIM_PAD_MS = 15.0  # keep a little of the edges so plosive onsets and release tails survive
 EMPTY_CLIP_RATE_HZ = 22050
+DEFAULT_ESPEAK_RATE_WPM = 175  # settings tts.espeak_rate_wpm's default (and espeak-ng's own)
 
 # Whisper language codes whose espeak-ng voice has another name.
 ESPEAK_ALIASES: dict[str, str] = {"en": "en-us", "zh": "cmn", "no": "nb", "nn": "nb", "fr": "fr-fr"}
@@ -199,12 +200,16 @@ class TTSStage:
         key = language.strip().lower().replace("_", "-")
         for candidate in (key, key.split("-")[0]):
             if candidate in self.settings.voices:
-                voice = check_voice(self.settings.voices[candidate], self.models_dir, key)
-                if voice.startswith("openai:") and voice not in self._checked:
-                    self.synthesizer(voice).check()  # type: ignore[attr-defined]  # a dead server: before any work
-                    self._checked.add(voice)
-                return voice
+                return self.probe(check_voice(self.settings.voices[candidate], self.models_dir, key))
         return default_voice(key, self.models_dir) or f"espeak:{espeak_voice_for(key)}"
+
+    def probe(self, voice: str) -> str:
+        """``voice``, after reaching its server once if it is an ``openai:`` voice (a dead server: an error before
+        any work, BackendUnavailable/ModelError). Other voices are local: nothing to reach."""
+        if voice.startswith("openai:") and voice not in self._checked:
+            self.synthesizer(voice).check()  # type: ignore[attr-defined]
+            self._checked.add(voice)
+        return voice
 
     def synthesizer(self, voice: str, language: str | None = None) -> Synthesizer:
         """The (cached) backend for a voice spec ``piper:<path|bundled:name>``, ``espeak:<voice>`` or a catalog
@@ -240,9 +245,10 @@ class TTSStage:
                 )
         return self._synths[key]
 
-    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
-        """One Clip per translation (same ids, same order); empty text gives a zero-length clip."""
-        voice = self.voice_for(language)
+    def __call__(self, translations: Sequence[Translation], language: str, voice: str | None = None) -> list[Clip]:
+        """One Clip per translation (same ids, same order); empty text gives a zero-length clip. ``voice``: a
+        job's own voice spec (checked by the caller, ``pipelines.jobvoices``); None: ``voice_for(language)``."""
+        voice = voice or self.voice_for(language)
         self.synthesized_count = 0
         clips = [self._clip(voice, t, language) for t in translations]
         cached = len(clips) - self.synthesized_count
@@ -284,6 +290,11 @@ class TTSStage:
             return None
         if voice.startswith("openai:"):  # the same voice name on another server or model is another voice
             voice = f"{voice}@{self.settings.openai.base_url}#{self.settings.openai.model}"
+        # espeak-ng's rate changes the clip: a slower rate is another clip (the default rate keeps the plain key,
+        # so the clips cached before stay valid).
+        rate = self.settings.espeak_rate_wpm
+        if voice.startswith("espeak:") and rate != DEFAULT_ESPEAK_RATE_WPM:
+            voice = f"{voice}@{rate}wpm"
         return self.cache_dir / f"{cache_key(voice, text, _base_language(language))}.wav"
 
 

@@ -135,13 +135,12 @@ def translate(
     settings = load_settings()
     with cli_errors():
         from pipelines.glossary import load_glossary
+        from pipelines.jobvoices import parse_voice_pairs
         from pipelines.runner import Pipeline
         from pipelines.schema import JobRequest
 
         if mode not in ("dub", "subtitles"):
             fail(f"--mode must be dub or subtitles, not {mode!r}")
-        if voice:
-            settings = with_voices(settings, voice)
         terms = load_glossary(glossary) if glossary else (
             load_glossary(settings.translator.glossary_file) if settings.translator.glossary_file else {}
         )  # fmt: skip
@@ -149,6 +148,7 @@ def translate(
             input=str(input), target_languages=[t for t in to.split(",") if t.strip()],
             source_language=from_, mode=mode, burn_in=burn_in, glossary=terms,  # type: ignore[arg-type]
             source_subtitles=str(source_subtitles) if source_subtitles else None,
+            voices=parse_voice_pairs(voice or []),  # checked by the runner before any work
             background=background,  # type: ignore[arg-type]
         )  # fmt: skip
         with out_dir_guard(output), _progress() as progress:
@@ -186,19 +186,6 @@ def transcribe(
 
 def _print_ok(name: str, path: object) -> None:
     out.print(f"ok  {name:<30} {path}", highlight=False)
-
-
-def with_voices(settings: Settings, pairs: list[str]) -> Settings:
-    """``settings`` with ``--voice LANG=ENGINE:VOICE`` overrides in tts.voices, each checked (one-line error)."""
-    from pipelines.voices import check_voice
-
-    chosen = dict(settings.tts.voices)
-    for pair in pairs:
-        lang, sep, spec = pair.partition("=")
-        if not sep or not lang.strip() or ":" not in spec:
-            fail(f"--voice must be LANG=ENGINE:VOICE (e.g. ru=rhvoice:irina), not {pair!r}")
-        chosen[lang.strip().lower()] = check_voice(spec.strip(), settings.storage.models_dir, lang.strip())
-    return settings.model_copy(update={"tts": settings.tts.model_copy(update={"voices": chosen})})
 
 
 @models_app.command("pull")

@@ -199,6 +199,19 @@ export function eventStream(url, onEvent) {
   return { done, close: () => controller.abort() };
 }
 
+// POST /v1/audio/speech (JSON in, audio out): the audio as a Blob; throws ApiError (the envelope's message).
+export async function speech(body) {
+  let response;
+  try {
+    response = await fetch("/v1/audio/speech", { method: "POST", credentials: "same-origin", cache: "no-store",
+      headers: withKey({ "Content-Type": "application/json", "X-CSRF-Token": csrfToken }), body: JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, null, "");
+  }
+  if (!response.ok) throw errorFrom(response.status, await response.text());
+  return response.blob();
+}
+
 // A URL a <video>, <track> or <audio> can load: the URL itself without a key (streamed, seekable with
 // Range); with a key, the file fetched with it into a blob: URL (kept per URL until the key changes).
 const blobUrls = new Map();

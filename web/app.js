@@ -5,6 +5,7 @@ import { t, loadStrings, translatePage, saveChoice, UI_LANGUAGES, uiLanguage } f
 import { el, formatBytes } from "./format.js";
 import { TargetPicker, fillSourceSelect, setLanguages } from "./languages.js";
 import { JobList } from "./jobs.js";
+import { VoicePicker } from "./voices.js";
 import { ResultPanel } from "./result.js";
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,7 @@ let config = { max_file_size: 0, languages: [], accept: [], resumable_threshold_
 let chosenFile = null;
 let currentUpload = null;
 let picker = null;
+let voicePicker = null;
 
 function showError(err) {
   $("global-error-text").textContent = err instanceof Error ? err.message : String(err);
@@ -108,6 +110,8 @@ async function submit(event, jobs) {
   data.append("burn_in", $("burn-in").checked ? "true" : "false");
   if ($("background").value) data.append("background", $("background").value);
   if (glossary.trim()) data.append("glossary", glossary);
+  const voices = jobVoices(form);
+  if (Object.keys(voices).length) data.append("voices", JSON.stringify(voices));
   data.append("file", chosenFile, chosenFile.name);
   setUploading(true);
   formStatus("");
@@ -140,6 +144,11 @@ async function submit(event, jobs) {
   }
 }
 
+// The chosen voices, for a dub only (subtitles-only jobs speak nothing).
+function jobVoices(form) {
+  return form.elements.mode.value === "dub" ? voicePicker.values() : {};
+}
+
 // "term = translation" lines (checked by glossaryProblem) -> {term: translation}, as POST /jobs takes it.
 function glossaryObject(text) {
   const out = {};
@@ -157,7 +166,7 @@ function glossaryObject(text) {
 function jobFields(targets, glossary) {
   return { target_languages: targets, source_language: $("source-language").value || null,
     mode: $("job-form").elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary),
-    background: $("background").value || null };
+    background: $("background").value || null, voices: jobVoices($("job-form")) };
 }
 
 // A big file: a resumable upload in chunks (progress, cancel, retries from the server's offset), then POST /jobs
@@ -229,8 +238,9 @@ async function main() {
   $("file-limit").textContent = t("file.limit", { size: formatBytes(config.max_file_size) });
   $("file").accept = config.accept.join(",");
   fillSourceSelect($("source-language"), config.languages);
+  voicePicker = new VoicePicker($("voice-choices"), $("voice-preview-audio"), { onError: showError });
   picker = new TargetPicker({ list: $("target-list"), search: $("target-search"), chips: $("target-chips"), empty: $("target-empty") },
-    config.languages);
+    config.languages, [], (codes) => voicePicker.update(codes).catch(showError));
   let result = null;
   const jobs = new JobList($("job-list"), $("jobs-empty"), {
     onOpen: (id) => result.open(id),
@@ -239,6 +249,11 @@ async function main() {
   });
   result = new ResultPanel(jobs, { onError: showError });
   setUpDropZone();
+  // Subtitles only: no voice to choose (the fieldset is disabled, and no voices are sent).
+  for (const radio of $("job-form").elements.mode) {
+    radio.addEventListener("change", () => { $("voices-field").disabled = $("job-form").elements.mode.value !== "dub"; });
+  }
+  $("job-form").addEventListener("reset", () => { $("voices-field").disabled = false; });
   $("job-form").addEventListener("submit", (e) => submit(e, jobs));
   $("upload-cancel").addEventListener("click", () => currentUpload?.abort());
   $("jobs-refresh").addEventListener("click", () => jobs.refresh().catch(showError));

@@ -29,7 +29,8 @@ export function fillSourceSelect(select, list) {
 }
 
 export class TargetPicker {
-  constructor({ list, search, chips, empty }, languages, initial = []) {
+  constructor({ list, search, chips, empty }, languages, initial = [], onChange = () => {}) {
+    this.onChange = onChange; // called with the picked codes after every change
     this.listEl = list;
     this.searchEl = search;
     this.chipsEl = chips;
@@ -71,6 +72,7 @@ export class TargetPicker {
     const entry = this.boxes.get(code);
     if (entry) entry.box.checked = on;
     this.renderChips();
+    this.onChange(this.values);
   }
 
   renderChips() {

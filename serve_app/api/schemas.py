@@ -18,13 +18,15 @@ from serve_app.jobs.public import JobError, JobPublic
 __all__ = [
     "Envelope", "ErrorDetail", "ErrorEnvelope", "FilePublic", "Health", "JobCreate", "JobError", "JobList",
     "JobPublic", "ModelList", "SpeechRequest", "TranslateRequest", "TranslateResponse", "UploadCreate",
-    "UploadPublic",
+    "UploadPublic", "VoiceList",
 ]  # fmt: skip
 
 T = TypeVar("T")
 # One glossary entry's bounds (a job's glossary goes into every translation prompt).
 GlossaryTerm = Annotated[str, Field(min_length=1, max_length=200)]
 GlossaryText = Annotated[str, Field(max_length=500)]
+VoiceLanguage = Annotated[str, Field(min_length=2, max_length=16)]
+VoiceId = Annotated[str, Field(min_length=3, max_length=200)]
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -105,6 +107,13 @@ class JobCreate(BaseModel):
     mode: Literal["dub", "subtitles"] = "dub"
     burn_in: bool = False
     glossary: dict[GlossaryTerm, GlossaryText] = Field(default_factory=dict, max_length=2000)
+    voices: dict[VoiceLanguage, VoiceId] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="This job's voices: language -> engine:voice from GET /v1/voices, e.g. ru: rhvoice:irina. "
+        "Other languages get the default voice. An unknown, not installed or opt-in voice is a 422 before the job "
+        "is queued.",
+    )
     background: Literal["separate", "duck", "none"] | None = Field(
         default=None, description="Under the dub: 'separate', 'duck' or 'none'; default: the mix.background setting."
     )
@@ -141,13 +150,39 @@ class TranslateResponse(BaseModel):
 
 
 class SpeechRequest(BaseModel):
-    """POST /v1/audio/speech (OpenAI's shape; ``model`` and ``speed`` are accepted and ignored)."""
+    """POST /v1/audio/speech (OpenAI's shape; ``model`` and ``speed`` are accepted and ignored; ``language`` is ours)."""
 
     input: str = Field(min_length=1)
-    voice: str = "default"
+    voice: str = Field(
+        default="default",
+        max_length=200,
+        description="A voice id from GET /v1/voices (rhvoice:irina, espeak:de), a language code (ru: its default "
+        "voice), or an OpenAI voice name (alloy, echo, fable, onyx, nova, shimmer, …: the default voice of "
+        "`language`, English without it).",
+    )
+    language: str | None = Field(
+        default=None,
+        max_length=16,
+        description="Not in OpenAI's schema: the language of `input` (ISO 639-1). An OpenAI voice name then means "
+        "that language's default voice; a catalog voice must speak it.",
+    )
     response_format: Literal["wav", "mp3"] = "mp3"
     model: str | None = None
     speed: float | None = None
+
+
+class VoiceList(BaseModel):
+    """GET /v1/voices: the voice catalog, as a list in the /v1/models style (``object``, ``data``)."""
+
+    status: Literal["success"] = "success"
+    message: str
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]] = Field(
+        description="One voice each: id (engine:voice), object (voice), engine, languages, gender, licence, "
+        "commercial_ok, opt_in, installed, source, sample_rate_hz, cer (measured, 0-1), speed_x (seconds of audio per "
+        "second), default (the default of one of its languages), default_for (those languages)."
+    )
+    defaults: dict[str, str] = Field(description="language -> the voice a job gets for it without `voices`")
 
 
 class ModelList(BaseModel):

@@ -222,14 +222,26 @@ class InferenceService:
         result: list[str] = await self.translator.call("translate_texts", texts, source, target, dict(glossary or {}))
         return result
 
-    async def speech(self, text: str, *, voice: str | None, response_format: str) -> tuple[bytes, str]:
-        """Text → audio bytes (wav or mp3) and the media type."""
+    async def speech(
+        self, text: str, *, voice: str | None, response_format: str, language: str | None = None
+    ) -> tuple[bytes, str]:
+        """Text → audio bytes (wav or mp3) and the media type. ``voice``/``language``: see
+        ``TTSDeployment.resolve_voice``. Raises InvalidVoice, UnknownLanguage, RequestTooLarge."""
         if len(text) > self.limits.max_speech_chars:
             raise RequestTooLarge(
                 f"the input is too long: {len(text)} characters (at most {self.limits.max_speech_chars})"
             )
-        samples, rate = await self.tts.call("speech", text, voice)
+        samples, rate = await self.tts.call("speech", text, voice, language)
         return await asyncio.to_thread(encode_audio, samples, rate, response_format)
+
+    async def voices(self, language: str | None = None) -> dict[str, Any]:
+        """The voice catalog as the TTS deployment sees it: ``{"voices": [...], "defaults": {lang: id}}`` (see
+        ``TTSDeployment.voices``). Raises UnknownLanguage."""
+        lang = normalize_language(language) if language else None
+        result: dict[str, Any] = await self.tts.call("voices", lang)
+        for row in result["voices"]:
+            row.setdefault("object", "voice")
+        return result
 
     def models(self) -> list[dict[str, Any]]:
         """OpenAI's model list, plus what each model does."""

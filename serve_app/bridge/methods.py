@@ -184,6 +184,27 @@ class _Inputs:
     source_subtitles: Any
 
 
+@dataclass(frozen=True)
+class _Options:
+    """translate_video's job options, as sent (checked while the JobRequest is built)."""
+
+    mode: Any
+    burn_in: Any
+    glossary: Any
+    voices: Any
+    background: Any = None
+
+
+def _voices(value: Any) -> dict[str, str]:
+    """``{language: "engine:voice"}`` (as POST /jobs takes it); the voices themselves are checked by the job
+    service (an unknown or uninstalled voice: -32602 with code ``invalid_voice``)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise invalid_params('voices must be an object of strings {language: "engine:voice"}', code="invalid_voice")
+    return dict(value)
+
+
 def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
     """The method table. Each function's signature is the method's params (jsonrpc-py binds them: an
     unknown or missing param is -32602)."""
@@ -207,6 +228,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         glossary: Any = None,
         url: Any = None,
         source_subtitles: Any = None,
+        voices: Any = None,
         background: Any = None,
     ) -> dict[str, Any]:
         call = current_call()
@@ -216,7 +238,8 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key(), owner=call.owner)
         if record is None:
             inputs = _Inputs(input, url, source_subtitles)
-            record = await _submit(call, inputs, target_languages, source_language, mode, burn_in, glossary, background)
+            options = _Options(mode, burn_in, glossary, voices, background)
+            record = await _submit(call, inputs, target_languages, source_language, options)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
         return {"job_id": record.id, "state": record.state.value}
 
@@ -237,10 +260,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         inputs: _Inputs,
         target_languages: Any,
         source_language: Any,
-        mode: Any,
-        burn_in: Any,
-        glossary: Any,
-        background: Any = None,
+        options: _Options,
     ) -> JobRecord:
         if (inputs.input is None) == (inputs.url is None):
             raise invalid_params("give exactly one input: input (a file id or a shared path) or url")
@@ -257,10 +277,11 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
                 source_subtitles=subtitles,
                 target_languages=_str_list(target_languages, "target_languages"),
                 source_language=_optional_str(source_language, "source_language"),
-                mode=mode,
-                burn_in=_bool(burn_in, "burn_in"),
-                glossary=_glossary(glossary),
-                background=background,
+                mode=options.mode,
+                burn_in=_bool(options.burn_in, "burn_in"),
+                glossary=_glossary(options.glossary),
+                voices=_voices(options.voices),
+                background=options.background,
             )
         except ValidationError as exc:
             raise invalid_params(f"invalid params: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None

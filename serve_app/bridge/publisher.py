@@ -113,6 +113,8 @@ class JobPublisher:
             "burn_in": resolved.burn_in,
             "glossary": dict(resolved.glossary),
         }
+        if resolved.voices:  # checked by ``validate`` (InvalidVoice: 422, nothing published)
+            params["voices"] = dict(resolved.voices)
         if resolved.background is not None:
             params["background"] = resolved.background
         if resolved.source_subtitles is not None:  # an upload, stored as <file_id>.<ext>: the bridge takes its id

@@ -67,6 +67,8 @@ DOMAIN_CODES: dict[str, int] = {
     "queue_unavailable": -32019,
     "media_too_long": -32020,
 }
+# Domain errors that name a bad param of the call: JSON-RPC's own invalid params (-32602), with our envelope.
+PARAM_CODES = frozenset({"invalid_voice"})
 
 # Protocol errors as jsonrpc-py raises them carry no envelope (and echo the bad request back in ``data``);
 # ours replace that with the envelope and, where the library's message is vague, a clearer one.
@@ -89,11 +91,12 @@ def envelope(code: str, message: str, detail: str | None = None) -> dict[str, An
 
 
 def domain_error(exc: VTError) -> Error:
-    """A VTError as a JSON-RPC error in -32000..-32099 with the envelope in ``data``; server paths are redacted
+    """A VTError as a JSON-RPC error in -32000..-32099 (a bad param, ``PARAM_CODES``: -32602) with the envelope in ``data``; server paths are redacted
     (``public_message``) as in the HTTP envelope."""
     message = public_message(exc.message)
     detail = public_message(exc.detail) if isinstance(exc.detail, str) else exc.detail
-    return Error(code=DOMAIN_CODES.get(exc.code, -32000), message=message, data=envelope(exc.code, message, detail))
+    code = ErrorEnum.INVALID_PARAMETERS if exc.code in PARAM_CODES else DOMAIN_CODES.get(exc.code, -32000)
+    return Error(code=code, message=message, data=envelope(exc.code, message, detail))
 
 
 def with_envelope(error: Error) -> Error:

@@ -122,7 +122,7 @@ class HandleTTS:
     def voice_for(self, language: str) -> str:
         return _call(self.handle.voice_for, language)  # type: ignore[no-any-return]
 
-    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
-        clips, count = _call(self.handle.synthesize, list(translations), language)
+    def __call__(self, translations: Sequence[Translation], language: str, voice: str | None = None) -> list[Clip]:
+        clips, count = _call(self.handle.synthesize, list(translations), language, voice)
         self._local.count = count
         return clips  # type: ignore[no-any-return]

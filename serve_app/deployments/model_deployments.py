@@ -20,14 +20,15 @@ import numpy as np
 
 from configs.settings import Settings
 from pipelines.batch.chunking import VAD_WINDOW_S
-from pipelines.errors import InvalidMedia, UnknownLanguage
+from pipelines.errors import InvalidMedia, InvalidVoice, VTError
 from pipelines.languages import normalize_language
 from pipelines.schema import Clip, Sentence, Transcript, Translation
 
 ASR_SAMPLE_RATE_HZ = 16000
-# OpenAI's voice names: clients of /v1/audio/speech send these; they mean the default English voice.
+# OpenAI's voice names: clients of /v1/audio/speech send these; they mean the default voice of the request's
+# ``language`` (English without one).
 OPENAI_VOICES = frozenset(
-    {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse"}
+    {"alloy", "ash", "ballad", "cedar", "coral", "echo", "fable", "marin", "nova", "onyx", "sage", "shimmer", "verse"}
 )
 
 Audio = bytes | str | np.ndarray
@@ -225,39 +226,59 @@ class TTSDeployment:
         """The voice spec for a language. Raises UnknownLanguage."""
         return self.stage.voice_for(language)  # type: ignore[no-any-return]
 
-    def synthesize(self, translations: Sequence[Translation], language: str) -> tuple[list[Clip], int]:
-        """One Clip per translation, and how many were synthesised (not served from the clip cache)."""
+    def synthesize(
+        self, translations: Sequence[Translation], language: str, voice: str | None = None
+    ) -> tuple[list[Clip], int]:
+        """One Clip per translation, and how many were synthesised (not served from the clip cache). ``voice``: the
+        job's own voice spec (checked by the runner), else the stage's voice for ``language``."""
         with self._lock:
-            clips = self.stage(translations, language)
+            clips = self.stage(translations, language, voice=voice)
             return clips, int(getattr(self.stage, "synthesized_count", len(clips)))
 
-    def resolve_voice(self, voice: str | None) -> str:
-        """An API ``voice`` → a voice spec: a configured spec or its short name (``en_US-joe-medium``),
-        ``espeak:<voice>``, a catalog voice (``rhvoice:irina``), an OpenAI voice name (the English voice), or a language code. Raises UnknownLanguage."""
+    def resolve_voice(self, voice: str | None, language: str | None = None) -> str:
+        """An API ``voice`` → a voice spec: a configured spec or its short name (``en_US-joe-medium``), a catalog
+        voice ``engine:voice`` (``rhvoice:irina``, ``espeak:de``; checked, never a file path), a language code, or
+        an OpenAI voice name (alloy, nova, …: the default voice of ``language``, English without one).
+        ``language``: a hint; a catalog voice must then speak it. Raises InvalidVoice, UnknownLanguage."""
+        from pipelines.jobvoices import check_job_voice
+
         raw = (voice or "").strip()
+        lang = normalize_language(language) if language else None
         configured: dict[str, str] = dict(getattr(self.stage, "settings", self.settings.tts).voices)
         if not raw or raw.lower() in OPENAI_VOICES or raw.lower() == "default":
-            return self.voice_for("en")
+            return self.voice_for(lang or "en")
         for spec in configured.values():
             if raw == spec or raw == spec.rsplit(":", 1)[-1]:
                 return spec
-        if raw.startswith("espeak:"):
-            from pipelines.tts import espeak_voices
-
-            if raw[len("espeak:") :].lower() in espeak_voices():
-                return raw
-            raise UnknownLanguage(f"unknown espeak-ng voice {raw!r}")
-        if raw.startswith("rhvoice:"):  # a catalog voice (pipelines/voices.py); checked, never a path
-            from pipelines.voices import check_voice
-
-            return check_voice(raw, self.settings.storage.models_dir)
-        if ":" in raw or "/" in raw:
-            raise UnknownLanguage(f"unknown voice {raw!r}; use a language code or a configured voice")
+        if ":" in raw:
+            return check_job_voice(lang, raw, self.settings.storage.models_dir, allow_paths=False)
+        if "/" in raw:
+            raise InvalidVoice(f"unknown voice {raw!r}; use a voice id from GET /v1/voices or a language code")
         return self.voice_for(normalize_language(raw))
 
-    def speech(self, text: str, voice: str | None = None) -> tuple[np.ndarray, int]:
+    def voices(self, language: str | None = None) -> dict[str, Any]:
+        """The catalog as this replica sees it (``pipelines.voices.list_voices``: installed or not, licence,
+        measured CER and speed), and ``defaults``: the voice each language's job gets (settings tts.voices, else
+        the catalog's default, else espeak-ng). ``language`` filters both. Raises UnknownLanguage."""
+        from pipelines.voices import list_voices
+
+        lang = normalize_language(language) if language else None
+        configured = dict(getattr(self.stage, "settings", self.settings.tts).voices)
+        rows = list_voices(self.settings.storage.models_dir, lang, configured=configured)
+        langs = [lang] if lang else sorted({str(x) for r in rows for x in r["languages"]} | set(configured))
+        defaults: dict[str, str] = {}
+        for code in langs:
+            try:
+                defaults[code] = self.voice_for(code)
+            except VTError:  # a configured voice gone missing: that language has no default to offer
+                continue
+        for row in rows:
+            row["default_for"] = [code for code, spec in defaults.items() if spec == row["id"]]
+        return {"voices": rows, "defaults": defaults}
+
+    def speech(self, text: str, voice: str | None = None, language: str | None = None) -> tuple[np.ndarray, int]:
         """Speak ``text`` with ``voice`` (see ``resolve_voice``): float32 mono samples and their rate (Hz)."""
-        spec = self.resolve_voice(voice)
+        spec = self.resolve_voice(voice, language)
         with self._lock:
             synth = self.stage.synthesizer(spec)
             samples = np.asarray(synth.synthesize(text), dtype=np.float32)

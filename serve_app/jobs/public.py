@@ -48,6 +48,7 @@ class JobPublic(BaseModel):
     source_language: str | None
     mode: str
     burn_in: bool
+    voices: dict[str, str] = {}
     cancel_requested: bool
     created_at: datetime
     updated_at: datetime
@@ -75,6 +76,7 @@ class JobPublic(BaseModel):
             source_language=record.request.source_language,
             mode=record.request.mode,
             burn_in=record.request.burn_in,
+            voices=dict(record.request.voices),
             cancel_requested=record.cancel_requested,
             created_at=record.created_at,
             updated_at=record.updated_at,

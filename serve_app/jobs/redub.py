@@ -362,7 +362,7 @@ def run_redub(
     settings = pipeline.settings
     verbatim = settings.model_copy(update={"translator": settings.translator.model_copy(update={"shorten_ratio": 0.0})})
     if request.mode == "dub":
-        pipeline.tts.voice_for(lang)  # TTS loads in the worker's pipeline, so the jobs after this one share it
+        pipeline.voice_for(request, lang)  # the job's voice; TTS loads in the worker's pipeline for the jobs after it
     redubber = pipeline.with_settings(verbatim)
     result = redubber.run(request, folder, progress=progress, should_cancel=should_cancel,
                           transcript=load_transcript(job_dir), translations={lang: translations})  # fmt: skip

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipelines.errors import InputNotFound
+from pipelines.jobvoices import check_job_voices
 from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import JobRequest, safe_stem
 from pipelines.subsource import subtitle_kind
@@ -64,8 +65,9 @@ class JobService:
         self.publisher = publisher
         # fetch.allow_hosts: the private hosts a URL input may name (build_job_service sets it).
         self.url_allow_hosts: list[str] = []
-        # mix.background and the models folder: a dub over the separated background is refused at submission
-        # when the separation model is not pulled (build_job_service sets them; None: not checked here).
+        # storage.models_dir: where a job's voices must be installed and the separation model is looked for;
+        # mix.background: a dub over the separated background is refused at submission when that model is not
+        # pulled (build_job_service sets them; None: the runner checks, before any work, when the job starts).
         self.default_background: str = "duck"
         self.models_dir: Path | None = None
 
@@ -118,7 +120,7 @@ class JobService:
         """Queue a job. With ``file_id`` the upload's path replaces ``request.input``; without it
         ``request.input`` must be an existing local file (trusted callers only).
 
-        Raises UnknownLanguage, FileNotFound, InputNotFound, QueueFull (past ``max_queued_jobs`` queued jobs).
+        Raises UnknownLanguage, InvalidVoice, FileNotFound, InputNotFound, QueueFull (past ``max_queued_jobs`` queued jobs).
         A repeated ``idempotency_key`` returns the existing job; keys are per owner, so another owner's same key
         is simply another job (it can neither find nor block this one). ``check_room=False``: skip the cap (the
         job's message is already published, so it runs whatever this answers). The upload named by ``file_id`` must be ``owner``'s (else FileNotFound), unless
@@ -155,6 +157,9 @@ class JobService:
     def _resolve(self, request: JobRequest, file_id: str | None, file_owner: str | None | object) -> JobRequest:
         targets = normalize_targets(request.target_languages)
         source = normalize_language(request.source_language) if request.source_language else None
+        voices = request.voices
+        if voices and self.models_dir is not None:  # a network request: catalog voices only, never a file path
+            voices = check_job_voices(voices, self.models_dir, allow_paths=False)
         stem = request.output_stem
         if file_id is not None:
             info = self.storage.get_file(file_id, owner=file_owner)  # another owner's upload: FileNotFound
@@ -173,7 +178,10 @@ class JobService:
             from pipelines.separate import model_file
 
             model_file(self.models_dir)  # SeparationUnavailable (422) before the job is recorded
-        update = {"input": path, "target_languages": targets, "source_language": source, "output_stem": stem or None}
+        update = {
+            "input": path, "target_languages": targets, "source_language": source, "output_stem": stem or None,
+            "voices": voices,
+        }  # fmt: skip
         return request.model_copy(update=update)
 
     def get(self, job_id: str) -> JobRecord:

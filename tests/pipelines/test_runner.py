@@ -60,7 +60,7 @@ class FakeTTS:
     def voice_for(self, language: str) -> str:
         return f"fake:{language}"
 
-    def __call__(self, translations, language):  # type: ignore[no-untyped-def]
+    def __call__(self, translations, language, voice=None):  # type: ignore[no-untyped-def]
         self.synthesized_count = len(translations)
         self.total += len(translations)
         out = []

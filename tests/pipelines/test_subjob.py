@@ -54,8 +54,8 @@ class TagTranslator:
 class FastTTS(FakeTTS):
     """Speech 0.02 s per character: every line fits its cue."""
 
-    def __call__(self, translations, language):  # type: ignore[no-untyped-def]
-        clips = super().__call__(translations, language)
+    def __call__(self, translations, language, voice=None):  # type: ignore[no-untyped-def]
+        clips = super().__call__(translations, language, voice)
         for clip in clips:
             clip.samples = clip.samples[: len(clip.samples) // 3]
         return clips

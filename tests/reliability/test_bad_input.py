@@ -194,7 +194,7 @@ JSON_CASES: dict[str, tuple[str, dict[str, Any], int, str, tuple[str, ...]]] = {
     "/v1/translate ill-typed texts": ("/v1/translate", {"json": {"texts": [None], "source_language": "en", "target_language": "ru"}},
                                       422, "validation_error", ("texts.0",)),
     "/v1/audio/speech unknown voice": ("/v1/audio/speech", {"json": {"input": "hi", "voice": "piper:/etc/passwd"}},
-                                       422, "unknown_language", ("unknown voice",)),
+                                       422, "invalid_voice", ("unknown voice",)),
     "list offset past 2**31": ("/jobs?offset=99999999999999999999999", {}, 422, "validation_error", ("offset",)),
 }  # fmt: skip
 

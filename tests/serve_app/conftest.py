@@ -79,7 +79,7 @@ class FakeTTS:
     def synthesizer(self, voice: str) -> FakeSynth:
         return self.synth_cls()
 
-    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
+    def __call__(self, translations: Sequence[Translation], language: str, voice: str | None = None) -> list[Clip]:
         self.synthesized_count = len(translations)
         return [Clip(t.id, self.synth_cls().synthesize(t.text), 16000) for t in translations]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs.settings import Settings
-from pipelines.errors import InvalidMedia, MediaTooLong, UnknownLanguage
+from pipelines.errors import InvalidMedia, InvalidVoice, MediaTooLong, UnknownLanguage
 from pipelines.runner import Pipeline
 from pipelines.schema import Sentence, Translation
 from serve_app.deployments import (
@@ -82,8 +82,8 @@ def test_translator_and_tts_deployments(settings: Settings) -> None:
     assert tts.resolve_voice("ru") == "espeak:ru"
     samples, rate = tts.speech("hello", "ru")
     assert rate == 16000 and samples.dtype == np.float32 and samples.size
-    for bad in ("piper:/etc/passwd", "../x", "zz"):
-        with pytest.raises(UnknownLanguage):
+    for bad, error in (("piper:/etc/passwd", InvalidVoice), ("../x", InvalidVoice), ("zz", UnknownLanguage)):
+        with pytest.raises(error):
             tts.resolve_voice(bad)
 
 

@@ -27,7 +27,7 @@ class CountingTTS(FakeTTS):
         self.cache: dict[str, np.ndarray] = {}
         self.texts: list[str] = []
 
-    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
+    def __call__(self, translations: Sequence[Translation], language: str, voice: str | None = None) -> list[Clip]:
         self.synthesized_count = 0
         clips = []
         for t in translations:

@@ -25,6 +25,13 @@ APP = "videotranslator"
 MAX_FILE_SIZE = 1_500_000
 
 
+def ffprobe_bytes(data: bytes, folder: Path) -> dict[str, Any]:
+    """The first stream of an audio file given as bytes."""
+    path = folder / "probe.bin"
+    path.write_bytes(data)
+    return ffprobe(path)[0]
+
+
 def assert_envelope(response: httpx.Response, status_code: int) -> dict[str, Any]:
     assert response.status_code == status_code, response.text
     body = response.json()
@@ -107,7 +114,10 @@ def test_ready_page_and_csrf(http: httpx.Client, jfk_video: Path) -> None:
 
 def test_job_to_russian_end_to_end(http: httpx.Client, jfk_video: Path, tmp_path: Path) -> None:
     file_id = upload(http, jfk_video)
-    r = http.post("/jobs", json={"file_id": file_id, "target_languages": ["ru"]})
+    refused = http.post("/jobs", json={"file_id": file_id, "target_languages": ["ru"], "voices": {"ru": "rhvoice:x"}})
+    assert assert_envelope(refused, 422)["error"]["code"] == "invalid_voice"
+    # The job's own voice travels through the job runner's TTS handle to the TTS replica (issue 14).
+    r = http.post("/jobs", json={"file_id": file_id, "target_languages": ["ru"], "voices": {"ru": "rhvoice:anna"}})
     assert r.status_code == 202, r.text
     job_id = r.json()["data"]["job_id"]
     events = follow(http, job_id)
@@ -136,6 +146,9 @@ def test_job_to_russian_end_to_end(http: httpx.Client, jfk_video: Path, tmp_path
     srt = pysubs2.SSAFile.from_string(http.get(job["output_urls"][srt_name]).text)
     text = " ".join(e.plaintext for e in srt.events)
     assert srt.events and sum("а" <= ch.lower() <= "я" for ch in text) > 20
+    report = http.get(job["output_urls"][f"{stem}.report.json"]).json()
+    assert report["targets"]["ru"]["voice"] == "rhvoice:anna"
+    assert {row["voice"] for row in report["targets"]["ru"]["sentences"]} == {"rhvoice:anna"}
 
 
 def test_v1_endpoints(http: httpx.Client, jfk_flac: Path, tmp_path: Path) -> None:
@@ -161,6 +174,11 @@ def test_v1_endpoints(http: httpx.Client, jfk_flac: Path, tmp_path: Path) -> Non
     wav.write_bytes(speech.content)
     stream = ffprobe(wav)[0]
     assert stream["codec_name"] == "pcm_s16le" and float(stream["duration"]) > 0.5
+    listed = http.get("/v1/voices", params={"language": "ru"}).json()  # asked of the TTS replica
+    assert "rhvoice:irina" in {v["id"] for v in listed["data"]} and listed["defaults"]["ru"].startswith("rhvoice:")
+    nova = http.post("/v1/audio/speech", json={"input": "Привет!", "voice": "nova", "language": "ru", "response_format": "wav"})
+    assert nova.status_code == 200 and ffprobe_bytes(nova.content, tmp_path)["sample_rate"] == "24000"  # RHVoice
+    assert assert_envelope(http.post("/v1/audio/speech", json={"input": "x", "voice": "rhvoice:x"}), 422)
 
     texts = ["Good morning.", "The weather is cold today.", "I love my country."]
     r = http.post("/v1/translate", json={"texts": texts, "source_language": "en", "target_language": "ru"})

@@ -7,6 +7,7 @@ the thread pool anyway."""
 from __future__ import annotations
 
 import asyncio
+import json
 import mimetypes
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -16,8 +17,9 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from pipelines.errors import InvalidGlossary
+from pipelines.errors import InvalidGlossary, InvalidVoice
 from pipelines.glossary import parse_glossary
+from pipelines.jobvoices import parse_voice_pairs
 from pipelines.schema import JobRequest
 from serve_app.api.deps import CSRFExpectedDep, JobServiceDep, OwnerDep, PrefixDep, SettingsDep, StorageDep
 from serve_app.api.errors import InvalidRequest
@@ -50,6 +52,11 @@ JOB_UPLOAD_BODY = {
                         "burn_in": {"type": "boolean"},
                         "background": {"type": "string", "enum": ["separate", "duck", "none"]},
                         "glossary": {"type": "string", "description": 'JSON object, or "term = translation" lines'},
+                        "voices": {
+                            "type": "string",
+                            "description": 'this job\'s voices: a JSON object {"ru": "rhvoice:irina"}, or "ru=rhvoice:irina" '
+                            "pairs separated by commas (GET /v1/voices)",
+                        },
                     },
                 }
             }
@@ -75,6 +82,7 @@ async def _submit(
         burn_in=body.burn_in,
         glossary=body.glossary,
         source_subtitles=subtitles,
+        voices=body.voices,
         background=body.background,
     )
     return await jobs.enqueue(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
@@ -92,6 +100,26 @@ def _parse_glossary(raw: str | None) -> dict[str, str]:
         raise InvalidRequest(exc.message) from exc
 
 
+def _parse_voices(raw: str | None) -> dict[str, str]:
+    """The ``voices`` form field: a JSON object, or ``lang=engine:voice`` pairs (commas or lines). Raises
+    InvalidRequest; the voices themselves are checked with the job (``JobService``)."""
+    text = (raw or "").strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise InvalidRequest("voices must be a JSON object {language: engine:voice}") from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise InvalidRequest("voices must be a JSON object {language: engine:voice}")
+        return value
+    try:
+        return parse_voice_pairs([p.strip() for p in text.replace("\n", ",").split(",") if p.strip()])
+    except InvalidVoice as exc:
+        raise InvalidRequest(exc.message.replace("--voice", "voices")) from exc
+
+
 def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreate:
     """The job fields of a multipart POST /jobs/upload. Raises InvalidRequest."""
     targets = [
@@ -104,6 +132,7 @@ def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreat
     if fields.get("burn_in"):
         data["burn_in"] = fields["burn_in"][-1].strip().lower() in {"1", "true", "on", "yes"}
     data["glossary"] = _parse_glossary(fields.get("glossary", [None])[-1])
+    data["voices"] = _parse_voices(fields.get("voices", [None])[-1])
     try:
         return JobCreate.model_validate(data)
     except ValidationError as exc:

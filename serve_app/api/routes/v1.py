@@ -4,14 +4,14 @@ and /v1/models. JSON answers carry the OpenAI fields at the top level (SDKs read
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from serve_app.api.deps import CSRFExpectedDep, InferenceDep, SettingsDep
 from serve_app.api.errors import InvalidRequest
-from serve_app.api.schemas import ModelList, SpeechRequest, TranslateRequest, TranslateResponse
+from serve_app.api.schemas import ModelList, SpeechRequest, TranslateRequest, TranslateResponse, VoiceList
 from serve_app.api.services import TRANSCRIPT_FORMATS
 from serve_app.api.upload import StreamingForm
 
@@ -78,10 +78,23 @@ async def translations(
     responses={200: {"content": {"audio/wav": {}, "audio/mpeg": {}}, "description": "the audio"}},
 )
 async def speech(body: SpeechRequest, inference: InferenceDep) -> Response:
-    """OpenAI-compatible text to speech. ``voice``: a language code (ru), a configured voice
-    (en_US-joe-medium, espeak:de) or an OpenAI voice name (the default English voice)."""
-    audio, media_type = await inference.speech(body.input, voice=body.voice, response_format=body.response_format)
+    """OpenAI-compatible text to speech. ``voice``: a voice id from GET /v1/voices (rhvoice:irina, espeak:de), a
+    configured voice's short name (en_US-joe-medium), a language code (ru), or an OpenAI voice name (alloy, …: the
+    default voice of ``language``, an extra field, English without it). A bad voice is a 422."""
+    audio, media_type = await inference.speech(
+        body.input, voice=body.voice, response_format=body.response_format, language=body.language
+    )
     return Response(content=audio, media_type=media_type)
+
+
+@router.get("/voices", response_model=VoiceList)
+async def voices(inference: InferenceDep, language: Annotated[str | None, Query(max_length=16)] = None) -> VoiceList:
+    """The text-to-speech voices (``engine:voice`` ids, as POST /jobs ``voices`` and /v1/audio/speech take them):
+    engine, languages, licence, whether commercial use is allowed, opt-in, installed, measured CER and speed, and
+    which is each language's default. ``language``: only the voices of that language (422 for an unknown code)."""
+    result = await inference.voices(language)
+    rows = result["voices"]
+    return VoiceList(message=f"{len(rows)} voice(s)", data=rows, defaults=result["defaults"])
 
 
 @router.post("/translate", response_model=TranslateResponse)

@@ -61,7 +61,7 @@ class ToneTTS:
     def voice_for(self, language: str) -> str:
         return f"espeak:{language}"
 
-    def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
+    def __call__(self, translations: Sequence[Translation], language: str, voice: str | None = None) -> list[Clip]:
         self.synthesized_count = len(translations)
         t = np.arange(4000) / 16000
         return [
