@@ -123,5 +123,5 @@ def test_the_clock_counts_work_not_waiting() -> None:
 
     clock = StageClock()
     assert list(run_chain(source(), ("fast", fast), clock=clock)) == [0, 1, 2]
-    assert clock.busy_s["source"] == pytest.approx(0.3, abs=0.1)
-    assert clock.busy_s["fast"] < 0.1
+    assert clock.busy_s["source"] >= 0.29
+    assert clock.busy_s["fast"] < clock.busy_s["source"] / 2

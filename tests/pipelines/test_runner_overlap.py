@@ -201,7 +201,8 @@ def test_cancel_mid_job_stops_every_stage(video: Path, tmp_path: Path) -> None:
             JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out",
             should_cancel=lambda: len(backend.messages) >= 2,
         )  # fmt: skip
-    assert 2 <= len(backend.messages) <= 4 and asr.given < 60 and asr.closed and not _threads()
+    # the bounded queues hold ASR and translation back while the job notices: far from all 15 batches, 60 sentences
+    assert 2 <= len(backend.messages) < 10 and asr.given < 60 and asr.closed and not _threads()
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
