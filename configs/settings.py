@@ -234,9 +234,10 @@ class PipelineSettings(BaseModel):
     """How the runner schedules a job's stages."""
 
     overlap: bool = Field(
-        default=True,
+        default=False,
         description="Overlap the stages inside one job: translate sentences while ASR goes on, speak lines while "
-        "later ones are translated (threads; the same outputs as one stage after another). False: strictly in turn.",
+        "later ones are translated (threads; the same outputs as one stage after another). False: strictly in turn "
+        "(the default until bench/e2e.py --overlap both shows it no slower on 2 cores; see docs/BENCHMARKS.md).",
     )
     queue_size: int = Field(default=8, ge=1, description="Items each overlapped stage may run ahead of the next.")
 

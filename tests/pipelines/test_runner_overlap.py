@@ -209,10 +209,11 @@ def test_cancel_mid_job_stops_every_stage(video: Path, tmp_path: Path) -> None:
 def test_overlap_is_a_setting_read_from_the_environment(
     video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VT_PIPELINE__OVERLAP", "false")
-    assert Settings(_env_file=None).pipeline.overlap is False
+    assert Settings(_env_file=None).pipeline.overlap is False  # the default, until measured no slower
     monkeypatch.setenv("VT_PIPELINE__OVERLAP", "true")
     assert Settings(_env_file=None).pipeline.overlap is True
+    monkeypatch.setenv("VT_PIPELINE__OVERLAP", "false")
+    assert Settings(_env_file=None).pipeline.overlap is False
     pipe, asr, backend, _ = make(tmp_path, overlap=False)
     pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out")
     assert (asr.streams, asr.calls) == (0, 1) and backend.seen[0][0] == len(asr.segments)
@@ -221,8 +222,28 @@ def test_overlap_is_a_setting_read_from_the_environment(
 def test_no_speech_loads_no_translator(video: Path, tmp_path: Path) -> None:
     s = Settings(_env_file=None)
     s.storage.cache_dir = tmp_path / "cache"
+    s.pipeline.overlap = True
     asr = StreamingASR([])
     pipe = Pipeline(s, asr=asr, tts=FakeTTS())
     result = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out")
     assert asr.streams == 1 and pipe._translator is None and result.report["sentence_count"] == 0
     assert json.loads((tmp_path / "out" / "clip.report.json").read_text())["models"]["translator"] is None
+
+
+def test_stages_that_cannot_stream_run_in_turn_under_overlap(video: Path, tmp_path: Path) -> None:
+    """Serve's handle adapters have no ``stream``/``translate_stream``: the job runs as before, with overlap on."""
+    from tests.pipelines.test_runner import FakeASR, FakeTranslator
+
+    results = {}
+    for overlap in (False, True):
+        s = Settings(_env_file=None)
+        s.storage.cache_dir = tmp_path / f"cache-{overlap}"
+        s.pipeline.overlap = overlap
+        asr, tr = FakeASR(), FakeTranslator()
+        seen: list[tuple[str, float, str | None]] = []
+        pipe = Pipeline(s, asr=asr, translator=tr, tts=FakeTTS())
+        request, out = JobRequest(input=str(video), target_languages=["ru"]), tmp_path / f"out-{overlap}"
+        results[overlap] = pipe.run(request, out, progress=lambda *e: seen.append(e))  # noqa: B023
+        assert (asr.calls, tr.calls) == (1, 1)
+        assert [stage for stage, f, _ in seen if f == 0.0] == ["extract", "asr", "segment", "translate", "tts", "mux"]
+    assert comparable(results[True]) == comparable(results[False])
