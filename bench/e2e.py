@@ -2,6 +2,12 @@
 models, and the overhead of our ASR stage against a bare faster-whisper transcribe in the same run.
 
     .venv/bin/python bench/e2e.py [--input lecture|repeat] [--duration 60] [--to ru] [--repeats 3]
+                                  [--overlap on|off|both] [--rounds 2]
+
+``--overlap both``: the job with the stages overlapped (settings pipeline.overlap) against strictly in turn,
+interleaved (off, on, off, on, ...: ``--rounds`` of each), each from a cold stage cache with the models loaded
+once; it prints each mode's wall times and busy time per stage, and checks that both give the same sentences,
+translations and plan. ``on``/``off``: the one job as before, in that mode (default: the settings').
 
 ``lecture`` (the default): a short lecture with varied sentences and no repetition (bench/_media.LECTURE),
 spoken by the bundled Piper voice and cached under var/bench/. ``repeat``: the older 60 s clip of two short
@@ -11,12 +17,14 @@ real recordings repeated (3 distinct sentences; it understates the translation t
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,12 +56,56 @@ def asr_overhead(pipe: Pipeline, wav: Path, repeats: int) -> dict[str, float]:
     }
 
 
+def comparable(report: dict[str, Any]) -> dict[str, Any]:
+    """What must not differ between the modes: the report less its timings and dates."""
+    return {k: v for k, v in report.items() if k not in {"created_at", "timings_s", "rtf"}}
+
+
+def overlap_ab(pipe: Pipeline, request: JobRequest, tmp: Path, rounds: int) -> dict[str, Any]:
+    """The job with pipeline.overlap off and on, interleaved, each from a cold stage cache."""
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for n in range(rounds):
+        for mode in ("off", "on"):
+            settings = pipe.settings.model_copy(deep=True)
+            settings.pipeline.overlap = mode == "on"
+            settings.storage.cache_dir = tmp / f"cache-{mode}-{n}"  # cold: the TTS clip cache too
+            # A fresh LLM each run (loaded before the clock starts): llama.cpp reuses the previous prompt's KV
+            # prefix, so every run starts from the same state and the outputs can be compared.
+            run = Pipeline(settings, asr=pipe.asr)
+            run.translator, run.tts.voice_for(request.target_languages[0])
+            t, cpu = time.perf_counter(), time.process_time()
+            report = run.run(request, tmp / f"out-{mode}-{n}").report
+            wall, cpu = round(time.perf_counter() - t, 2), round(time.process_time() - cpu, 2)
+            del run
+            gc.collect()  # one LLM in memory at a time
+            runs[mode].append({"wall_s": wall, "cpu_s": cpu, "report": report})
+            # CPU seconds of this process, every thread (ffmpeg runs outside it): on a loaded machine, more
+            # threads get a bigger share of the cores, so compare the CPU too, not only the wall time
+            print(f"overlap {mode}: {wall} s wall, {cpu} s CPU {report['timings_s']}", file=sys.stderr)
+    first = comparable(runs["off"][0]["report"])
+    result: dict[str, Any] = {
+        "identical": all(comparable(r["report"]) == first for mode in runs for r in runs[mode]),
+    }
+    for mode, items in runs.items():
+        walls = [r["wall_s"] for r in items]
+        result[mode] = {
+            "wall_s": walls,
+            "wall_median_s": round(statistics.median(walls), 2),
+            "cpu_s": [r["cpu_s"] for r in items],
+            "stages_busy_s": [r["report"]["timings_s"] for r in items],
+        }
+    result["speedup"] = round(result["off"]["wall_median_s"] / result["on"]["wall_median_s"], 3)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--input", choices=("lecture", "repeat"), default="lecture")
     parser.add_argument("--duration", type=float, default=60.0, help="length of the 'repeat' clip")
     parser.add_argument("--to", default="ru")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--overlap", choices=("on", "off", "both"), default=None)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each mode with --overlap both")
     args = parser.parse_args()
 
     if args.input == "lecture":
@@ -67,9 +119,18 @@ def main() -> None:
         settings.storage.cache_dir = Path(tmp) / "cache-cold"  # no cached stage may help
         pipe = Pipeline(settings)
         t = time.perf_counter()
-        pipe.asr, pipe.translator, pipe.tts.voice_for(args.to)
+        pipe.asr, pipe.tts.voice_for(args.to)
+        if args.overlap != "both":  # --overlap both loads a translator per run
+            _ = pipe.translator
         results["model_load_s"] = round(time.perf_counter() - t, 2)
         request = JobRequest(input=str(clip), target_languages=[args.to])
+        if args.overlap == "both":
+            results["overlap"] = overlap_ab(pipe, request, Path(tmp), args.rounds)
+            print(json.dumps(results, indent=2, ensure_ascii=False))
+            return
+        if args.overlap is not None:
+            settings.pipeline.overlap = args.overlap == "on"
+        results["pipeline_overlap"] = settings.pipeline.overlap
         report = pipe.run(request, Path(tmp) / "out").report
         results["stages_s"] = report["timings_s"]
         results["rtf_warm"] = report["rtf"]

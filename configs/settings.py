@@ -290,6 +290,18 @@ class BatchSettings(BaseModel):
     num_gpus_per_actor: float = 0.0
 
 
+class PipelineSettings(BaseModel):
+    """How the runner schedules a job's stages."""
+
+    overlap: bool = Field(
+        default=False,
+        description="Overlap the stages inside one job: translate sentences while ASR goes on, speak lines while "
+        "later ones are translated (threads; the same outputs as one stage after another). False: strictly in turn "
+        "(the default until bench/e2e.py --overlap both shows it no slower on 2 cores; see docs/BENCHMARKS.md).",
+    )
+    queue_size: int = Field(default=8, ge=1, description="Items each overlapped stage may run ahead of the next.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VT_",
@@ -326,6 +338,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
     @field_validator("API_KEYS", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -95,9 +96,24 @@ class WhisperASR:
         return kwargs
 
     def __call__(self, audio: str | Path | np.ndarray, *, language: str | None = None) -> Transcript:
+        header, segments = self.stream(audio, language=language)
+        return Transcript(**{**header, "segments": tuple(segments)})
+
+    def stream(
+        self, audio: str | Path | np.ndarray, *, language: str | None = None
+    ) -> tuple[dict[str, Any], Iterator[Segment]]:
+        """``__call__`` lazily: the transcript's fields but its segments (``language``, ``language_probability``,
+        ``duration_s``, known once the language is detected) and its segments as faster-whisper decodes them.
+        ``Transcript(**header, segments=tuple(segments))`` is what ``__call__`` returns. Model errors raise from
+        either call; stopping early (closing the iterator) stops the decoding at its next segment."""
         source = str(audio) if isinstance(audio, Path) else audio
         segments_iter, info = self.engine.transcribe(source, **self.transcribe_kwargs(language))
-        segments = tuple(
+        header: dict[str, Any] = {
+            "language": info.language,
+            "language_probability": round(float(info.language_probability), 4) if not language else 1.0,
+            "duration_s": round(float(info.duration), 3),
+        }
+        segments = (
             Segment(
                 start_s=round(float(seg.start), 3),
                 end_s=round(float(seg.end), 3),
@@ -108,9 +124,4 @@ class WhisperASR:
             )
             for seg in segments_iter
         )
-        return Transcript(
-            language=info.language,
-            language_probability=round(float(info.language_probability), 4) if not language else 1.0,
-            duration_s=round(float(info.duration), 3),
-            segments=segments,
-        )
+        return header, segments

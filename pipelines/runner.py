@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from configs.settings import Settings
 from pipelines import cache, media
@@ -47,6 +47,9 @@ from pipelines.schema import (
     output_names,
 )
 from pipelines.subtitles import write_subtitles
+
+if TYPE_CHECKING:
+    from pipelines.overlap_run import Front
 
 logger = logging.getLogger(__name__)
 
@@ -270,8 +273,7 @@ def translate_cached(
     """``sentences`` from ``src`` into ``lang`` through the input's ``stage_cache``, keyed over the sentences,
     both languages, the glossary and the translator settings; ``pipe.translator`` loads and runs only on a miss.
     The runner and the Ray Data batch's translate actors share it (and so the cache). Translator errors propagate."""
-    settings = pipe.settings.translator.model_dump(mode="json")
-    k = cache.key("tr", settings, src, lang, glossary, [s.text for s in sentences])
+    k = translation_key(pipe, sentences, src, lang, glossary)
     cached = stage_cache.get_json("translate", k)
     if cached is not None:
         return load_translations(cached)
@@ -280,6 +282,12 @@ def translate_cached(
     )
     stage_cache.put_json("translate", k, dump_translations(result))
     return result
+
+
+def translation_key(pipe: Pipeline, sentences: list[Sentence], src: str, lang: str, glossary: dict[str, str]) -> str:
+    """The stage-cache key of ``sentences``' translation (see ``translate_cached``)."""
+    settings = pipe.settings.translator.model_dump(mode="json")
+    return cache.key("tr", settings, src, lang, glossary, [s.text for s in sentences])
 
 
 class _InputRun:
@@ -307,11 +315,13 @@ class _InputRun:
         self.fetch_info: dict[str, Any] | None = None
 
     @contextmanager
-    def stage(self, name: Stage, language: str | None = None) -> Iterator[None]:
-        """Time one stage and report it as started (0.0) and done (1.0); ``language``: its target, if any."""
+    def stage(self, name: Stage, language: str | None = None, *, announce: bool = True) -> Iterator[None]:
+        """Time one stage and report it as started (0.0) and done (1.0); ``language``: its target, if any.
+        ``announce=False``: only time it (the rest of a stage that the overlapped run started and reported)."""
         if self.should_cancel():
             raise JobCancelled("the job was cancelled")
-        self.progress(name.value, 0.0, language)
+        if announce:
+            self.progress(name.value, 0.0, language)
         started = time.perf_counter()
         yield
         self.timings.add(name.value, time.perf_counter() - started)
@@ -319,11 +329,19 @@ class _InputRun:
 
     def source_stages(self) -> tuple[Transcript, list[Sentence]]:
         """Extract, ASR, segment: the transcript and its sentences; sets ``cache`` and ``source_cues``."""
+        return self.recognise(self.extract())
+
+    def extract(self) -> Path:
+        """The extract stage: sets ``cache``; the 16 kHz wav's path (not written when no ASR will read it)."""
         with self.stage(Stage.EXTRACT):
             self.cache = cache.StageCache(self.settings.storage.cache_dir, cache.file_digest(self.info.path))
             wav = self.cache.path("audio16k.wav")
             if not wav.is_file() and self.preset_transcript is None and self.subtitles_path is None:
                 media.extract_audio(self.info, wav, max_duration_s=self.settings.MAX_DURATION)
+        return wav
+
+    def recognise(self, wav: Path) -> tuple[Transcript, list[Sentence]]:
+        """ASR (or the source subtitles) and segment, after ``extract``; sets ``source_cues``."""
         if self.subtitles_path is not None and self.preset_transcript is None:
             from pipelines.subsource import load_source_transcript
 
@@ -340,15 +358,22 @@ class _InputRun:
         return transcript, sentences
 
     def transcribe(self, wav: Path) -> Transcript:
+        known = self.known_transcript()
+        if known is not None:
+            return known
+        transcript: Transcript = self.pipe.asr(wav, language=self.source)
+        self.cache_transcript(transcript)
+        return transcript
+
+    def known_transcript(self) -> Transcript | None:
+        """The transcript given to the run, else the stage cache's, else None (ASR must run)."""
         if self.preset_transcript is not None:
             return self.preset_transcript
-        k = cache.key("asr", self.settings.asr.model_dump(), self.source)
-        cached = self.cache.get_json("asr", k)
-        if cached is not None:
-            return Transcript.from_dict(cached)
-        transcript: Transcript = self.pipe.asr(wav, language=self.source)
-        self.cache.put_json("asr", k, transcript.to_dict())
-        return transcript
+        cached = self.cache.get_json("asr", cache.key("asr", self.settings.asr.model_dump(), self.source))
+        return Transcript.from_dict(cached) if cached is not None else None
+
+    def cache_transcript(self, transcript: Transcript) -> None:
+        self.cache.put_json("asr", cache.key("asr", self.settings.asr.model_dump(), self.source), transcript.to_dict())
 
 
 class _JobRun(_InputRun):
@@ -369,6 +394,7 @@ class _JobRun(_InputRun):
         self.stem = request.output_stem or Path(request.input).stem
         self.subtitles_path = request.source_subtitles
         self.preset_translations: dict[str, list[Translation]] = {}
+        self.overlap = self.settings.pipeline.overlap
         self.voices: dict[str, str] = {}  # per target: the voice spec this job speaks it with
 
     def voice(self, lang: str) -> str:
@@ -381,11 +407,35 @@ class _JobRun(_InputRun):
         """One clip per translation, in this job's voice for ``lang``."""
         return self.pipe.tts(translations, lang, voice=self.voice(lang)) if translations else []
 
+    def speak_counted(self, translations: list[Translation], lang: str) -> tuple[list[Clip], int]:
+        """TTS in this job's voice: one clip per line, and how many were synthesised (not from the TTS cache)."""
+        clips = self.speak(translations, lang)
+        return clips, int(getattr(self.pipe.tts, "synthesized_count", len(clips)))
+
+    def known_translations(self, sentences: list[Sentence], src: str, lang: str) -> list[Translation] | None:
+        """The translations given to the run, the same-language copy or the stage cache's; None: the LLM must run."""
+        if not sentences:
+            return []
+        if lang in self.preset_translations:  # before the same-language shortcut: a re-dub may edit those lines
+            return self.preset_translations[lang]
+        if lang == src:
+            return [Translation(s.id, s.text, s.text) for s in sentences]
+        k = translation_key(self.pipe, sentences, src, lang, dict(self.request.glossary))
+        cached = self.cache.get_json("translate", k)
+        return load_translations(cached) if cached is not None else None
+
     def execute(self, staging: Path) -> JobResult:
         from pipelines import report as report_mod
+        from pipelines.overlap_run import stream_source
 
         started = time.perf_counter()
-        transcript, sentences = self.source_stages()
+        wav = self.extract()
+        first: Front | None = None
+        streamed = stream_source(self, wav, self.targets[0]) if self.overlap else None
+        if streamed is not None:
+            transcript, sentences, first = streamed
+        else:
+            transcript, sentences = self.recognise(wav)
         src = transcript.language
         if not sentences:
             self.notes.append("no speech detected: the transcript is empty and the outputs carry the original audio")
@@ -395,7 +445,8 @@ class _JobRun(_InputRun):
             _ = self.separated  # once per input, before the targets (each mixes over it)
         per_target: dict[str, Any] = {}
         for lang in self.targets:
-            target_outputs, per_target[lang] = self.run_target(staging, lang, src, sentences)
+            front, first = first, None  # the first target's translations (and speech) may come with the source
+            target_outputs, per_target[lang] = self.run_target(staging, lang, src, sentences, front)
             outputs.update({f"{lang}.{k}": v for k, v in target_outputs.items()})
         self.timings.add("total", time.perf_counter() - started)
         report = report_mod.build_report(self, transcript, sentences, per_target)
@@ -405,24 +456,29 @@ class _JobRun(_InputRun):
         return JobResult(outputs=outputs, report=report, transcript=transcript, notes=self.notes)
 
     def translate(self, sentences: list[Sentence], src: str, lang: str) -> list[Translation]:
-        if not sentences:
-            return []
-        if lang in self.preset_translations:  # before the same-language shortcut: a re-dub may edit those lines
-            return self.preset_translations[lang]
-        if lang == src:
-            return [Translation(s.id, s.text, s.text) for s in sentences]
+        known = self.known_translations(sentences, src, lang)
+        if known is not None:
+            return known
         return translate_cached(self.pipe, self.cache, sentences, src, lang, dict(self.request.glossary))
 
     def run_target(
-        self, staging: Path, lang: str, src: str, sentences: list[Sentence]
+        self, staging: Path, lang: str, src: str, sentences: list[Sentence], front: Front | None = None
     ) -> tuple[dict[str, Path], dict[str, Any]]:
-        with self.stage(Stage.TRANSLATE, lang):
-            translations = self.translate(sentences, src, lang)
+        from pipelines.overlap_run import overlapped_front
+
+        if front is None and self.overlap and self.request.mode == "dub":
+            front = overlapped_front(self, sentences, src, lang)  # translate and TTS side by side
+        if front is None:
+            with self.stage(Stage.TRANSLATE, lang):
+                translations = self.translate(sentences, src, lang)
+        else:
+            translations = front.translations
         details: dict[str, Any] = {"translations": translations, "plan": None, "resynthesized": 0}
         dub_wav: Path | None = None
         if self.request.mode == "dub":
-            with self.stage(Stage.TTS, lang):
-                dub_wav, plan_info = self.dub(staging, lang, sentences, translations)
+            spoken = front.spoken if front is not None else None
+            with self.stage(Stage.TTS, lang, announce=spoken is None):
+                dub_wav, plan_info = self.dub(staging, lang, sentences, translations, spoken)
             details.update(plan_info)  # its translations: the lines shortened for the dub, if any
         # The subtitles (sidecar files, the mp4's track and the burn-in) come from the final lines.
         details["cues"] = self.target_cues(sentences, details["translations"])
@@ -437,12 +493,18 @@ class _JobRun(_InputRun):
         return split_cues(timed_from_translations(sentences, translations), media_end_s=self.info.duration_s)
 
     def dub(
-        self, staging: Path, lang: str, sentences: list[Sentence], translations: list[Translation]
+        self,
+        staging: Path,
+        lang: str,
+        sentences: list[Sentence],
+        translations: list[Translation],
+        spoken: tuple[list[Clip], int] | None = None,
     ) -> tuple[Path, dict[str, Any]]:
+        """TTS (unless ``spoken``: the clips and how many were synthesised, from the overlapped run), the timing
+        fit (and shortening) and the mix: the dub track and the plan's details for the report."""
         from pipelines.mix import build_dub_track
 
-        clips = self.speak(translations, lang)
-        resynthesized = int(getattr(self.pipe.tts, "synthesized_count", len(clips)))
+        clips, resynthesized = spoken if spoken is not None else self.speak_counted(translations, lang)
         plan, translations, clips, extra = self.fit(lang, sentences, translations, clips)
         resynthesized += extra
         self.progress(Stage.TTS.value, 0.8, lang)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from pipelines.schema import Sentence, Transcript, Word
+from pipelines.schema import Segment, Sentence, Transcript, Word
 
 logger = logging.getLogger(__name__)
 
@@ -179,41 +180,78 @@ def merge_sentences(transcript: Transcript, *, max_sentence_s: float = 12.0, max
     start and the last unit's end in seconds. ``words`` is empty when any unit had no words.
     Raises ``ValueError`` for non-positive limits.
     """
+    sentences = list(iter_sentences(transcript.segments, max_sentence_s=max_sentence_s, max_gap_s=max_gap_s))
+    logger.debug("merged %d segments into %d sentences", len(transcript.segments), len(sentences))
+    return sentences
+
+
+def iter_sentences(
+    segments: Iterable[Segment], *, max_sentence_s: float = 12.0, max_gap_s: float = 1.2
+) -> Iterator[Sentence]:
+    """``merge_sentences`` over segments as they come (a lazy ASR): each sentence is yielded as soon as it is
+    final, that is once the unit after its last one has arrived (or the segments have ended), since where a
+    sentence ends depends on the next word (``_ends_sentence``, the pause before it, ``_goes_on``). The sentences
+    are exactly those of ``merge_sentences``. Raises ``ValueError`` for non-positive limits (on first use)."""
     if max_sentence_s <= 0 or max_gap_s <= 0:
         raise ValueError("max_sentence_s and max_gap_s must be positive")
-    units = _units(transcript)
-    groups: list[list[_Unit]] = []
+    count = 0
     current: list[_Unit] = []
-    for i, unit in enumerate(units):
-        gap_s = unit.start_s - current[-1].end_s if current else 0.0
-        if gap_s > max_gap_s and not (gap_s <= 3 * max_gap_s and _goes_on(current[-1].text, unit.text)):
-            groups.append(current)
-            current = []
-        current.append(unit)
-        nxt = units[i + 1].text.split() if i + 1 < len(units) else []
-        last = unit.text.split()
-        if last and _ends_sentence(last[-1], nxt[0] if nxt else None):
-            groups.append(current)
-            current = []
-    if current:
-        groups.append(current)
+    prev: _Unit | None = None  # each unit is judged once the one after it is known
+    for unit in _iter_units(segments):
+        if prev is not None:
+            current, closed = _close(current, prev, unit, max_gap_s)
+            for group in closed:
+                for sentence in _group_sentences(group, max_sentence_s, count):
+                    count += 1
+                    yield sentence
+        prev = unit
+    if prev is not None:
+        current, closed = _close(current, prev, None, max_gap_s)
+        closed += [current] if current else []
+        for group in closed:
+            for sentence in _group_sentences(group, max_sentence_s, count):
+                count += 1
+                yield sentence
 
-    sentences: list[Sentence] = []
-    for piece in (p for g in groups for p in _split_long(g, max_sentence_s)):
+
+def _iter_units(segments: Iterable[Segment]) -> Iterator[_Unit]:
+    for seg in segments:
+        yield from _units(Transcript("", 0.0, 0.0, (seg,)))
+
+
+def _close(
+    current: list[_Unit], unit: _Unit, nxt: _Unit | None, max_gap_s: float
+) -> tuple[list[_Unit], list[list[_Unit]]]:
+    """Add ``unit`` (followed by ``nxt``) to the open group: (the open group after it, the groups it closed)."""
+    closed: list[list[_Unit]] = []
+    gap_s = unit.start_s - current[-1].end_s if current else 0.0
+    if gap_s > max_gap_s and not (gap_s <= 3 * max_gap_s and _goes_on(current[-1].text, unit.text)):
+        closed.append(current)
+        current = []
+    current = [*current, unit]
+    following = nxt.text.split() if nxt is not None else []
+    last = unit.text.split()
+    if last and _ends_sentence(last[-1], following[0] if following else None):
+        closed.append(current)
+        current = []
+    return current, closed
+
+
+def _group_sentences(group: list[_Unit], max_sentence_s: float, first_id: int) -> Iterator[Sentence]:
+    """The sentences of one closed group (split while too long), numbered from ``first_id``."""
+    next_id = first_id
+    for piece in _split_long(group, max_sentence_s):
         text = ""
         for unit in piece:
             text = join_word(text, unit.text)
         if not text:
             continue
         words = [u.word for u in piece if u.word is not None]
-        sentences.append(
-            Sentence(
-                id=len(sentences),
-                start_s=piece[0].start_s,
-                end_s=piece[-1].end_s,
-                text=text,
-                words=tuple(words) if len(words) == len(piece) else (),
-            )
+        yield Sentence(
+            id=next_id,
+            start_s=piece[0].start_s,
+            end_s=piece[-1].end_s,
+            text=text,
+            words=tuple(words) if len(words) == len(piece) else (),
         )
-    logger.debug("merged %d units into %d sentences", len(units), len(sentences))
-    return sentences
+        next_id += 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -169,21 +169,63 @@ class LLMTranslator:
         glossary: Mapping[str, str] | None = None,
     ) -> list[Translation]:
         """See ``Translator.translate``."""
+        stream = self.translate_stream(
+            sentences, source_language=source_language, target_language=target_language, glossary=glossary
+        )
+        return [t for part in stream for t in part]
+
+    def translate_stream(
+        self,
+        sentences: Iterable[Sentence],
+        *,
+        source_language: str,
+        target_language: str,
+        glossary: Mapping[str, str] | None = None,
+    ) -> Iterator[list[Translation]]:
+        """``translate`` over sentences as they come (a lazy ASR): yields the translations in order, a batch at a
+        time, each as soon as its batch and the context after it have arrived. The same requests as ``translate``
+        (which is this, joined), so the same lines. The name glossary needs every sentence: with it on, nothing is
+        translated before the input ends. Errors as ``translate``, raised where they happen."""
         source, target = normalize_language(source_language), normalize_language(target_language)
         system = system_prompt(source, target, native=self.settings.system_prompt_language == "target")
-        job = _TranslateCall(list(sentences), source, target, glossary, system)
-        todo = [i for i, s in enumerate(job.sentences) if s.text.strip()]
-        if source == target:
-            job.texts.update({i: job.sentences[i].text for i in todo})
-            todo = []
-        elif todo and self.settings.name_glossary:
-            job.names = job_names.merge(self._ask_names(job, [job.sentences[i].text for i in todo]), glossary)
-        size = max(1, self.settings.batch_size)
-        for start in range(0, len(todo), size):
-            self._solve(job, todo[start : start + size])
-        if todo and job.answered == 0:
+        job = _TranslateCall([], source, target, glossary, system)
+        incoming = iter(sentences)
+        if source != target and self.settings.name_glossary:
+            job.sentences, incoming = list(incoming), iter(())
+            texts = [s.text for s in job.sentences if s.text.strip()]
+            if texts:
+                job.names = job_names.merge(self._ask_names(job, texts), glossary)
+        size, after = max(1, self.settings.batch_size), max(0, self.settings.context_sentences)
+        todo = [i for i, s in enumerate(job.sentences) if s.text.strip()]  # positions with text, in order
+        done = 0  # positions [0, done) are solved and yielded
+        ended = False
+        while not ended or done < len(job.sentences):
+            nxt = next(incoming, None)
+            if nxt is None:
+                ended = True
+            else:
+                job.sentences.append(nxt)
+                if nxt.text.strip():
+                    todo.append(len(job.sentences) - 1)
+            while True:  # solve every batch whose sentences and context are in
+                batch = [p for p in todo if p >= done][:size]
+                ready = bool(batch) and (
+                    ended or (len(batch) == size and len(job.sentences) > batch[-1] + after)
+                )
+                if not ready:
+                    break
+                if source == target:
+                    job.texts.update({p: job.sentences[p].text for p in batch})
+                else:
+                    self._solve(job, batch)
+                end = len(job.sentences) if ended and batch[-1] == todo[-1] else batch[-1] + 1
+                yield [self._result(job, i, job.sentences[i]) for i in range(done, end)]
+                done = end
+            if ended and done < len(job.sentences):  # no text left: the empty lines at the end
+                yield [self._result(job, i, job.sentences[i]) for i in range(done, len(job.sentences))]
+                done = len(job.sentences)
+        if todo and source != target and job.answered == 0:
             raise TranslationFailed(f"translation backend {self.name} failed on every request: {job.errors[-1]}")
-        return [self._result(job, i, s) for i, s in enumerate(job.sentences)]
 
     def translate_texts(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterator
 from itertools import pairwise
 
 import pytest
@@ -9,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipelines.schema import Segment, Transcript, Word
-from pipelines.segment import merge_sentences
+from pipelines.segment import iter_sentences, merge_sentences
 
 
 def words(*spec: tuple[float, float, str]) -> tuple[Word, ...]:
@@ -217,3 +219,49 @@ def test_property_merge_keeps_every_word_once(tokens: list[str], step_s: float) 
     assert [w for s in out for w in s.words] == list(ws)
     assert [s.id for s in out] == list(range(len(out)))
     assert all(s.end_s - s.start_s <= 4.0 or len(s.words) == 1 for s in out)
+
+
+# ----------------------------------------------------------------------------- streaming (iter_sentences)
+
+_VOCAB = ["hello", "world.", "Mr.", "Smith", "and", "so", "e.g.", "3.", "5", "test,", "go!", "why?", "well...",
+          "Then", "U.S.", "A.", "ok;", "«Да»", "и", "Это."]  # fmt: skip
+
+
+def _random_transcript(rng: random.Random) -> Transcript:
+    t, segs = rng.uniform(0, 2), []
+    for _ in range(rng.randint(0, 6)):
+        start, words = t, []
+        for _ in range(rng.randint(0, 12)):
+            t += rng.choice([0.05, 0.2, 0.5, 1.0, 1.5, 3.0, 4.0, 13.0]) * rng.random()
+            d = rng.uniform(0.1, 0.6)
+            words.append(Word(round(t, 3), round(t + d, 3), " " + rng.choice(_VOCAB)))
+            t += d
+        text = "".join(w.text for w in words).strip() or rng.choice(["", "hi there."])
+        segs.append(Segment(round(start, 3), round(t, 3), text, () if rng.random() < 0.1 else tuple(words)))
+    return Transcript("en", 1.0, t, tuple(segs))
+
+
+def test_iter_sentences_gives_the_sentences_of_merge_sentences() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        transcript = _random_transcript(rng)
+        limits = {"max_sentence_s": rng.choice([12.0, 3.0]), "max_gap_s": rng.choice([1.2, 0.3])}
+        assert list(iter_sentences(iter(transcript.segments), **limits)) == merge_sentences(transcript, **limits)
+
+
+def test_a_sentence_comes_once_the_word_after_it_is_known() -> None:
+    said = [("Mr.", 0.0), ("Smith", 0.3), ("came.", 0.6), ("He", 1.0), ("left.", 1.3), ("Then", 5.0), ("we", 5.3)]
+    segments = [Segment(s, s + 0.25, w, (Word(s, s + 0.25, " " + w),)) for w, s in said]
+    arrived: list[str] = []
+
+    def asr() -> Iterator[Segment]:
+        for seg in segments:
+            arrived.append(seg.text)
+            yield seg
+
+    stream = iter_sentences(asr())
+    assert next(stream).text == "Mr. Smith came." and arrived == ["Mr.", "Smith", "came.", "He"]
+    assert next(stream).text == "He left." and arrived[-1] == "Then"
+    assert next(stream).text == "Then we" and len(arrived) == len(said)
+    with pytest.raises(StopIteration):
+        next(stream)
