@@ -68,8 +68,11 @@ def build_report(
             "fit": fit_summary(plan) if plan is not None else None,
             "resynthesized": details.get("resynthesized", 0),
             "voice": details.get("voice"),
+            # Set when espeak-ng speaks because the catalog has no (installed, better) voice for the language.
+            "voice_fallback": details.get("voice_fallback"),
         }
     speech_s = sum(s.end_s - s.start_s for s in sentences)
+    fallbacks = [f"{lang}: spoken by {t['voice_fallback']}" for lang, t in targets.items() if t["voice_fallback"]]
     pipe = job.pipe
     return {
         "report_version": REPORT_VERSION,
@@ -93,7 +96,7 @@ def build_report(
             "translator": getattr(pipe._translator, "name", None) if sentences else None,
             "tts": {lang: t.get("voice") for lang, t in targets.items()},
         },
-        "notes": list(job.notes),
+        "notes": [*job.notes, *fallbacks],
         "fetch": getattr(job, "fetch_info", None),  # a URL input: url, bytes, sha256, cached
         "source_subtitles": getattr(job, "subtitles_info", None),  # --source-subtitles: cues, rough timing
     }

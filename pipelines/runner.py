@@ -401,8 +401,16 @@ class _JobRun(_InputRun):
             duration_s=self.info.duration_s,
             out_wav=staging / f".dub.{lang}.wav",
         )
-        info = {"plan": plan, "resynthesized": resynthesized, "voice": self.pipe.tts.voice_for(lang)}
+        voice = self.pipe.tts.voice_for(lang)
+        fallback = self.fallback(lang, voice)
+        info = {"plan": plan, "resynthesized": resynthesized, "voice": voice, "voice_fallback": fallback}
         return wav, {**info, "translations": translations}
+
+    def fallback(self, lang: str, voice: str) -> str | None:
+        """Why espeak-ng speaks ``lang`` (no catalog voice, none installed, none better), for the report."""
+        from pipelines.voices import fallback_reason
+
+        return fallback_reason(lang, voice, self.settings.tts.voices, self.settings.storage.models_dir)
 
     def fit(
         self, lang: str, sentences: list[Sentence], translations: list[Translation], clips: list[Clip]

@@ -124,6 +124,25 @@ def default_voice(language: str, models_dir: Path) -> str | None:
     return min(candidates, key=lambda v: (v.cer, -(v.speed_x or 0.0))).id
 
 
+def fallback_reason(language: str, voice: str, configured: dict[str, str], models_dir: Path) -> str | None:
+    """Why espeak-ng speaks ``language`` in a job that got ``voice`` (for the report); None when a catalog
+    voice speaks or the voice was chosen in settings (``configured``: tts.voices)."""
+    lang = _lang(language)
+    if not voice.startswith("espeak:") or lang in configured or language in configured:
+        return None
+    ours = [v for v in CATALOG.values() if lang in v.languages]
+    eligible = [v for v in ours if v.default_eligible]
+    if not ours:
+        why = "no catalog voice"
+    elif not eligible:
+        why = "the catalog's voices are opt-in or not for commercial use"
+    elif not any(is_installed(v, models_dir) for v in eligible):
+        why = f"catalog voice not installed: `videotranslator voices pull --lang {lang}`"
+    else:
+        why = "no installed catalog voice measured better than espeak-ng"
+    return f"espeak-ng ({why})"
+
+
 def _effective(language: str, models_dir: Path, configured: dict[str, str] | None) -> str | None:
     from pipelines.tts import espeak_voice_for
 

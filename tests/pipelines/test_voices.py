@@ -40,7 +40,7 @@ def test_rhvoice_speaks_russian_and_whisper_hears_it(ru_voices: list[str], tmp_p
     write_wav(tmp_path / "ru.wav", clip.samples, clip.sample_rate_hz)
     heard = " ".join(s.text for s in WhisperASR(ASRSettings(), MODELS_DIR)(tmp_path / "ru.wav", language="ru").segments)
     assert "москв" in heard.lower() and "билет" in heard.lower(), heard
-    assert cer(text, heard) < 0.15, heard
+    assert cer(text, heard, "ru") < 0.15, heard
 
 
 def test_russian_default_is_a_measured_commercial_rhvoice_voice(ru_voices: list[str]) -> None:
@@ -112,3 +112,45 @@ def test_dub_with_rhvoice_keeps_speed_factors_within_the_cap(ru_voices: list[str
     speeds = [r["speed"] for r in target["sentences"] if r["speed"] is not None]
     assert speeds and max(speeds) <= settings.fit.max_speed + 1e-6
     assert all("shortened" in r["flags"] for r in target["sentences"])
+
+
+def test_default_is_never_worse_than_espeak(ru_voices: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    measured = [v for v in voices.CATALOG.values() if "ru" in v.languages and v.cer is not None]
+    assert measured and all(v.cer is not None and v.cer < voices.ESPEAK_CER["ru"] for v in measured)
+    # Were espeak-ng measured better than every catalog voice, it would keep the language, and the report says why.
+    monkeypatch.setitem(voices.ESPEAK_CER, "ru", min(v.cer or 0.0 for v in measured))
+    assert voices.default_voice("ru", MODELS_DIR) is None
+    assert TTSStage(TTSSettings(voices={}), MODELS_DIR).voice_for("ru") == "espeak:ru"
+    assert voices.fallback_reason("ru", "espeak:ru", {}, MODELS_DIR) == (
+        "espeak-ng (no installed catalog voice measured better than espeak-ng)"
+    )
+
+
+def test_fallback_reasons(ru_voices: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert voices.fallback_reason("nl", "espeak:nl", {}, MODELS_DIR) == "espeak-ng (no catalog voice)"
+    assert voices.fallback_reason("ru", "espeak:ru", {}, tmp_path) == (
+        "espeak-ng (catalog voice not installed: `videotranslator voices pull --lang ru`)"
+    )
+    assert voices.fallback_reason("ru", voices.default_voice("ru", MODELS_DIR) or "", {}, MODELS_DIR) is None
+    assert voices.fallback_reason("nl", "espeak:nl", {"nl": "espeak:nl"}, MODELS_DIR) is None  # chosen, not fallen back
+    optin = replace(voices.CATALOG["rhvoice:aleksandr"], id="rhvoice:nl-optin", languages=("nl",), opt_in=True)
+    monkeypatch.setitem(voices.CATALOG, optin.id, optin)
+    assert voices.fallback_reason("nl", "espeak:nl", {}, MODELS_DIR) == (
+        "espeak-ng (the catalog's voices are opt-in or not for commercial use)"
+    )
+
+
+def test_report_says_when_espeak_speaks_for_want_of_a_catalog_voice(tmp_path: Path) -> None:
+    from tests.conftest import make_video
+
+    video = make_video(tmp_path / "clip.mp4", Path(__file__).parents[1] / "data" / "this_is_a_test.mp3", 4.0)
+    settings = Settings(_env_file=None)
+    settings.storage.cache_dir = tmp_path / "cache"
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator())
+    report = pipe.run(JobRequest(input=str(video), target_languages=["nl"]), tmp_path / "out").report
+    assert report["targets"]["nl"]["voice"] == "espeak:nl"
+    assert report["targets"]["nl"]["voice_fallback"] == "espeak-ng (no catalog voice)"
+    assert "nl: spoken by espeak-ng (no catalog voice)" in report["notes"]
+    settings.tts.voices = {"nl": "espeak:nl"}  # chosen on purpose: no fallback to report
+    report = pipe.run(JobRequest(input=str(video), target_languages=["nl"]), tmp_path / "out2").report
+    assert report["targets"]["nl"]["voice_fallback"] is None and not report["notes"]
