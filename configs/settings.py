@@ -84,13 +84,35 @@ class TranslatorSettings(BaseModel):
     )
 
 
+class OpenAISpeechSettings(BaseModel):
+    """The server behind ``openai:<voice>`` voices: any OpenAI-compatible ``POST /v1/audio/speech``."""
+
+    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="Up to and including /v1.")
+    model: str = Field(default="tts-1", description="Sent as the request's ``model``.")
+    api_key: str = Field(default="EMPTY", description="Sent as ``Authorization: Bearer <key>``.")
+    response_format: Literal["wav", "pcm"] = Field(
+        default="wav", description="'pcm': raw 16-bit little-endian mono at pcm_sample_rate_hz (OpenAI's pcm)."
+    )
+    pcm_sample_rate_hz: int = Field(default=24000, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0, description="One speech request.")
+    check_timeout_s: float = Field(
+        default=3.0, gt=0, description="The reachability check (GET <base_url>/models) before a job's work."
+    )
+    max_retries: int = Field(default=2, ge=0, description="Retries on transient errors (connection, 429, 5xx).")
+
+
 class TTSSettings(BaseModel):
     voices: dict[str, str] = Field(
         default_factory=lambda: {"en": "piper:bundled:en_US-joe-medium"},
-        description="Language code -> voice: 'rhvoice:<voice>', 'piper:<model.onnx|bundled:name>' or 'espeak:<voice>' "
-        "(`videotranslator voices list`). Others use the catalog's default (measured), else espeak-ng.",
+        description="Language code -> voice: 'rhvoice:<voice>', 'piper:<model.onnx|bundled:name>', 'espeak:<voice>', "
+        "'mbrola:<voice>' (opt-in) or 'openai:<voice>' (tts.openai's server) (`videotranslator voices list`). "
+        "Others use the catalog's default (measured), else espeak-ng.",
     )
-    espeak_rate_wpm: int = 175
+    espeak_rate_wpm: int = Field(default=175, description="espeak-ng's speed, also for mbrola voices.")
+    normalize_text: bool = Field(
+        default=True, description="Spell out numbers, dates, currency and abbreviations before synthesis."
+    )
+    openai: OpenAISpeechSettings = Field(default_factory=OpenAISpeechSettings)
 
 
 class FitSettings(BaseModel):

@@ -1,8 +1,8 @@
 """RHVoice: a private install from Debian's non-free packages and a ``Synthesizer`` over ``libRHVoice.so.5``.
 
 Debian bookworm ships RHVoice in ``non-free`` only (no PyPI binding). The install never touches the
-system's apt sources: ``apt-get download`` runs with its own sources list, lists and cache folders under
-``<models>/rhvoice/.apt``, each .deb is checked against a pinned SHA-256, and ``dpkg-deb`` unpacks the
+system's apt sources (pipelines/debs.py: a private apt setup under ``<models>/rhvoice/.apt``, each .deb
+checked against a pinned SHA-256), and ``dpkg-deb`` unpacks the
 libraries plus only the voices we may offer (the CC-BY-NC-ND ones in the same package are never unpacked)
 into ``<models>/rhvoice``. The synthesizer loads the libraries by absolute path (``libsonic`` and
 ``libRHVoice_core`` first, with RTLD_GLOBAL, so no LD_LIBRARY_PATH is needed) and points the engine at
@@ -15,21 +15,18 @@ import ctypes
 import json
 import logging
 import shutil
-import subprocess
-import tarfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from pipelines import debs
 from pipelines.errors import BackendUnavailable, ModelError
-from pipelines.fileio import atomic_write_text, sha256_file
+from pipelines.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-SUITE = "bookworm"
-MIRROR = "http://deb.debian.org/debian"
 LIB_DIR = "lib"
 # package name -> (version, .deb sha256), observed on deb.debian.org for bookworm.
 DEBS: dict[str, tuple[str, str]] = {
@@ -58,62 +55,9 @@ def is_installed(models_dir: Path, folder: str) -> bool:
     return _stamp(models_dir, "base").is_file() and _stamp(models_dir, folder).is_file()
 
 
-def _apt_options(apt_dir: Path) -> list[str]:
-    return [
-        "-o", f"Dir::Etc::sourcelist={apt_dir / 'sources.list'}", "-o", "Dir::Etc::sourceparts=-",
-        "-o", f"Dir::State::Lists={apt_dir / 'lists'}", "-o", f"Dir::Cache={apt_dir / 'cache'}",
-        "-o", "APT::Sandbox::User=root", "-o", "Debug::NoLocking=1", "-q",
-    ]  # fmt: skip
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [str(proc.returncode)]
-        raise ModelError(f"{cmd[0]} failed: {tail[0]}", detail=proc.stderr)
-
-
 def download(packages: Iterable[str], models_dir: Path) -> dict[str, Path]:
     """The .debs of ``packages`` (pinned versions), fetched through a private apt setup and checksummed."""
-    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
-        raise BackendUnavailable("installing RHVoice needs apt-get and dpkg-deb (a Debian or Ubuntu system)")
-    apt_dir = root(models_dir) / ".apt"
-    for sub in ("lists/partial", "cache/archives/partial", "debs"):
-        (apt_dir / sub).mkdir(parents=True, exist_ok=True)
-    (apt_dir / "sources.list").write_text(f"deb {MIRROR} {SUITE} main contrib non-free\n")
-    wanted = list(packages)
-    paths = {p: apt_dir / "debs" / f"{p}_{DEBS[p][0]}.deb" for p in wanted}
-    missing = [p for p in wanted if not (paths[p].is_file() and sha256_file(paths[p]) == DEBS[p][1])]
-    if missing:
-        _run(["apt-get", *_apt_options(apt_dir), "update"])
-        _run(
-            ["apt-get", *_apt_options(apt_dir), "download", *(f"{p}={DEBS[p][0]}" for p in missing)],
-            cwd=apt_dir / "debs",
-        )
-        for p in missing:
-            found = sorted((apt_dir / "debs").glob(f"{p}_*.deb"))
-            if not found:
-                raise ModelError(f"apt-get download gave no .deb for {p}")
-            found[-1].rename(paths[p])
-            sha = sha256_file(paths[p])
-            if sha != DEBS[p][1]:
-                paths[p].unlink()
-                raise ModelError(f"checksum mismatch for {p}: got {sha}, expected {DEBS[p][1]}")
-    return paths
-
-
-def _extract(deb: Path, dest: Path, members: tuple[str, ...]) -> None:
-    """Unpack the files of ``deb`` under the ``members`` prefixes into ``dest`` (paths kept)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-        for info in tar:
-            name = info.name.removeprefix("./")
-            if any(name.startswith(m) for m in members) and (info.isfile() or info.issym()):
-                tar.extract(info, dest, filter="data")
-    if proc.wait() != 0:
-        raise ModelError(f"dpkg-deb could not read {deb.name}")
+    return debs.download(DEBS, packages, root(models_dir) / ".apt", "RHVoice")
 
 
 def install(models_dir: Path, package: str, folders: Iterable[str]) -> list[str]:
@@ -123,21 +67,21 @@ def install(models_dir: Path, package: str, folders: Iterable[str]) -> list[str]
     if not todo:
         return folders
     base_needed = not _stamp(models_dir, "base").is_file()
-    debs = download((BASE_PACKAGES if base_needed else ()) + (package,), models_dir)
+    fetched = download((BASE_PACKAGES if base_needed else ()) + (package,), models_dir)
     tree = root(models_dir)
     staging = tree / ".staging"
     shutil.rmtree(staging, ignore_errors=True)
     if base_needed:
         for p in BASE_PACKAGES:
-            _extract(debs[p], staging, ("usr/lib/", "etc/RHVoice/"))
+            debs.extract(fetched[p], staging, ("usr/lib/", "etc/RHVoice/"))
         lib = tree / LIB_DIR
         lib.mkdir(parents=True, exist_ok=True)
         for so in (staging / "usr/lib/x86_64-linux-gnu").iterdir():
             shutil.copy2(so, lib / so.name, follow_symlinks=True)
         (tree / "config").mkdir(exist_ok=True)
         shutil.copy2(staging / "etc/RHVoice/RHVoice.conf", tree / "config" / "RHVoice.conf")
-    _extract(
-        debs[package], staging, ("usr/share/RHVoice/languages/", *(f"usr/share/RHVoice/voices/{f}/" for f in todo))
+    debs.extract(
+        fetched[package], staging, ("usr/share/RHVoice/languages/", *(f"usr/share/RHVoice/voices/{f}/" for f in todo))
     )
     data = tree / "data"
     for kind in ("languages", "voices"):
@@ -151,7 +95,7 @@ def install(models_dir: Path, package: str, folders: Iterable[str]) -> list[str]
         stamp.parent.mkdir(parents=True, exist_ok=True)
         pkgs = BASE_PACKAGES if folder == "base" else (package,)
         atomic_write_text(stamp, json.dumps({p: {"version": DEBS[p][0], "sha256": DEBS[p][1]} for p in pkgs}))
-    for deb in debs.values():
+    for deb in fetched.values():
         deb.unlink(missing_ok=True)  # 100+ MB each; the stamp keeps the checksums
     return folders
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -95,7 +96,11 @@ class PiperSynthesizer:
 class EspeakSynthesizer:
     """espeak-ng through a subprocess; text goes in on stdin, so it is never parsed as options."""
 
-    def __init__(self, voice: str, rate_wpm: int = 175) -> None:
+    def __init__(
+        self, voice: str, rate_wpm: int = 175, *, data_home: Path | None = None, bin_dir: Path | None = None
+    ) -> None:
+        """``data_home``: a folder holding an ``espeak-ng-data`` tree to use instead of the system's
+        (``--path``); ``bin_dir``: put first on PATH (where espeak-ng finds the ``mbrola`` program)."""
         binary = shutil.which("espeak-ng")
         if binary is None:
             raise BackendUnavailable("espeak-ng is not installed; `apt-get install espeak-ng`")
@@ -104,11 +109,15 @@ class EspeakSynthesizer:
         self.rate_wpm = int(rate_wpm)
         self.name = f"espeak:{voice}"
         self.sample_rate_hz = 22050  # espeak-ng's native rate; updated from each WAV header
+        self._options = [f"--path={data_home}"] if data_home is not None else []
+        self._env = (
+            None if bin_dir is None else {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        )
 
     def synthesize(self, text: str) -> np.ndarray:
         """Speak ``text``. Raises ModelError when espeak-ng fails (e.g. an unknown voice)."""
-        cmd = [self._binary, "-v", self.voice, "-s", str(self.rate_wpm), "-b", "1", "--stdin", "--stdout"]
-        proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False)
+        cmd = [self._binary, *self._options, "-v", self.voice, "-s", str(self.rate_wpm), "-b", "1", "--stdin", "--stdout"]  # fmt: skip
+        proc = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, check=False, env=self._env)
         if proc.returncode != 0 or not proc.stdout:
             stderr = proc.stderr.decode("utf-8", "replace").strip()
             raise ModelError(f"espeak-ng failed for voice {self.voice!r}: {stderr or proc.returncode}", detail=stderr)
@@ -179,6 +188,7 @@ class TTSStage:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.synthesized_count = 0
         self._synths: dict[str, Synthesizer] = {}
+        self._checked: set[str] = set()  # openai: voices whose server answered
 
     def voice_for(self, language: str) -> str:
         """The voice spec for ``language``: from settings (checked against the catalog), else the catalog's
@@ -188,7 +198,11 @@ class TTSStage:
         key = language.strip().lower().replace("_", "-")
         for candidate in (key, key.split("-")[0]):
             if candidate in self.settings.voices:
-                return check_voice(self.settings.voices[candidate], self.models_dir)
+                voice = check_voice(self.settings.voices[candidate], self.models_dir)
+                if voice.startswith("openai:") and voice not in self._checked:
+                    self.synthesizer(voice).check()  # type: ignore[attr-defined]  # a dead server: before any work
+                    self._checked.add(voice)
+                return voice
         return default_voice(key, self.models_dir) or f"espeak:{espeak_voice_for(key)}"
 
     def synthesizer(self, voice: str) -> Synthesizer:
@@ -205,21 +219,43 @@ class TTSStage:
                 from pipelines.voices import synthesizer
 
                 self._synths[voice] = synthesizer(voice, self.models_dir)  # type: ignore[assignment]
+            elif kind == "mbrola":
+                from pipelines import mbrola
+                from pipelines.voices import CATALOG, check_voice
+
+                entry = CATALOG[check_voice(voice, self.models_dir)]
+                self._synths[voice] = mbrola.synthesizer(entry.folder, self.models_dir, self.settings.espeak_rate_wpm)
+            elif kind == "openai":
+                from pipelines.openai_speech import OpenAISpeechSynthesizer
+
+                self._synths[voice] = OpenAISpeechSynthesizer(arg, self.settings.openai)
             else:
-                raise ModelError(f"unknown voice {voice!r}; use 'piper:<model>', 'espeak:<voice>' or 'rhvoice:<voice>'")
+                raise ModelError(
+                    f"unknown voice {voice!r}; use 'piper:<model>', 'espeak:<voice>', 'rhvoice:<voice>', "
+                    "'mbrola:<voice>' or 'openai:<voice>'"
+                )
         return self._synths[voice]
 
     def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
         """One Clip per translation (same ids, same order); empty text gives a zero-length clip."""
         voice = self.voice_for(language)
         self.synthesized_count = 0
-        clips = [self._clip(voice, t) for t in translations]
+        clips = [self._clip(voice, t, language) for t in translations]
         cached = len(clips) - self.synthesized_count
         logger.info("tts %s: %d clips, %d synthesised, %d cached", voice, len(clips), self.synthesized_count, cached)
         return clips
 
-    def _clip(self, voice: str, translation: Translation) -> Clip:
-        text = translation.text.strip()
+    def spoken_text(self, text: str, language: str) -> str:
+        """What the engine is given for ``text``: numbers, dates, currency... spelled out (pipelines/normalize.py)
+        unless settings tts.normalize_text is off."""
+        if not self.settings.normalize_text:
+            return text
+        from pipelines.normalize import normalize
+
+        return normalize(text, language)
+
+    def _clip(self, voice: str, translation: Translation, language: str) -> Clip:
+        text = self.spoken_text(translation.text.strip(), language).strip()
         if not text:
             return Clip(translation.id, np.zeros(0, dtype=np.float32), EMPTY_CLIP_RATE_HZ)
         cached = self._cache_path(voice, text)
@@ -236,4 +272,6 @@ class TTSStage:
     def _cache_path(self, voice: str, text: str) -> Path | None:
         if self.cache_dir is None:
             return None
+        if voice.startswith("openai:"):  # the same voice name on another server or model is another voice
+            voice = f"{voice}@{self.settings.openai.base_url}#{self.settings.openai.model}"
         return self.cache_dir / f"{cache_key(voice, text)}.wav"

@@ -9,13 +9,15 @@ espeak-ng speaks. ``check_voice`` validates a voice spec before any work starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.errors import ModelError, UnknownLanguage
 
 RHVOICE_SOURCE = "Debian bookworm non-free, {package} 1.8.0+dfsg-3"
+MBROLA_SOURCE = "Debian bookworm contrib/non-free, mbrola 3.3 + mbrola-{name}, spoken through espeak-ng"
+MBROLA_LICENCE = "mbrola voice licence (non-free): may not be sold or put in a product that is sold"
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,24 @@ def _rhvoice(folder: str, profile: str, lang: str, gender: str, licence: str, pa
     )
 
 
-# Only voices whose licence allows commercial use are listed. The CC-BY-NC-ND voices in the same
+def _mbrola(name: str, lang: str, gender: str, sample_rate_hz: int, **measured: float) -> Voice:
+    return Voice(
+        id=f"mbrola:{name}",
+        languages=(lang,),
+        gender=gender,
+        licence=MBROLA_LICENCE,
+        commercial_ok=False,
+        opt_in=True,
+        source=MBROLA_SOURCE.format(name=name),
+        sample_rate_hz=sample_rate_hz,
+        package=f"mbrola-{name}",
+        folder=name,
+        profile=f"mb-{name}",
+        **measured,
+    )
+
+
+# Only voices whose licence allows commercial use are listed, plus opt-in ones (mbrola) that are never a default. The CC-BY-NC-ND voices in the same
 # Debian package (artemiy, arina, evgeniy, mikhail, pavel, tatiana, victoria, vitaliy, yuriy) are never
 # unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14, first slice)".
 CATALOG: dict[str, Voice] = {
@@ -73,6 +92,8 @@ CATALOG: dict[str, Voice] = {
         _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0554, speed_x=38.0),
         _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0363, speed_x=38.6),
         _rhvoice("Leticia-F123", "Letícia-F123", "pt", "female", "CC-BY-SA-4.0", "rhvoice-brazilian-portuguese"),
+        _mbrola("de2", "de", "male", 16000),
+        _mbrola("fr4", "fr", "female", 22050),
         Voice(
             id="piper:bundled:en_US-joe-medium",
             languages=("en",),
@@ -101,6 +122,10 @@ def is_installed(voice: Voice, models_dir: Path) -> bool:
         from pipelines import rhvoice
 
         return rhvoice.is_installed(models_dir, voice.folder)
+    if voice.engine == "mbrola":
+        from pipelines import mbrola
+
+        return mbrola.is_installed(models_dir, voice.folder)
     if voice.id.startswith("piper:bundled:"):
         from pipelines.models import BUNDLED, _is_verified, model_path
 
@@ -221,6 +246,10 @@ def check_voice(spec: str, models_dir: Path) -> str:
         if arg.lower() not in espeak_voices():
             raise UnknownLanguage(f"unknown voice {spec!r}: espeak-ng has no voice {arg!r} (see `espeak-ng --voices`)")
         return spec
+    if engine == "openai":  # any /v1/audio/speech server (settings tts.openai); TTSStage probes it before work
+        if not arg.strip():
+            raise UnknownLanguage(f"unknown voice {spec!r}: name the server's voice, e.g. 'openai:alloy'")
+        return spec
     if engine == "piper" and not arg.startswith("bundled:"):
         if not Path(arg).is_file():
             raise UnknownLanguage(f"unknown voice {spec!r}: no piper model file {arg!r}")
@@ -238,11 +267,28 @@ def check_voice(spec: str, models_dir: Path) -> str:
 
 
 def pull(
-    models_dir: Path, language: str | None = None, on_voice: Callable[[str, str], None] | None = None
+    models_dir: Path,
+    language: str | None = None,
+    on_voice: Callable[[str, str], None] | None = None,
+    opt_in: Sequence[str] = (),
 ) -> list[str]:
-    """Install the default-eligible catalog voices (of ``language``, else of DEFAULT_LANGUAGES). Idempotent."""
-    from pipelines import models, rhvoice
+    """Install the default-eligible catalog voices (of ``language``, else of DEFAULT_LANGUAGES; none when only
+    ``opt_in`` voices are asked for) and the ``opt_in`` voices named (``mbrola:de2``). Idempotent."""
+    from pipelines import mbrola, models, rhvoice
 
+    picked: list[Voice] = []
+    for name in opt_in:
+        voice = CATALOG.get(name.strip()) or CATALOG.get(name.strip().lower())
+        if voice is None or not voice.opt_in:
+            known = ", ".join(sorted(v.id for v in CATALOG.values() if v.opt_in))
+            raise UnknownLanguage(f"unknown opt-in voice {name!r} (opt-in voices: {known})")
+        picked.append(voice)
+    for v in picked:
+        mbrola.install(models_dir, [v.folder])
+        if on_voice:
+            on_voice(v.id, f"{mbrola.root(models_dir) / 'voices' / v.folder} (opt-in; {v.licence})")
+    if picked and not language:
+        return [v.id for v in picked]
     langs = (_lang(language),) if language else DEFAULT_LANGUAGES
     chosen = [v for v in CATALOG.values() if v.default_eligible and set(v.languages) & set(langs)]
     if language and not chosen:
@@ -260,7 +306,7 @@ def pull(
         for v in voices:
             if on_voice:
                 on_voice(v.id, str(rhvoice.root(models_dir) / "data" / "voices" / v.folder))
-    return [v.id for v in chosen]
+    return [v.id for v in picked + chosen]
 
 
 def synthesizer(spec: str, models_dir: Path) -> object:

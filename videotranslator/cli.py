@@ -213,7 +213,7 @@ def voices_list(lang: Annotated[str | None, typer.Option("--lang", help="Only th
 
         for r in list_voices(settings.storage.models_dir, lang, settings.tts.voices):
             flags = ("default " if r["default"] else "") + ("" if r["commercial_ok"] else "non-commercial ") + (
-                "opt-in " if r["opt_in"] else "")  # fmt: skip
+                f"opt-in (voices pull --opt-in {r['id']}) " if r["opt_in"] else "")  # fmt: skip
             cer = f"CER {r['cer'] * 100:.1f} %" if r["cer"] is not None else "CER -"
             out.print(
                 f"{'installed' if r['installed'] else 'missing  '} {r['id']:<32} {','.join(r['languages']):<4} "  # type: ignore[arg-type]
@@ -223,13 +223,19 @@ def voices_list(lang: Annotated[str | None, typer.Option("--lang", help="Only th
 
 
 @voices_app.command("pull")
-def voices_pull(lang: Annotated[str | None, typer.Option("--lang", help="Only this language.")] = None) -> None:
-    """Install the catalog's voices (default set, or one language's), checksummed; safe to rerun."""
+def voices_pull(
+    lang: Annotated[str | None, typer.Option("--lang", help="Only this language.")] = None,
+    opt_in: Annotated[
+        list[str] | None,
+        typer.Option("--opt-in", help="Also install this opt-in voice (e.g. mbrola:de2; read its licence). Repeatable."),
+    ] = None,
+) -> None:
+    """Install the catalog's voices (default set, or one language's, or only the --opt-in ones), checksummed; safe to rerun."""
     settings = load_settings()
     with cli_errors():
         from pipelines import voices
 
-        voices.pull(settings.storage.models_dir, lang, on_voice=_print_ok)
+        voices.pull(settings.storage.models_dir, lang, on_voice=_print_ok, opt_in=opt_in or [])
 
 
 @models_app.command("list")
