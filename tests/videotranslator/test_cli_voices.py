@@ -24,6 +24,24 @@ def test_voices_list_shows_the_catalog_with_licences_and_the_default() -> None:
     assert not [line for line in lines if "artemiy" in line or "victoria" in line]
 
 
+def test_voices_list_shows_the_kokoro_voices_for_each_language_they_speak() -> None:
+    proc = run_cli("voices", "pull", "--lang", "ja")
+    assert proc.returncode == 0, proc.stderr
+    assert {f"kokoro:{v}" for v in ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")} <= {
+        line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ok")
+    }
+    proc = run_cli("voices", "list", "--lang", "ja")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[1]: line for line in proc.stdout.splitlines()}
+    assert all(rows[f"kokoro:{v}"].startswith("installed") for v in ("jf_alpha", "jm_kumo"))
+    [default] = [line for line in rows.values() if " default " in line]
+    assert default.split()[1].startswith("kokoro:") and "Apache-2.0" in default and "CER ja" not in default
+    proc = run_cli("voices", "list")  # without --lang: one row a voice, its CER per language
+    assert proc.returncode == 0, proc.stderr
+    [kumo] = [line for line in proc.stdout.splitlines() if line.split()[1] == "kokoro:jm_kumo"]
+    assert "ja,es,it,pt,fr" in kumo and "CER ja" in kumo
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
