@@ -105,8 +105,11 @@ def cer(reference: str, hypothesis: str, language: str | None = None) -> float:
 
 
 def tts_text(text: str, language: str) -> str | None:
-    """The sentence as the project's TTS text normaliser rewrites it for ``language``; None without one."""
-    return None
+    """The sentence as the project's TTS text normaliser (pipelines/normalize.py, what TTSStage gives the
+    engine) rewrites it for ``language``."""
+    from pipelines.normalize import normalize
+
+    return normalize(text, language)
 
 
 def sentence_errors(text: str, heard: str, language: str) -> tuple[int, int]:
@@ -122,11 +125,15 @@ def sentence_errors(text: str, heard: str, language: str) -> tuple[int, int]:
 
 
 def score(sentences: Sequence[str], heard: Sequence[str], language: str) -> dict[str, float]:
-    """Corpus CER (all edits / all reference characters) with the per-sentence median and worst."""
+    """Corpus CER: all edits / all reference characters, each sentence's edits capped at its length (a
+    transcript that loops, as Whisper does on some synthetic speech, counts as that sentence wholly lost, not
+    twenty times lost); ``cer_uncapped`` without the cap; the per-sentence median and worst (uncapped)."""
     pairs = [sentence_errors(t, h, language) for t, h in zip(sentences, heard, strict=True)]
     per = sorted(e / n for e, n in pairs)
+    chars = sum(n for _, n in pairs)
     return {
-        "cer": sum(e for e, _ in pairs) / sum(n for _, n in pairs),
+        "cer": sum(min(e, n) for e, n in pairs) / chars,
+        "cer_uncapped": sum(e for e, _ in pairs) / chars,
         "cer_median": per[len(per) // 2],
         "cer_max": per[-1],
     }
@@ -298,6 +305,19 @@ def run(langs: Sequence[str], wanted: Sequence[str] | None, count: int, out: Pat
                     f"peak RSS {row['peak_rss_mb']:.0f} MB (+{row['engine_rss_mb']:.0f})",
                     flush=True,
                 )
+    meta = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "wall_s": time.time() - started,
+        "whisper": settings.asr.model,
+    }
+    return finish(summarise(rows, meta), out)
+
+
+def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    """The result: ``meta``, the rows, per-engine speed and memory, and per language the measured default."""
     engines: dict[str, dict[str, float]] = {}
     for engine in dict.fromkeys(r["engine"] for r in rows):
         mine = [r for r in rows if r["engine"] == engine]
@@ -311,19 +331,16 @@ def run(langs: Sequence[str], wanted: Sequence[str] | None, count: int, out: Pat
         voice, why = measured_default([r for r in rows if r["lang"] == lang])
         cer_of = next((r["cer"] for r in rows if r["lang"] == lang and r["voice"] == voice), float("nan"))
         defaults[lang] = {"voice": voice, "cer": cer_of, "why": why, "meets_5pct": cer_of <= 0.05}
-    result = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
-        "loadavg_before": load_before,
-        "loadavg_after": os.getloadavg(),
-        "wall_s": time.time() - started,
-        "whisper": settings.asr.model,
-        "cer_method": "corpus CER after normalise(): NFKC, lowercase, ё→е, digits→num2words on both sides, "
-        "punctuation/symbols dropped; closest of the written and TTS-normalised reference",
-        "voices": rows,
-        "engines": engines,
-        "defaults": defaults,
-    }
+    return {**meta, "cer_method": CER_METHOD, "voices": rows, "engines": engines, "defaults": defaults}
+
+
+CER_METHOD = (
+    "corpus CER (each sentence's edits capped at its length) after normalise(): NFKC, lowercase, ё→е, "
+    "digits→num2words on both sides, punctuation/symbols dropped; closest of the written and TTS-normalised reference"
+)
+
+
+def finish(result: dict[str, Any], out: Path | None) -> dict[str, Any]:
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
@@ -332,17 +349,33 @@ def run(langs: Sequence[str], wanted: Sequence[str] | None, count: int, out: Pat
     return result
 
 
+def rescore(path: Path, out: Path | None) -> dict[str, Any]:
+    """Score a saved run's transcripts again (the scoring changed, or a TTS normaliser arrived): no synthesis,
+    no Whisper."""
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    rows = []
+    for r in saved["voices"]:
+        sentences = load_set(r["lang"])[: r["sentences"]]
+        rows.append({**r, **score(sentences, r["heard"], r["lang"])})
+    meta = {k: v for k, v in saved.items() if k not in ("voices", "engines", "defaults", "cer_method")}
+    return finish(summarise(rows, meta), out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lang", nargs="+", default=None, help="languages (default: every bench/tts_set file)")
     parser.add_argument("--voices", nargs="+", default=None, help="only these voices; LANG=VOICE adds one")
     parser.add_argument("--sentences", type=int, default=1000, help="the first N sentences of each set")
     parser.add_argument("--out", type=Path, default=Path("var/bench/tts_cer.json"))
+    parser.add_argument("--rescore", type=Path, default=None, help="score a saved --out JSON again, then stop")
     parser.add_argument("--child", nargs=4, metavar=("LANG", "VOICE", "DIR", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         lang, voice, folder, count = args.child
         print(json.dumps(synth_child(lang, voice, Path(folder), int(count))))
+        return
+    if args.rescore:
+        rescore(args.rescore, args.out)
         return
     langs = args.lang or languages()
     unknown = sorted(set(langs) - set(languages()))

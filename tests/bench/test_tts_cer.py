@@ -39,6 +39,9 @@ def test_corpus_cer_weights_by_length_and_keeps_median_and_worst() -> None:
     result = score(["кот", "собака лает"], ["кит", "собака лает"], "ru")
     assert result["cer"] == pytest.approx(1 / 14)  # 1 edit over 3 + 11 characters
     assert result["cer_max"] == pytest.approx(1 / 3) and result["cer_median"] == pytest.approx(1 / 3)
+    looping = score(["кот", "собака лает"], ["кот кот кот кот кот", "собака лает"], "ru")
+    assert looping["cer"] == pytest.approx(3 / 14)  # the looping sentence counts as wholly lost, no more
+    assert looping["cer_uncapped"] == pytest.approx(16 / 14) and looping["cer_max"] == pytest.approx(16 / 3)
 
 
 def test_the_closest_reference_form_counts(monkeypatch: pytest.MonkeyPatch) -> None:
