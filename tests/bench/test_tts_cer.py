@@ -47,10 +47,10 @@ def test_corpus_cer_weights_by_length_and_keeps_median_and_worst() -> None:
 def test_the_closest_reference_form_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     text = "В 2024 году."
     heard = "В две тысячи двадцать четвертом году"
-    plain = sentence_errors(text, heard, "ru")
-    assert plain[0] > 0  # the cardinal "четыре" is not what was said
-    monkeypatch.setattr(tts_cer, "tts_text", lambda t, lang: "В две тысячи двадцать четвёртом году.")
-    assert sentence_errors(text, heard, "ru")[0] == 0
+    assert sentence_errors(text, heard, "ru")[0] == 0  # as pipelines/normalize.py has the TTS say it
+    monkeypatch.setattr(tts_cer, "tts_text", lambda t, lang: None)
+    assert sentence_errors(text, heard, "ru")[0] > 0  # against the cardinal "четыре" alone it would count
+    assert sentence_errors(text, "В 2024 году", "ru")[0] == 0
 
 
 def test_sentence_sets_are_big_enough_and_distinct() -> None:
