@@ -326,6 +326,9 @@ def run(
                    "speed_cpu_x": figures["audio_s"] / max(figures["cpu_s"], 1e-9),
                    "sentences": len(sentences), "heard": heard}  # fmt: skip
             rows.append(row)
+            if out:  # what is done so far survives an interrupted run
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.with_suffix(".partial.json").write_text(json.dumps(rows, ensure_ascii=False))
             print(
                 f"{lang} {row['voice']:<28} CER {row['cer'] * 100:5.1f} % (median {row['cer_median'] * 100:4.1f} %, "
                 f"worst {row['cer_max'] * 100:5.1f} %)  {row['speed_x']:6.1f}x wall {row['speed_cpu_x']:6.1f}x CPU  "
@@ -378,16 +381,21 @@ def finish(result: dict[str, Any], out: Path | None) -> dict[str, Any]:
     return result
 
 
-def rescore(path: Path, out: Path | None) -> dict[str, Any]:
-    """Score a saved run's transcripts again (the scoring changed, or a TTS normaliser arrived): no synthesis,
-    no Whisper."""
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    rows = []
-    for r in saved["voices"]:
-        sentences = load_set(r["lang"])[: r["sentences"]]
-        rows.append({**r, **score(sentences, r["heard"], r["lang"])})
-    meta = {k: v for k, v in saved.items() if k not in ("voices", "engines", "defaults", "cer_method")}
-    return finish(summarise(rows, meta), out)
+def rescore(paths: Sequence[Path], out: Path | None) -> dict[str, Any]:
+    """Score saved runs' transcripts again (the scoring changed, or a normaliser arrived) and put several runs'
+    rows together (a later row of the same language and voice wins): no synthesis, no Whisper."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    parts = []
+    for path in paths:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        for r in saved["voices"]:
+            sentences = load_set(r["lang"])[: r["sentences"]]
+            rows[(r["lang"], r["voice"])] = {**r, **score(sentences, r["heard"], r["lang"])}
+        parts.append({k: v for k, v in saved.items() if k not in ("voices", "engines", "defaults", "cer_method")})
+    order = languages()
+    ordered = sorted(rows.values(), key=lambda r: (order.index(r["lang"]), r["engine"] != "espeak", r["voice"]))
+    meta = parts[0] if len(parts) == 1 else {"runs": parts}
+    return finish(summarise(ordered, meta), out)
 
 
 def main() -> None:
@@ -397,7 +405,9 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000, help="the first N sentences of each set")
     parser.add_argument("--out", type=Path, default=Path("var/bench/tts_cer.json"))
     parser.add_argument("--jobs", type=int, default=1, help="voices synthesised at once (child processes)")
-    parser.add_argument("--rescore", type=Path, default=None, help="score a saved --out JSON again, then stop")
+    parser.add_argument(
+        "--rescore", type=Path, nargs="+", default=None, help="score saved --out JSONs again (together)"
+    )
     parser.add_argument("--child", nargs=4, metavar=("LANG", "VOICE", "DIR", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

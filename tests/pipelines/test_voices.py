@@ -175,3 +175,27 @@ def test_a_voice_of_several_languages_is_judged_per_language(monkeypatch: pytest
     assert voices.default_voice("ja", MODELS_DIR) != "kokoro:es-only"  # its Japanese was not measured
     [row] = [r for r in voices.list_voices(MODELS_DIR, "ja") if r["id"] == "kokoro:es-only"]
     assert row["cer"] is None and not row["default"]
+
+
+BENCH_LANGUAGES = ("ru", "es", "de", "fr", "it", "pt", "ja")  # bench/tts_cer.py's targets (issue 14)
+
+
+def test_defaults_are_the_measured_best_of_each_language(ru_voices: list[str]) -> None:
+    """Per language of the bench: espeak-ng was measured; the default is the installed commercial, non-opt-in
+    voice with the lowest CER there, strictly better than espeak-ng; else espeak-ng, and the report says why."""
+    voices.pull(MODELS_DIR, "pt")  # as `models pull` does (the default set)
+    for lang in BENCH_LANGUAGES:
+        assert voices.ESPEAK_CER.get(lang) is not None, lang
+        eligible = [
+            (cer_, v.id) for v in voices.CATALOG.values()
+            if lang in v.languages and v.default_eligible and voices.is_installed(v, MODELS_DIR)
+            and (cer_ := v.cer_for(lang)) is not None and cer_ < voices.ESPEAK_CER[lang]
+        ]  # fmt: skip
+        default = voices.default_voice(lang, MODELS_DIR)
+        if eligible:
+            assert default is not None and voices.CATALOG[default].cer_for(lang) == min(eligible)[0], lang
+            assert voices.fallback_reason(lang, default, {}, MODELS_DIR) is None
+        else:
+            assert default is None, lang
+            espeak = TTSStage(TTSSettings(voices={}), MODELS_DIR).voice_for(lang)
+            assert voices.fallback_reason(lang, espeak, {}, MODELS_DIR), lang
