@@ -132,7 +132,10 @@ def espeak_home(models_dir: Path) -> Path:
             (fresh / "espeak-ng-data" / entry.name).symlink_to(entry)
     (fresh / "espeak-ng-data" / "mbrola").symlink_to(root(models_dir) / "voices")
     shutil.rmtree(home, ignore_errors=True)
-    os.replace(fresh, home)
+    try:
+        os.replace(fresh, home)
+    except OSError:  # another process built it meanwhile
+        shutil.rmtree(fresh, ignore_errors=True)
     return home
 
 

@@ -138,10 +138,14 @@ ORDINAL_SUFFIX = {
 }
 
 
-def _words(n: float, code: str, to: str = "cardinal") -> str:
+def _words(n: int, code: str, to: str = "cardinal") -> str:
+    """``n`` in words; digit by digit where num2words cannot (past its largest number)."""
     from num2words import num2words
 
-    return str(num2words(n, lang=code, to=to))
+    try:
+        return str(num2words(n, lang=code, to=to))
+    except (OverflowError, NotImplementedError, ValueError):
+        return " ".join(str(num2words(int(d), lang=code)) for d in str(n))
 
 
 def _number(lang: _Lang) -> str:
@@ -253,8 +257,9 @@ def _rules(lang: _Lang) -> list[tuple[re.Pattern[str], Callable[[re.Match[str]],
     # Symbols.
     rules.append((re.compile(r"\s&\s"), lambda _m: f" {lang.and_} "))
     rules.append((re.compile(r"(?<=\d)\s?\+\s?(?=\d)"), lambda _m: f" {lang.plus} "))
-    # Every other number.
+    # Every other number, then a percent sign left over (after a number not written the language's way).
     rules.append((re.compile(rf"(?<![\w]){num}(?!\w)"), say))
+    rules.append((re.compile(r"\s?%"), lambda _m: f" {lang.percent}"))
     return rules
 
 

@@ -256,7 +256,13 @@ class TTSStage:
             return text
         from pipelines.normalize import normalize
 
-        return normalize(text, language)
+        try:
+            return normalize(text, language)
+        except Exception as exc:  # noqa: BLE001  # a normaliser bug must not fail the dub: speak the text as written
+            logger.warning(
+                "text normalisation failed for %r (%s: %s); speaking it as written", text, type(exc).__name__, exc
+            )
+            return text
 
     def _clip(self, voice: str, translation: Translation, language: str) -> Clip:
         text = self.spoken_text(translation.text.strip(), language).strip()

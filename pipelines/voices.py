@@ -127,9 +127,23 @@ CATALOG: dict[str, Voice] = {
         _rhvoice("anna", "Anna", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0389, speed_x=32.3),
         _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0554, speed_x=38.0),
         _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0363, speed_x=38.6),
-        _rhvoice("Leticia-F123", "Letícia-F123", "pt", "female", "CC-BY-SA-4.0", "rhvoice-brazilian-portuguese"),
-        _mbrola("de2", "de", "male", 16000),
-        _mbrola("fr4", "fr", "female", 22050),
+        _rhvoice(
+            "Leticia-F123",
+            "Letícia-F123",
+            "pt",
+            "female",
+            "CC-BY-SA-4.0",
+            "rhvoice-brazilian-portuguese",
+            cer=0.011,
+            speed_x=3.3,
+        ),  # bench/tts_engines.py, 5 sentences (espeak-ng pt-br: 41.4 %)
+        # mbrola: opt-in, never a default. CER/speed: bench/tts_engines.py (5 sentences, docs/BENCHMARKS.md
+        # "TTS engines"); Spanish mbrola voices (es1, es2) heard worse than espeak-ng there, so they are left out.
+        _mbrola("de1", "de", "female", 16000, cer=0.038, speed_x=49.0),
+        _mbrola("de2", "de", "male", 16000, cer=0.059, speed_x=41.0),
+        _mbrola("fr1", "fr", "male", 16000, cer=0.196, speed_x=26.1),
+        _mbrola("fr4", "fr", "female", 22050, cer=0.262, speed_x=25.6),
+        _mbrola("it3", "it", "male", 16000, cer=0.093, speed_x=24.3),
         Voice(
             id="piper:bundled:en_US-joe-medium",
             languages=("en",),
@@ -282,6 +296,16 @@ def list_voices(
                 "default": _effective(code, models_dir, configured) == espeak,
             }
         )
+    for code, spec in sorted((configured or {}).items()):  # openai: voices are the server's: listed where configured
+        if spec.startswith("openai:") and (not lang or code == lang):
+            rows.append(
+                {
+                    "id": spec, "engine": "openai", "languages": [code], "gender": "", "licence": "the server's",
+                    "commercial_ok": True, "opt_in": False, "installed": True,
+                    "source": "an OpenAI-compatible speech server (settings tts.openai)", "sample_rate_hz": 0,
+                    "cer": None, "speed_x": None, "default": True,
+                }
+            )  # fmt: skip
     return rows
 
 

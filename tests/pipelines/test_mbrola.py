@@ -96,3 +96,16 @@ def test_the_install_is_checksummed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         mbrola.download(["mbrola"], tmp_path)
     assert not list((mbrola.root(tmp_path) / ".apt" / "debs").glob("*.deb"))  # nothing unverified is kept
     assert not voices.is_installed(voices.CATALOG["mbrola:de2"], tmp_path)
+
+
+def test_cli_refuses_an_uninstalled_opt_in_voice_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.videotranslator.test_cli import run_cli
+
+    monkeypatch.setenv("VT_STORAGE__MODELS_DIR", str(tmp_path / "models"))
+    out = tmp_path / "out"
+    proc = run_cli(
+        "translate", str(tmp_path / "never-read.mp4"), "--to", "de", "--voice", "de=mbrola:de2", "-o", str(out)
+    )
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr
+    assert "voices pull --opt-in mbrola:de2" in lines[0] and not out.exists()

@@ -57,6 +57,9 @@ def test_times_ordinals_abbreviations_and_symbols() -> None:
         == "Встреча в четырнадцать, тридцать, то есть через два часа."
     )
     assert normalize("Plain words stay as they are.", "en") == "Plain words stay as they are."
+    huge = normalize("Número 123456789012345678901234567890123.", "es")  # past num2words' range: digit by digit
+    assert huge.startswith("Número uno dos tres cuatro") and not re.search(r"\d", huge)
+    assert normalize("Steigt um 0.5%.", "de") == "Steigt um null.fünf Prozent."
     assert normalize("2025年に3.5キロ", "ja") == "2025年に3.5キロ"  # no rules: unchanged (the engine reads it)
 
 

@@ -47,6 +47,13 @@ def test_speaks_through_the_projects_own_speech_server(project_server: Server, t
 
     stage = _stage(f"{project_server.url}/v1", tmp_path, api_key=KEY, model="tts-1", timeout_s=120)
     assert stage.voice_for("en") == "openai:en"  # the reachability check passed
+    from pipelines.voices import list_voices
+
+    [row] = [r for r in list_voices(MODELS_DIR, "en", stage.settings.voices) if r["engine"] == "openai"]
+    assert row["id"] == "openai:en" and row["default"]
+    assert not [
+        r for r in list_voices(MODELS_DIR, "en", stage.settings.voices) if r["id"].startswith("piper:") and r["default"]
+    ]
     text = "The weather is lovely today, so we are going to the park."
     [clip] = stage([Translation(0, "x", text)], "en")
     assert 1.5 < clip.duration_s < 8.0 and float(np.abs(clip.samples).max()) > 0.05
