@@ -107,14 +107,15 @@ def synth_child(voice: str, langs: list[str], out_dir: Path) -> None:
     for lang in langs:
         spec = f"espeak:{espeak_voice_for(lang)}" if voice == "espeak" else voice
         synth = stage.synthesizer(spec, lang)
-        audio_s = wall_s = 0.0
+        audio_s = wall_s = cpu_s = 0.0
         for i, text in enumerate(SENTENCES[lang]):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             samples = synth.synthesize(text)
             wall_s += time.perf_counter() - t0
+            cpu_s += time.process_time() - c0
             audio_s += samples.size / synth.sample_rate_hz
             write_wav(out_dir / f"{lang}-{i:02d}.wav", samples, synth.sample_rate_hz)
-        figures[lang] = {"audio_s": audio_s, "wall_s": wall_s}
+        figures[lang] = {"audio_s": audio_s, "wall_s": wall_s, "cpu_s": cpu_s}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"figures": figures, "peak_rss_mb": peak, "total_s": time.perf_counter() - t_load}))
 
@@ -124,6 +125,7 @@ def main() -> None:
     parser.add_argument("--voices", nargs="*", default=["espeak", "kokoro:jm_kumo", "kokoro:jf_alpha"])
     parser.add_argument("--langs", nargs="*", default=list(SENTENCES))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-asr", action="store_true", help="speed and memory only (no re-transcription)")
     parser.add_argument("--child", nargs=2, metavar=("VOICE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -134,7 +136,7 @@ def main() -> None:
     from pipelines.asr import WhisperASR
 
     settings = get_settings()
-    asr = WhisperASR(settings.asr, settings.storage.models_dir)
+    asr = None if args.no_asr else WhisperASR(settings.asr, settings.storage.models_dir)
     env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))}
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,18 +152,21 @@ def main() -> None:
                 heard = [
                     " ".join(s.text for s in asr(out / f"{lang}-{i:02d}.wav", language=lang).segments)
                     for i in range(len(SENTENCES[lang]))
+                    if asr is not None
                 ]
-                errors = [sentence_cer(lang, i, h) for i, h in enumerate(heard)]
+                errors = [sentence_cer(lang, i, h) for i, h in enumerate(heard)] or [float("nan")]
                 f = run["figures"][lang]
                 row = {
                     "voice": voice, "lang": lang, "cer": sum(errors) / len(errors), "cer_max": max(errors),
                     "speed_x": f["audio_s"] / f["wall_s"], "audio_s": f["audio_s"], "peak_rss_mb": run["peak_rss_mb"],
+                    "audio_per_cpu_s": f["audio_s"] / max(f["cpu_s"], 1e-9),
                     "heard": heard,
                 }  # fmt: skip
                 results.append(row)
                 print(
                     f"{voice:<16} {lang}  CER {row['cer'] * 100:5.1f} % (worst {row['cer_max'] * 100:5.1f} %)  "
-                    f"{row['speed_x']:5.2f}x real time  peak RSS {row['peak_rss_mb']:.0f} MB",
+                    f"{row['speed_x']:5.2f}x real time ({row['audio_per_cpu_s']:.2f} s of audio per CPU second)  "
+                    f"peak RSS {row['peak_rss_mb']:.0f} MB",
                     flush=True,
                 )
     if args.json:

