@@ -261,14 +261,14 @@ def markdown(result: dict[str, Any]) -> str:
         out.append(
             f"| {r['lang']} | {name} | {r['licence']} | {'yes' if r['default_eligible'] else 'no (opt-in)'} "
             f"| {r['cer'] * 100:.1f} % | {r['cer_median'] * 100:.1f} % | {r['cer_max'] * 100:.0f} % "
-            f"| {r['speed_x']:.1f}× | {r.get('speed_cpu_x', float('nan')):.1f}× | {r['load_s']:.1f} "
+            f"| {r['speed_x']:.2f}× | {r.get('speed_cpu_x', float('nan')):.2f}× | {r['load_s']:.1f} "
             f"| {r['peak_rss_mb']:.0f} | {r['engine_rss_mb']:.0f} |"
         )
     out += ["", "| engine | speed: s of audio / s wall | s of audio / CPU s | peak RSS MB (max) | voice adds MB (max) |",
             "|---|---|---|---|---|"]  # fmt: skip
     for engine, e in result["engines"].items():
         out.append(
-            f"| {engine} | {e['speed_x']:.1f}× | {e.get('speed_cpu_x', float('nan')):.1f}× | {e['peak_rss_mb']:.0f} "
+            f"| {engine} | {e['speed_x']:.2f}× | {e.get('speed_cpu_x', float('nan')):.2f}× | {e['peak_rss_mb']:.0f} "
             f"| {e['engine_rss_mb']:.0f} |"
         )
     out += ["", "| lang | default by measurement | CER | ≤ 5 % | why |", "|---|---|---|---|---|"]
