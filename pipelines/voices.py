@@ -167,9 +167,9 @@ CATALOG: dict[str, Voice] = {
 # espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
 ESPEAK_CER: dict[str, float] = {
     # bench/tts_cer.py, 20 sentences (docs/BENCHMARKS.md "Voices (issue 14): intelligibility, speed, memory")
-    "ru": 0.588, "de": 0.266, "fr": 0.618, "it": 0.282,
+    "ru": 0.588, "de": 0.266, "fr": 0.618, "it": 0.282, "ja": 0.997,
     # bench/kokoro_quick.py, the same 5 sentences a language as the Kokoro voices
-    "es": 0.283, "pt": 0.474, "ja": 11.80,
+    "es": 0.283, "pt": 0.474,
 }  # fmt: skip
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
