@@ -123,10 +123,12 @@ KOKORO_LANGUAGES = ("ja", "es", "it", "pt", "fr", "de")
 CATALOG: dict[str, Voice] = {
     v.id: v
     for v in (
-        _rhvoice("aleksandr", "Aleksandr", "ru", "male", "LGPL-2.1+", "rhvoice-russian", cer=0.0477, speed_x=30.1),
-        _rhvoice("anna", "Anna", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0389, speed_x=32.3),
-        _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0554, speed_x=38.0),
-        _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0363, speed_x=38.6),
+        # CER and speed (s of audio per CPU s): bench/tts_cer.py, 20 sentences (docs/BENCHMARKS.md "Voices (issue
+        # 14): intelligibility, speed, memory").
+        _rhvoice("aleksandr", "Aleksandr", "ru", "male", "LGPL-2.1+", "rhvoice-russian", cer=0.059, speed_x=28.8),
+        _rhvoice("anna", "Anna", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.075, speed_x=25.9),
+        _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.106, speed_x=27.3),
+        _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.068, speed_x=29.1),
         _rhvoice(
             "Leticia-F123",
             "Letícia-F123",
@@ -134,9 +136,9 @@ CATALOG: dict[str, Voice] = {
             "female",
             "CC-BY-SA-4.0",
             "rhvoice-brazilian-portuguese",
-            cer=0.011,
-            speed_x=3.3,
-        ),  # bench/tts_engines.py, 5 sentences (espeak-ng pt-br: 41.4 %)
+            cer=0.050,
+            speed_x=23.4,
+        ),  # bench/tts_cer.py, 20 sentences (espeak:pt 41.1 %); bench/tts_engines.py had 1.1 % on 5
         # mbrola: opt-in, never a default. CER/speed: bench/tts_engines.py (5 sentences, docs/BENCHMARKS.md
         # "TTS engines"); Spanish mbrola voices (es1, es2) heard worse than espeak-ng there, so they are left out.
         _mbrola("de1", "de", "female", 16000, cer=0.038, speed_x=49.0),
@@ -167,9 +169,7 @@ CATALOG: dict[str, Voice] = {
 # espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
 ESPEAK_CER: dict[str, float] = {
     # bench/tts_cer.py, 20 sentences (docs/BENCHMARKS.md "Voices (issue 14): intelligibility, speed, memory")
-    "ru": 0.588, "de": 0.266, "fr": 0.618, "it": 0.282, "ja": 0.997,
-    # bench/kokoro_quick.py, the same 5 sentences a language as the Kokoro voices
-    "es": 0.283, "pt": 0.474,
+    "ru": 0.588, "de": 0.266, "fr": 0.618, "it": 0.282, "ja": 0.997, "es": 0.328, "pt": 0.411,
 }  # fmt: skip
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
