@@ -119,7 +119,7 @@ KOKORO_LANGUAGES = ("ja", "es", "it", "pt", "fr", "de")
 # Only voices whose licence allows commercial use are listed, plus opt-in ones (mbrola) that are never a default.
 # The CC-BY-NC-ND voices in the same
 # Debian package (artemiy, arina, evgeniy, mikhail, pavel, tatiana, victoria, vitaliy, yuriy) are never
-# unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14, first slice)".
+# unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14): intelligibility, speed, memory".
 CATALOG: dict[str, Voice] = {
     v.id: v
     for v in (
