@@ -12,6 +12,13 @@ translations and plan. ``on``/``off``: the one job as before, in that mode (defa
 ``lecture`` (the default): a short lecture with varied sentences and no repetition (bench/_media.LECTURE),
 spoken by the bundled Piper voice and cached under var/bench/. ``repeat``: the older 60 s clip of two short
 real recordings repeated (3 distinct sentences; it understates the translation time of real speech).
+
+What a voice costs (issue 14): ``--to ru es de --espeak-baseline [--voice ru=rhvoice:irina ...]``. Per target,
+one cold run with the job's voice (``--voice``, else settings/catalog default) gives the full RTF; then
+``--repeats`` rounds alternate that voice and espeak-ng (order swapped each round) over the same transcript and
+translation (their stage cache hits) with the TTS clip cache emptied, so the TTS stage (synthesis, fit, any
+shortening) and mux run in full each time. The full RTF per voice is the cold run's shared stages (extract,
+ASR, segment, translate) plus that voice's median dub stages (TTS + mux), over the clip's duration.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -96,16 +104,69 @@ def overlap_ab(pipe: Pipeline, request: JobRequest, tmp: Path, rounds: int) -> d
         }
     result["speedup"] = round(result["off"]["wall_median_s"] / result["on"]["wall_median_s"], 3)
     return result
+DUB_STAGES = ("tts", "mux")  # what the voice changes; the rest is shared by both voices of a target
+
+
+def voice_cost(pipe: Pipeline, clip: Path, duration_s: float, lang: str, voice: str, repeats: int) -> dict[str, object]:
+    """One cold run of ``lang`` with ``voice`` (full RTF), then ``repeats`` rounds of ``voice`` and its espeak-ng
+    baseline alternating over the cached transcript and translation, each with an empty TTS clip cache."""
+    from pipelines.tts import espeak_voice_for
+
+    voices = pipe.settings.tts.voices  # the stage reads this dict on every call
+    baseline = f"espeak:{espeak_voice_for(lang)}"
+    voices[lang] = voice
+    request = JobRequest(input=str(clip), target_languages=[lang])
+    out = pipe.settings.storage.cache_dir.parent / "out"
+    cold = pipe.run(request, out / f"{lang}-cold").report
+    shared_s = sum(v for k, v in cold["timings_s"].items() if k not in (*DUB_STAGES, "total"))
+    dub_s: dict[str, list[float]] = {voice: [], baseline: []}
+    runs = []
+    for r in range(repeats):
+        for v in (voice, baseline) if r % 2 else (baseline, voice):
+            voices[lang] = v
+            shutil.rmtree(pipe.settings.storage.cache_dir / "tts", ignore_errors=True)
+            report = pipe.run(request, out / f"{lang}-{r}-{v.replace(':', '_')}").report
+            seconds = sum(report["timings_s"].get(k, 0.0) for k in DUB_STAGES)
+            dub_s[v].append(seconds)
+            target = report["targets"][lang]
+            speeds = [x["speed"] for x in target["sentences"] if x["speed"] is not None]
+            runs.append({
+                "voice": v, "dub_s": round(seconds, 2), "stages_s": report["timings_s"], "rtf_warm": report["rtf"],
+                "max_speed": max(speeds, default=None), "overflow": (target["fit"] or {}).get("overflow_count"),
+                "shortened": sum("shortened" in x["flags"] for x in target["sentences"]),
+                "fallback": target.get("voice_fallback"),
+            })  # fmt: skip
+    voices[lang] = voice
+    med = {v: statistics.median(s) for v, s in dub_s.items()}
+    return {
+        "voice": voice,
+        "baseline": baseline,
+        "cold": {"stages_s": cold["timings_s"], "rtf": cold["rtf"]},
+        "shared_s": round(shared_s, 2),
+        "dub_s_median": {v: round(s, 2) for v, s in med.items()},
+        "rtf": {v: round((shared_s + s) / duration_s, 3) for v, s in med.items()},
+        "dub_rtf": {v: round(s / duration_s, 3) for v, s in med.items()},
+        "cost_s": round(med[voice] - med[baseline], 2),
+        "cost_rtf": round((med[voice] - med[baseline]) / duration_s, 3),
+        "runs": runs,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--input", choices=("lecture", "repeat"), default="lecture")
     parser.add_argument("--duration", type=float, default=60.0, help="length of the 'repeat' clip")
-    parser.add_argument("--to", default="ru")
+    parser.add_argument("--to", nargs="+", default=["ru"], help="target language(s)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--overlap", choices=("on", "off", "both"), default=None)
     parser.add_argument("--rounds", type=int, default=2, help="runs of each mode with --overlap both")
+    parser.add_argument(
+        "--voice", action="append", default=[], metavar="LANG=ENGINE:VOICE", help="the voice of a target"
+    )
+    parser.add_argument(
+        "--espeak-baseline", action="store_true", help="per target: the voice against espeak-ng, interleaved"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
     if args.input == "lecture":
@@ -114,34 +175,59 @@ def main() -> None:
     else:
         clip = speech_clip(Path("var/bench") / f"speech{int(args.duration)}.mp4", args.duration)
     settings = Settings()
-    results: dict[str, object] = {"input": str(clip), "duration_s": round(args.duration, 2), "target": args.to}
+    for pair in args.voice:
+        lang, sep, voice = pair.partition("=")
+        if not sep or not voice:
+            parser.error(f"--voice {pair!r}: expected LANG=ENGINE:VOICE")
+        settings.tts.voices[lang.strip().lower()] = voice.strip()
+    results: dict[str, object] = {"input": str(clip), "duration_s": round(args.duration, 2), "target": args.to[0]}
     with tempfile.TemporaryDirectory() as tmp:
         settings.storage.cache_dir = Path(tmp) / "cache-cold"  # no cached stage may help
         pipe = Pipeline(settings)
         t = time.perf_counter()
-        pipe.asr, pipe.tts.voice_for(args.to)
+        pipe.asr, [pipe.tts.voice_for(lang) for lang in args.to]
         if args.overlap != "both":  # --overlap both loads a translator per run
             _ = pipe.translator
         results["model_load_s"] = round(time.perf_counter() - t, 2)
-        request = JobRequest(input=str(clip), target_languages=[args.to])
         if args.overlap == "both":
+            request = JobRequest(input=str(clip), target_languages=args.to)
             results["overlap"] = overlap_ab(pipe, request, Path(tmp), args.rounds)
-            print(json.dumps(results, indent=2, ensure_ascii=False))
+            _write(results, args.json)
             return
         if args.overlap is not None:
             settings.pipeline.overlap = args.overlap == "on"
         results["pipeline_overlap"] = settings.pipeline.overlap
+        if args.espeak_baseline:
+            results["target"] = args.to
+            results["targets"] = {
+                lang: voice_cost(pipe, clip, args.duration, lang, pipe.tts.voice_for(lang), args.repeats)
+                for lang in args.to
+            }
+            _write(results, args.json)
+            return
+        request = JobRequest(input=str(clip), target_languages=args.to)
         report = pipe.run(request, Path(tmp) / "out").report
         results["stages_s"] = report["timings_s"]
         results["rtf_warm"] = report["rtf"]
-        results["rtf_with_model_load"] = round((report["timings_s"]["total"] + results["model_load_s"]) / args.duration, 3)
+        results["rtf_with_model_load"] = round(
+            (report["timings_s"]["total"] + results["model_load_s"]) / args.duration, 3
+        )
         results["sentences"] = report["sentence_count"]
         results["translation_share"] = round(report["timings_s"]["translate"] / report["timings_s"]["total"], 3)
-        results["translations"] = [r["translation"] for r in report["targets"][args.to]["sentences"]]
-        results["fit"] = report["targets"][args.to]["fit"]
+        results["translations"] = [r["translation"] for r in report["targets"][args.to[0]]["sentences"]]
+        results["fit"] = report["targets"][args.to[0]]["fit"]
+        results["voices"] = report["models"]["tts"]
         wav = media.extract_audio(media.probe(clip), Path(tmp) / "a.wav")
         results["asr_overhead"] = asr_overhead(pipe, wav, args.repeats)
-    print(json.dumps(results, indent=2))
+    _write(results, args.json)
+
+
+def _write(results: dict[str, object], path: Path | None) -> None:
+    text = json.dumps(results, indent=2, ensure_ascii=False)
+    print(text)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,9 @@ class OpenAISpeechSettings(BaseModel):
 class TTSSettings(BaseModel):
     voices: dict[str, str] = Field(
         default_factory=lambda: {"en": "piper:bundled:en_US-joe-medium"},
-        description="Language code -> voice: 'rhvoice:<voice>', 'kokoro:<voice>', 'piper:<model.onnx|bundled:name>', 'espeak:<voice>', "
-        "'mbrola:<voice>' (opt-in) or 'openai:<voice>' (tts.openai's server) (`videotranslator voices list`). "
-        "Others use the catalog's default (measured), else espeak-ng.",
+        description="Language code -> voice: 'rhvoice:<voice>', 'kokoro:<voice>', 'piper:<model.onnx|bundled:name>', "
+        "'espeak:<voice>', 'mbrola:<voice>' (opt-in) or 'openai:<voice>' (tts.openai's server) "
+        "(`videotranslator voices list`). Others use the catalog's default (measured), else espeak-ng.",
     )
     espeak_rate_wpm: int = Field(default=175, description="espeak-ng's speed, also for mbrola voices.")
     normalize_text: bool = Field(

@@ -73,8 +73,11 @@ def build_report(
             "resynthesized": details.get("resynthesized", 0),
             "voice": voice,
             "voice_info": voice_info(voice, lang, job.request.voices.get(lang), job.pipe.models_dir) if voice else None,
+            # Set when espeak-ng speaks because the catalog has no (installed, better) voice for the language.
+            "voice_fallback": details.get("voice_fallback"),
         }
     speech_s = sum(s.end_s - s.start_s for s in sentences)
+    fallbacks = [f"{lang}: spoken by {t['voice_fallback']}" for lang, t in targets.items() if t["voice_fallback"]]
     pipe = job.pipe
     return {
         "report_version": REPORT_VERSION,
@@ -99,7 +102,7 @@ def build_report(
             "translator": getattr(pipe._translator, "name", None) if sentences else None,
             "tts": {lang: t.get("voice") for lang, t in targets.items()},
         },
-        "notes": list(job.notes),
+        "notes": [*job.notes, *fallbacks],
         "fetch": getattr(job, "fetch_info", None),  # a URL input: url, bytes, sha256, cached
         "source_subtitles": getattr(job, "subtitles_info", None),  # --source-subtitles: cues, rough timing
     }

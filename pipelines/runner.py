@@ -517,8 +517,17 @@ class _JobRun(_InputRun):
             duration_s=self.info.duration_s,
             out_wav=staging / f".dub.{lang}.wav",
         )
-        info = {"plan": plan, "resynthesized": resynthesized, "voice": self.voice(lang)}
+        voice = self.voice(lang)
+        fallback = self.fallback(lang, voice)
+        info = {"plan": plan, "resynthesized": resynthesized, "voice": voice, "voice_fallback": fallback}
         return wav, {**info, "translations": translations}
+
+    def fallback(self, lang: str, voice: str) -> str | None:
+        """Why espeak-ng speaks ``lang`` (no catalog voice, none installed, none better), for the report."""
+        from pipelines.voices import fallback_reason
+
+        chosen = {**self.settings.tts.voices, **self.request.voices}
+        return fallback_reason(lang, voice, chosen, self.settings.storage.models_dir)
 
     @cached_property
     def separated(self) -> Path:

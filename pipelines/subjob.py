@@ -153,4 +153,5 @@ class SubtitleJob(_JobRun):
         wav.unlink(missing_ok=True)
         details.update(plan=plan, translations=translations, resynthesized=synthesized + extra)
         details["voice"] = self.voice(lang)
+        details["voice_fallback"] = self.fallback(lang, details["voice"])
         return out

