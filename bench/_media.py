@@ -49,8 +49,26 @@ LECTURE = (
 )
 
 
-def lecture_clip(out: Path, *, video: bool = True) -> Path:
-    """LECTURE spoken by the bundled Piper en voice (about 70 s), cached at ``out``."""
+def long_paragraphs() -> list[str]:
+    """About ten minutes of English with no sentence repeated: LECTURE, then the English lines of the reference
+    set (bench/mt_set: its English sources and the English references of the Russian and Spanish passages),
+    one paragraph per passage."""
+    paragraphs = list(LECTURE)
+    folder = Path(__file__).resolve().parent / "mt_set"
+    for path in (folder / "en" / "en.txt", folder / "ru" / "en.txt", folder / "es" / "en.txt"):
+        passage: list[str] = []
+        for line in [*path.read_text(encoding="utf-8").splitlines(), "#"]:
+            if line.startswith("#"):
+                if passage:
+                    paragraphs.append(" ".join(passage))
+                passage = []
+            elif line.strip():
+                passage.append(line.strip())
+    return paragraphs
+
+
+def lecture_clip(out: Path, *, video: bool = True, paragraphs: tuple[str, ...] | list[str] = LECTURE) -> Path:
+    """``paragraphs`` (LECTURE: about 60 s) spoken by the bundled Piper en voice, cached at ``out``."""
     if out.is_file():
         return out
     import numpy as np
@@ -64,7 +82,7 @@ def lecture_clip(out: Path, *, video: bool = True) -> Path:
     synth = stage.synthesizer(stage.voice_for("en"))
     rate = synth.sample_rate_hz
     pieces = []
-    for paragraph in LECTURE:
+    for paragraph in paragraphs:
         pieces += [synth.synthesize(paragraph), np.zeros(int(0.9 * rate), dtype=np.float32)]
     out.parent.mkdir(parents=True, exist_ok=True)
     wav = out.with_suffix(".wav")

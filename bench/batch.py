@@ -2,6 +2,7 @@
 the same models and inputs, in one run; then the batch with ASR actor pools of 1 and 2.
 
     .venv/bin/python bench/batch.py [--inputs 8] [--duration 60] [--to ru] [--mode subtitles] [--pools 1,2]
+    .venv/bin/python bench/batch.py --pools 1 --translate-pools 1,2 --translate-threads 1   # issue 17, item 3
 
 Throughput is media seconds per wall second. Every arm starts with cold stage caches and loads its
 models inside the measured time (the loop's Pipeline loads them on its first file, the batch's
@@ -35,9 +36,11 @@ def inputs(n: int, duration_s: float) -> list[Path]:
     return [speech_clip(folder / f"clip{i:02d}.mp4", duration_s + 0.5 * i) for i in range(n)]
 
 
-def settings_for(tmp: Path, name: str, **batch: Any) -> Settings:
+def settings_for(tmp: Path, name: str, translate_threads: int = 0, **batch: Any) -> Settings:
     s = Settings(_env_file=None)
     s.storage.cache_dir = tmp / f"cache-{name}"  # cold: no stage result from another arm helps
+    if translate_threads:
+        s.translator.n_threads = translate_threads
     for key, value in batch.items():
         setattr(s.batch, key, value)
     return s
@@ -54,14 +57,17 @@ def run_loop(clips: list[Path], tmp: Path, to: str, mode: str) -> dict[str, Any]
             "throughput": round(media_s / wall, 3)}  # fmt: skip
 
 
-def run_batch(clips: list[Path], tmp: Path, to: str, mode: str, asr_actors: int) -> dict[str, Any]:
-    name = f"batch-asr{asr_actors}"
+def run_batch(clips: list[Path], tmp: Path, to: str, mode: str, asr_actors: int, translate_actors: int = 1,
+              translate_threads: int = 0) -> dict[str, Any]:
+    name = f"batch-asr{asr_actors}-mt{translate_actors}x{translate_threads or 'auto'}"
     manifest = tmp / f"{name}.jsonl"
     manifest.write_text("".join(json.dumps({"input": str(c.absolute()), "from": "en"}) + "\n" for c in clips))
-    s = settings_for(tmp, name, asr_actors=asr_actors)
+    s = settings_for(tmp, name, translate_threads, asr_actors=asr_actors, translate_actors=translate_actors)
     code = batch.main(["--input", str(manifest), "--to", to, "--output", str(tmp / f"out-{name}"), "--mode", mode], settings=s)
     summary = json.loads((tmp / f"out-{name}" / "summary.json").read_text())
-    return {"arm": f"Ray Data batch, {asr_actors} ASR actor(s)", "exit_code": code, "wall_s": summary["wall_s"],
+    arm = f"Ray Data batch, {asr_actors} ASR actor(s), {translate_actors} translation actor(s)"
+    arm += f" of {translate_threads} thread(s)" if translate_threads else ""
+    return {"arm": arm, "exit_code": code, "wall_s": summary["wall_s"],
             "media_s": summary["media_s"], "throughput": summary["throughput_media_s_per_wall_s"],
             "resources": summary["resources"]}  # fmt: skip
 
@@ -79,6 +85,8 @@ def main() -> None:
     p.add_argument("--to", default="ru")
     p.add_argument("--mode", choices=["dub", "subtitles"], default="subtitles")
     p.add_argument("--pools", default="1,2", help="ASR actor pool sizes to try")
+    p.add_argument("--translate-pools", default="1", help="translation actor pool sizes to try (with each --pools)")
+    p.add_argument("--translate-threads", type=int, default=0, help="llama.cpp threads per translation actor (0: auto)")
     p.add_argument("--num-cpus", type=int, default=os.cpu_count() or 2)
     args = p.parse_args()
 
@@ -95,7 +103,10 @@ def main() -> None:
         results["ray_init_s"] = round(time.perf_counter() - t, 1)
         try:
             for size in (int(x) for x in args.pools.split(",")):
-                results["arms"].append(run_batch(clips, tmp, args.to, args.mode, size))
+                for mt in (int(x) for x in args.translate_pools.split(",")):
+                    results["arms"].append(
+                        run_batch(clips, tmp, args.to, args.mode, size, mt, args.translate_threads)
+                    )
         finally:
             ray.shutdown()
     loop = results["arms"][0]["throughput"]

@@ -19,6 +19,20 @@ one cold run with the job's voice (``--voice``, else settings/catalog default) g
 translation (their stage cache hits) with the TTS clip cache emptied, so the TTS stage (synthesis, fit, any
 shortening) and mux run in full each time. The full RTF per voice is the cold run's shared stages (extract,
 ASR, segment, translate) plus that voice's median dub stages (TTS + mux), over the clip's duration.
+
+    .venv/bin/python bench/e2e.py [--input lecture|long|repeat] [--duration 60] [--to ru] [--repeats 3]
+    .venv/bin/python bench/e2e.py --checkout before=/work/main --checkout after=. [--rounds 2] [--input long]
+
+``lecture`` (the default): a short lecture with varied sentences and no repetition (bench/_media.LECTURE),
+spoken by the bundled Piper voice and cached under var/bench/. ``long``: about ten minutes, the lecture and the
+English lines of bench/mt_set, no sentence repeated (bench/_media.long_paragraphs). ``repeat``: the older 60 s
+clip of two short real recordings repeated (3 distinct sentences; it understates the translation time of real
+speech).
+
+``--checkout NAME=DIR`` (repeatable): each checkout runs the job in its own process (that checkout's ``pipelines``
+on ``sys.path``, cold stage cache, models loaded outside the timed job), on the same input; the checkouts take
+turns ``--rounds`` times, so a noisy neighbour hits them alike. Printed per round: stage times, and each
+checkout's translate and total time as a ratio to the first checkout's in the same round, with the load average.
 """
 
 from __future__ import annotations
@@ -26,17 +40,20 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._media import lecture_clip, speech_clip
+from bench._media import lecture_clip, long_paragraphs, speech_clip
 from configs.settings import Settings
 from pipelines import media
 from pipelines.runner import Pipeline
@@ -104,6 +121,8 @@ def overlap_ab(pipe: Pipeline, request: JobRequest, tmp: Path, rounds: int) -> d
         }
     result["speedup"] = round(result["off"]["wall_median_s"] / result["on"]["wall_median_s"], 3)
     return result
+
+
 DUB_STAGES = ("tts", "mux")  # what the voice changes; the rest is shared by both voices of a target
 
 
@@ -152,14 +171,70 @@ def voice_cost(pipe: Pipeline, clip: Path, duration_s: float, lang: str, voice: 
     }
 
 
+_CHILD = textwrap.dedent(
+    """
+    import json, sys, tempfile, time
+    from pathlib import Path
+    from configs.settings import Settings
+    from pipelines.runner import Pipeline
+    from pipelines.schema import JobRequest
+
+    clip, to = sys.argv[1], sys.argv[2]
+    settings = Settings()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings.storage.cache_dir = Path(tmp) / "cache-cold"
+        pipe = Pipeline(settings)
+        t = time.perf_counter()
+        pipe.asr, pipe.translator, pipe.tts.voice_for(to)
+        load_s = time.perf_counter() - t
+        report = pipe.run(JobRequest(input=clip, target_languages=[to]), Path(tmp) / "out").report
+    stats = getattr(getattr(pipe.translator, "backend", None), "stats", None)
+    print(json.dumps({"model_load_s": round(load_s, 2), "stages_s": report["timings_s"],
+                      "sentences": report["sentence_count"], "llm": getattr(stats, "__dict__", None),
+                      "translations": [r["translation"] for r in report["targets"][to]["sentences"]]},
+                     ensure_ascii=False))
+    """
+)
+
+
+def compare_checkouts(clip: Path, to: str, checkouts: list[str], rounds: int) -> dict[str, object]:
+    """Each checkout's job on ``clip``, in turns, ``rounds`` times; ratios against the first checkout."""
+    named = [(spec.partition("=")[0], Path(spec.partition("=")[2]).resolve()) for spec in checkouts]
+    out: dict[str, object] = {"input": str(clip), "target": to, "rounds": []}
+    for r in range(rounds):
+        row: dict[str, dict[str, object]] = {}
+        for name, checkout in named:
+            load = os.getloadavg()[0]
+            proc = subprocess.run([sys.executable, "-c", _CHILD, str(clip.resolve()), to], capture_output=True,
+                                  text=True, cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)},
+                                  check=False, timeout=7200)
+            if proc.returncode != 0:
+                raise SystemExit(f"{name}: exit {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+            res["load_before"], res["load_after"] = round(load, 1), round(os.getloadavg()[0], 1)
+            row[name] = res
+            st = res["stages_s"]
+            print(f"round {r + 1} {name:>8}: translate {st['translate']:7.1f} s  total {st['total']:7.1f} s  "
+                  f"load {res['load_before']}-{res['load_after']}", flush=True)
+        first = row[named[0][0]]["stages_s"]
+        for name, _ in named:
+            st = row[name]["stages_s"]
+            row[name]["translate_speedup"] = round(first["translate"] / st["translate"], 3)  # type: ignore[index]
+            row[name]["total_speedup"] = round(first["total"] / st["total"], 3)  # type: ignore[index]
+            print(f"round {r + 1} {name:>8}: translate {row[name]['translate_speedup']}x, "
+                  f"total {row[name]['total_speedup']}x against {named[0][0]}", flush=True)
+        out["rounds"].append(row)  # type: ignore[attr-defined]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--input", choices=("lecture", "repeat"), default="lecture")
+    parser.add_argument("--input", choices=("lecture", "long", "repeat"), default="lecture")
     parser.add_argument("--duration", type=float, default=60.0, help="length of the 'repeat' clip")
     parser.add_argument("--to", nargs="+", default=["ru"], help="target language(s)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--overlap", choices=("on", "off", "both"), default=None)
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each mode with --overlap both")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each mode with --overlap both; turns of the --checkout comparison")
     parser.add_argument(
         "--voice", action="append", default=[], metavar="LANG=ENGINE:VOICE", help="the voice of a target"
     )
@@ -167,13 +242,26 @@ def main() -> None:
         "--espeak-baseline", action="store_true", help="per target: the voice against espeak-ng, interleaved"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
+                        help="compare checkouts, each in its own process (repeatable; the first is the baseline)")
     args = parser.parse_args()
 
     if args.input == "lecture":
         clip = lecture_clip(Path("var/bench") / "lecture.mp4")
         args.duration = media.probe(clip).duration_s
+    elif args.input == "long":
+        clip = lecture_clip(Path("var/bench") / "lecture_long.mp4", paragraphs=long_paragraphs())
+        args.duration = media.probe(clip).duration_s
     else:
         clip = speech_clip(Path("var/bench") / f"speech{int(args.duration)}.mp4", args.duration)
+    if args.checkout:
+        print(f"input {clip} ({args.duration:.1f} s); load average {os.getloadavg()[0]:.1f}", flush=True)
+        compared = compare_checkouts(clip, args.to[0], args.checkout, args.rounds)
+        compared["duration_s"] = round(args.duration, 2)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(compared, ensure_ascii=False, indent=1))
+        return
     settings = Settings()
     for pair in args.voice:
         lang, sep, voice = pair.partition("=")

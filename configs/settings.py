@@ -60,12 +60,25 @@ class TranslatorSettings(BaseModel):
     api_key: str = "EMPTY"
     n_ctx: int = 4096
     n_threads: int = 0
+    n_batch: int = Field(default=512, ge=8, description="llama.cpp's prompt batch: tokens evaluated per decode call (llama_cpp).")
+    prompt_cache_mb: int = Field(
+        default=128,
+        ge=0,
+        description="KV states of recent prompts kept in RAM, so a prompt that shares a prefix with an earlier one "
+        "(not only the previous one) evaluates only the rest (llama_cpp); 0: off.",
+    )
     extra_buffers: Literal["auto", "on", "off"] = Field(
         default="auto",
         description="llama.cpp's extra buffer types (CPU weight repack, AMX). 'auto' turns them off only where "
         "the build has AMX kernels and the CPU has AMX (ggml's AMX path crashes there).",
     )
     batch_size: int = 8
+    json_grammar: Literal["on", "retries", "off"] = Field(
+        default="retries",
+        description="Constrain answers with their JSON schema (a grammar in llama.cpp): 'on' every request; 'retries' "
+        "only a batch's second try after an unusable answer and the single-line retries (greedy decoding almost "
+        "always writes the JSON the example shows, and the grammar costs time per token); 'off' never.",
+    )
     context_sentences: int = 2
     max_retries: int = 2
     temperature: float = 0.0

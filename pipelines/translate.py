@@ -142,6 +142,7 @@ class _Outcome:
     failed: dict[int, str]
     problem: str
     kept: dict[int, str] = field(default_factory=dict)  # answers that failed only a soft check
+    unparsed: bool = False  # the answer as a whole was unusable (not JSON, ids missing or extra)
 
 
 class LLMTranslator:
@@ -272,7 +273,9 @@ class LLMTranslator:
     # ------------------------------------------------------------------------- internals
 
     def _solve(self, job: _TranslateCall, positions: list[int]) -> None:
-        outcome = self._attempt(job, positions, hint="")
+        outcome = self._attempt(job, positions, hint="", constrained=self.settings.json_grammar == "on")
+        if outcome.unparsed and self.settings.json_grammar == "retries":
+            outcome = self._attempt(job, positions, hint="", constrained=True)
         job.texts.update(outcome.accepted)
         pending = sorted(outcome.failed)
         for pos in pending:
@@ -287,7 +290,8 @@ class LLMTranslator:
     def _retry_single(self, job: _TranslateCall, pos: int, outcome: _Outcome) -> None:
         kept = {p: (t, outcome.failed[p]) for p, t in outcome.kept.items()}
         for _ in range(self.settings.max_retries):
-            outcome = self._attempt(job, [pos], hint=_hint(outcome, pos, job.target))
+            constrained = self.settings.json_grammar != "off"
+            outcome = self._attempt(job, [pos], hint=_hint(outcome, pos, job.target), constrained=constrained)
             if outcome.accepted:
                 job.texts.update(outcome.accepted)
                 return
@@ -299,12 +303,14 @@ class LLMTranslator:
             "sentence %d: kept in the source language (%s: %s)", job.sentences[pos].id, job.flags[pos], outcome.problem
         )
 
-    def _attempt(self, job: _TranslateCall, positions: list[int], *, hint: str) -> _Outcome:
+    def _attempt(self, job: _TranslateCall, positions: list[int], *, hint: str, constrained: bool) -> _Outcome:
+        """One request for ``positions``; ``constrained``: the answer's JSON schema goes to the backend (a grammar
+        in llama.cpp), else the answer is only parsed and checked (``json_grammar``: what the grammar costs)."""
         keys = [str(n) for n in range(1, len(positions) + 1)]
         try:
             raw = self.backend.complete(
                 self._messages(job, positions, hint),
-                json_schema=batch_schema(keys),
+                json_schema=batch_schema(keys) if constrained else None,
                 max_tokens=self._budget(job, positions),
             )
         except BackendUnavailable as exc:
@@ -315,7 +321,7 @@ class LLMTranslator:
         job.answered += 1
         answer, problem = parse_answer(raw, keys)
         if problem:
-            return _Outcome({}, dict.fromkeys(positions, FLAG_FAILED), problem)
+            return _Outcome({}, dict.fromkeys(positions, FLAG_FAILED), problem, unparsed=True)
         outcome = _Outcome({}, {}, "not translated")
         for key, pos in zip(keys, positions):
             flag, problem = self._check(job, job.sentences[pos].text, answer[key])

@@ -62,12 +62,14 @@ class FakeBackend:
         self.mutate = mutate
         self.requests: list[dict[str, str]] = []
         self.messages: list[list[dict[str, str]]] = []
+        self.constrained: list[bool] = []
 
     def complete(
         self, messages: list[dict[str, str]], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
     ) -> str:
         lines = request_lines(messages)
-        assert json_schema == batch_schema(list(lines))
+        assert json_schema in (None, batch_schema(list(lines)))
+        self.constrained.append(json_schema is not None)
         self.requests.append(lines)
         self.messages.append(messages)
         answer = {key: fake_ru(text) for key, text in lines.items()}
@@ -126,7 +128,11 @@ def sentences(texts: list[str], first_id: int = 10) -> list[Sentence]:
 
 
 def settings(**overrides: Any) -> TranslatorSettings:
-    return TranslatorSettings(**{"batch_size": 4, "context_sentences": 1, "max_retries": 2, **overrides})
+    """The retry-policy tests run with the grammar on every request (the split and retry counts they assert);
+    the ``json_grammar`` tests below cover the other modes."""
+    return TranslatorSettings(
+        **{"batch_size": 4, "context_sentences": 1, "max_retries": 2, "json_grammar": "on", **overrides}
+    )
 
 
 MANY = [f"Sentence number {n} is about the weather in town." for n in range(10)]
@@ -249,6 +255,40 @@ def test_always_invalid_keeps_every_line_in_source_with_flag() -> None:
     assert all(t.flags == (FLAG_FAILED,) for t in result)
     # one batch of 4, two of 2, then each single: one try plus one retry
     assert [len(r) for r in backend.requests] == [4, 2, 1, 1, 1, 1, 2, 1, 1, 1, 1]
+
+
+def test_json_grammar_retries_constrains_only_the_second_try() -> None:
+    """``retries`` (the default): first tries go without the schema; an unusable answer gets the same batch once
+    more with it, before any split; single-line retries keep it."""
+    assert TranslatorSettings().json_grammar == "retries"
+    backend = FakeBackend(invalid_json_for_batches)
+    inputs = sentences(MANY[:6])
+    result = LLMTranslator(settings(json_grammar="retries"), backend).translate(
+        inputs, source_language="en", target_language="ru"
+    )
+    assert [t.text for t in result] == [fake_ru(s.text) for s in inputs]
+    assert [len(r) for r in backend.requests][:2] == [4, 4]  # the same batch again, constrained
+    assert backend.constrained[:2] == [False, True]
+
+
+def test_json_grammar_retries_sends_no_schema_when_answers_parse() -> None:
+    backend = FakeBackend()
+    LLMTranslator(settings(json_grammar="retries"), backend).translate(
+        sentences(MANY), source_language="en", target_language="ru"
+    )
+    assert backend.constrained == [False, False, False]
+
+
+@pytest.mark.parametrize("mode, expected", [("on", True), ("off", False)])
+def test_json_grammar_on_and_off(mode: str, expected: bool) -> None:
+    backend = FakeBackend(invalid_json_for_batches)
+    inputs = sentences(MANY[:6])
+    result = LLMTranslator(settings(json_grammar=mode), backend).translate(
+        inputs, source_language="en", target_language="ru"
+    )
+    assert [t.text for t in result] == [fake_ru(s.text) for s in inputs]
+    assert set(backend.constrained) == {expected}
+    assert [len(r) for r in backend.requests][:2] == [4, 2]  # no second try of the batch: it is split at once
 
 
 def test_source_copied_back_is_retried_then_flagged(caplog: pytest.LogCaptureFixture) -> None:

@@ -40,7 +40,7 @@ class ScriptedBackend:
     ) -> str:
         self.messages.append(messages)
         lines = last_json(messages)
-        assert json_schema is not None and json_schema["required"] == list(lines)
+        assert json_schema is None or json_schema["required"] == list(lines)
         if is_names_request(messages):
             return json.dumps({k: self.names.get(k, k) for k in lines}, ensure_ascii=False)
         out = {}
