@@ -208,6 +208,8 @@ def ensure_model(name: str, models_dir: Path, *, install: bool = True) -> Path:
     if _is_verified(model, target) and all(
         (target.parent / Path(rel).name).is_file() for _, rel in model.copies
     ):
+        if install and any(_package_dir(m) is None for m in model.modules):
+            _install_packages(model)  # code the model runs with: a new venv beside a models folder made before
         return target
     if install:
         _install_packages(model)
