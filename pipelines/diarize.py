@@ -243,6 +243,21 @@ def cluster(
     return np.argmax(emb @ centroids.T, axis=1), k
 
 
+def smooth(labels: np.ndarray, windows: list[_Window]) -> np.ndarray:
+    """A lone window whose neighbours (overlapping it) agree on another speaker takes theirs: one 1.5 s window
+    cannot be a turn of its own at a 0.75 s hop, so such a flip is noise that would split a sentence."""
+    out = labels.copy()
+    for i in range(1, len(labels) - 1):
+        a, b = windows[i - 1], windows[i + 1]
+        if (
+            labels[i - 1] == labels[i + 1] != labels[i]
+            and a.end_s > windows[i].start_s
+            and b.start_s < windows[i].end_s
+        ):
+            out[i] = labels[i - 1]
+    return out
+
+
 def median_pitch(audio: np.ndarray) -> float | None:
     """Median F0 (Hz) of the voiced frames of 16 kHz ``audio`` (librosa YIN, 60-400 Hz); None if unvoiced."""
     import librosa
@@ -284,16 +299,18 @@ class Diarizer:
         audio = np.asarray(samples, dtype=np.float32).reshape(-1)
         if rate != SAMPLE_RATE_HZ:
             raise ModelError(f"diarization needs 16 kHz audio, got {rate} Hz")
-        feats = self.embedder.features(audio)
         windows = speech_windows([(w.start_s, w.end_s) for w in words], s.window_s, s.hop_s)
         # Energy gate: a window much quieter than the typical one (breath, noise between words) is left out.
         energy = np.array([_rms(audio, w) for w in windows])
         if energy.size:
             keep = energy >= np.median(energy) * 10 ** (-s.energy_gate_db / 20)
             windows = [w for w, k in zip(windows, keep, strict=True) if k]
-        feat_windows = [_frames(feats, w) for w in windows]
-        ok = [i for i, f in enumerate(feat_windows) if f.shape[0] >= SUB_WINDOW]
-        windows, feat_windows = [windows[i] for i in ok], [feat_windows[i] for i in ok]
+        feat_windows: list[np.ndarray] = []
+        if len(windows) >= max(s.min_windows, 2 * (speakers or 1)):  # else too little speech: no features at all
+            feats = self.embedder.features(audio)
+            feat_windows = [_frames(feats, w) for w in windows]
+            ok = [i for i, f in enumerate(feat_windows) if f.shape[0] >= SUB_WINDOW]
+            windows, feat_windows = [windows[i] for i in ok], [feat_windows[i] for i in ok]
         if len(windows) < max(s.min_windows, 2 * (speakers or 1)):
             result = self._single(words, "too_short", started)
             if speakers is not None and speakers > 1:
@@ -303,6 +320,7 @@ class Diarizer:
         if speakers is None and s.min_speakers == 1 and self._is_single(emb, s):
             return self._single(words, "single", started, audio, len(windows))
         labels, _ = cluster(emb, speakers=speakers, min_k=s.min_speakers, max_k=s.max_speakers)
+        labels = smooth(labels, windows)
         method = "forced" if speakers is not None else "eigengap"
         centres = np.array([(w.start_s + w.end_s) / 2 for w in windows])
         per_word = [int(labels[np.argmin(np.abs(centres - (w.start_s + w.end_s) / 2))]) for w in words]

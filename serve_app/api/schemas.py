@@ -79,6 +79,12 @@ class JobCreate(BaseModel):
     mode: Literal["dub", "subtitles"] = "dub"
     burn_in: bool = False
     glossary: dict[GlossaryTerm, GlossaryText] = Field(default_factory=dict, max_length=2000)
+    speakers: int | None = Field(default=None, ge=1, le=20, description="How many people speak; None: counted.")
+    min_speakers: int | None = Field(default=None, ge=1, le=20, description="Fewest speakers the count may find.")
+    max_speakers: int | None = Field(default=None, ge=1, le=20, description="Most speakers the count may find.")
+    speaker_voices: dict[str, str] = Field(
+        default_factory=dict, max_length=20, description="Speaker label ('S2') -> voice ('rhvoice:irina')."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> JobCreate:

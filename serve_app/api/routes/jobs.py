@@ -16,6 +16,8 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from configs.settings import get_settings
+from pipelines.diarize import check_request as check_speakers
 from pipelines.errors import InvalidGlossary
 from pipelines.glossary import parse_glossary
 from pipelines.schema import JobRequest
@@ -74,7 +76,12 @@ async def _submit(
         burn_in=body.burn_in,
         glossary=body.glossary,
         source_subtitles=subtitles,
+        speakers=body.speakers,
+        min_speakers=body.min_speakers,
+        max_speakers=body.max_speakers,
+        speaker_voices=body.speaker_voices,
     )
+    check_speakers(get_settings(), request)  # counts and per-speaker voices: refused now (4xx), before any work
     return await jobs.enqueue(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
 
 
