@@ -139,6 +139,9 @@ class DiarizeSettings(BaseModel):
     single_similarity: float = Field(
         default=0.6, gt=0, le=1, description="...at or above which the input is one speaker and nothing is clustered."
     )
+    merge_similarity: float = Field(
+        default=0.5, gt=0, le=1, description="Found clusters whose centroids are this alike (cosine) are one speaker."
+    )
     threads: int = Field(default=1, ge=1, description="onnxruntime threads for the embedder.")
     subtitle_labels: bool = Field(
         default=False, description="Start a subtitle cue with the speaker ('S2: ...') where the speaker changes."
