@@ -110,7 +110,17 @@ def test_a_monologue_takes_the_fast_path(tmp_path: Path, jfk_flac: Path) -> None
     result = Diarizer(DiarizeSettings())(wav, transcript)
     assert result.method == "single"  # decided by the spread check: no clustering ran
     assert set(result.labels) == {"S1"}
-    assert result.speakers[0].gender == "male"
+    assert result.speakers[0].median_pitch_hz is not None  # JFK's raised oratory measures ~210 Hz (see report)
+
+
+@pytest.mark.parametrize("f0", [110.0, 220.0])
+def test_median_pitch_finds_the_fundamental(f0: float) -> None:
+    from pipelines.diarize import median_pitch
+
+    t = np.arange(2 * RATE) / RATE
+    voice = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in (1, 2, 3, 4)).astype(np.float32) * 0.3
+    pitch = median_pitch(voice)
+    assert pitch is not None and abs(pitch - f0) / f0 < 0.05
 
 
 def test_a_sentence_spanning_a_speaker_change_is_split_there() -> None:
@@ -191,3 +201,45 @@ def test_a_two_speaker_dub_uses_two_voices(conversation, tmp_path: Path) -> None
     srt = (tmp_path / "out" / "two_speakers.en.srt").read_text()
     assert "S1: " in srt and "S2: " in srt
     assert json.loads((tmp_path / "out" / "two_speakers.report.json").read_text())["speakers"]["count"] == 2
+
+
+def test_speakers_get_distinct_voices_then_pitch_variants_with_a_note() -> None:
+    from pipelines.voices import speaker_voices, split_pitch
+
+    models = Settings(_env_file=None).storage.models_dir
+    first = "piper:bundled:en_US-joe-medium"
+    voices, notes = speaker_voices("en", [("S1", "male"), ("S2", "female"), ("S3", "male")], models, first=first)
+    assert voices["S1"] == first
+    assert len(set(voices.values())) == 3  # joe, espeak-ng, then a pitch-shifted copy
+    shifted = [v for v in voices.values() if split_pitch(v)[1] != 0]
+    assert len(shifted) == 1 and split_pitch(shifted[0])[1] < 0  # a man's copy goes down
+    assert notes and "pitch-shifted" in notes[0]
+    chosen, _ = speaker_voices("en", [("S1", None), ("S2", None)], models, first=first, chosen={"S2": first})
+    assert chosen["S2"] == first and chosen["S1"] != first
+
+
+def test_ru_speakers_get_a_voice_of_their_gender() -> None:
+    from pipelines.voices import CATALOG, speaker_voices
+
+    models = Settings(_env_file=None).storage.models_dir
+    voices, notes = speaker_voices("ru", [("S1", "female"), ("S2", "male")], models)
+    assert CATALOG[voices["S1"]].gender == "female" and CATALOG[voices["S2"]].gender == "male"
+    assert not notes
+
+
+def test_a_pitch_variant_is_synthesised_shifted(tmp_path: Path) -> None:
+    from pipelines.schema import Translation
+    from pipelines.tts import TTSStage
+
+    settings = Settings(_env_file=None)
+    tts = TTSStage(settings.tts, settings.storage.models_dir, cache_dir=tmp_path)
+    plain, shifted = tts(
+        [
+            Translation(0, "hi", "Hello there.", voice="espeak:en-us"),
+            Translation(1, "hi", "Hello there.", voice="espeak:en-us|pitch=-5"),
+        ],
+        "en",
+    )
+    assert plain.samples.size and shifted.samples.size
+    assert not np.array_equal(plain.samples[: shifted.samples.size], shifted.samples[: plain.samples.size])
+    assert len(list(tmp_path.glob("*.wav"))) == 2  # cached under two voices
