@@ -40,6 +40,7 @@ def sentence_rows(
                 "speed": round(item.speed, 3) if item else None,
                 "overflow_s": round(item.overflow_s, 3) if item else 0.0,
                 "flags": flags,
+                "speaker": s.speaker,
             }
         )
     return rows
@@ -68,6 +69,7 @@ def build_report(
             "fit": fit_summary(plan) if plan is not None else None,
             "resynthesized": details.get("resynthesized", 0),
             "voice": details.get("voice"),
+            "speaker_voices": getattr(job, "speaker_voices", {}).get(lang),  # None: one voice for all
         }
     speech_s = sum(s.end_s - s.start_s for s in sentences)
     pipe = job.pipe
@@ -85,6 +87,7 @@ def build_report(
         "speech_s": round(speech_s, 3),
         "sentence_count": len(sentences),
         "source_subtitle_compliance": compliance(job.source_cues),
+        "speakers": speakers_summary(getattr(job, "diarization", None)),
         "targets": targets,
         "timings_s": dict(job.timings.seconds),
         "rtf": round(job.timings.seconds.get("total", 0.0) / job.info.duration_s, 4) if job.info.duration_s else None,
@@ -97,6 +100,22 @@ def build_report(
         "notes": list(job.notes),
         "fetch": getattr(job, "fetch_info", None),  # a URL input: url, bytes, sha256, cached
         "source_subtitles": getattr(job, "subtitles_info", None),  # --source-subtitles: cues, rough timing
+    }
+
+
+def speakers_summary(diarization: Any) -> dict[str, Any] | None:
+    """The report's ``speakers``: count, how it was decided, and per speaker its speech and median pitch; None
+    when diarization did not run (off, or subtitles as the transcript)."""
+    if diarization is None:
+        return None
+    return {
+        "count": len(diarization.speakers),
+        "method": diarization.method,
+        "windows": diarization.windows,
+        "speakers": [
+            {"id": s.id, "speech_s": s.speech_s, "median_pitch_hz": s.median_pitch_hz, "gender": s.gender}
+            for s in diarization.speakers
+        ],
     }
 
 

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,7 @@ class Pipeline:
         self._tts = tts
         self._separator = separator
         self._fetcher: Any = None
+        self._diarizer: Any = None
 
     # Stages load lazily: a subtitles-only job never loads TTS, a silent input never loads the LLM.
     @property
@@ -133,6 +134,14 @@ class Pipeline:
         return request.background or self.settings.mix.background
 
     @property
+    def diarizer(self) -> Any:
+        if self._diarizer is None:
+            from pipelines.diarize import Diarizer
+
+            self._diarizer = Diarizer(self.settings.diarize)
+        return self._diarizer
+
+    @property
     def fetcher(self) -> Any:
         if self._fetcher is None:
             from pipelines.fetch import Fetcher
@@ -161,6 +170,9 @@ class Pipeline:
                 model_file(self.models_dir)  # SeparationUnavailable when it is not pulled
             for lang in targets:
                 self.tts.voice_for(lang)
+        from pipelines.diarize import check_request
+
+        check_request(self.settings, request)  # speaker counts and per-speaker voices
         return info, targets, source
 
     def run(
@@ -316,8 +328,15 @@ class _InputRun:
         else:
             with self.stage(Stage.ASR):
                 transcript = self.transcribe(wav)
+        if self.settings.diarize.enabled and wav.is_file():
+            from pipelines.diarize import diarize_step
+
+            with self.stage(Stage.DIARIZE):
+                transcript = diarize_step(self, wav, transcript)
         with self.stage(Stage.SEGMENT):
-            sentences, self.source_cues = transcript_cues(transcript, media_end_s=self.info.duration_s)
+            sentences, self.source_cues = transcript_cues(
+                transcript, media_end_s=self.info.duration_s, speaker_labels=self.settings.diarize.subtitle_labels
+            )
         return transcript, sentences
 
     def transcribe(self, wav: Path) -> Transcript:
@@ -404,13 +423,18 @@ class _JobRun(_InputRun):
     def target_cues(self, sentences: list[Sentence], translations: list[Translation]) -> list[Cue]:
         from pipelines.cues import split_cues, timed_from_translations
 
-        return split_cues(timed_from_translations(sentences, translations), media_end_s=self.info.duration_s)
+        labels = self.settings.diarize.subtitle_labels
+        return split_cues(
+            timed_from_translations(sentences, translations, speaker_labels=labels), media_end_s=self.info.duration_s
+        )
 
     def dub(
         self, staging: Path, lang: str, sentences: list[Sentence], translations: list[Translation]
     ) -> tuple[Path, dict[str, Any]]:
+        from pipelines.diarize import assign_voices
         from pipelines.mix import build_dub_track
 
+        translations = assign_voices(self, lang, sentences, translations)  # a voice per speaker
         clips: list[Clip] = self.pipe.tts(translations, lang) if translations else []
         resynthesized = int(getattr(self.pipe.tts, "synthesized_count", len(clips)))
         plan, translations, clips, extra = self.fit(lang, sentences, translations, clips)
@@ -484,7 +508,7 @@ class _JobRun(_InputRun):
             shorter = self.pipe.translator.shorten(text, target_language=lang, max_chars=int(len(text) * fits / needed))
             if not shorter:
                 continue
-            translations[i] = Translation(translations[i].id, translations[i].source, shorter, (*translations[i].flags, "shortened"))
+            translations[i] = replace(translations[i], text=shorter, flags=(*translations[i].flags, "shortened"))
             clips[i] = self.pipe.tts([translations[i]], lang)[0]
             changed += 1
         return translations, clips, changed

@@ -208,6 +208,8 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         url: Any = None,
         source_subtitles: Any = None,
         background: Any = None,
+        speakers: Any = None,
+        speaker_voices: Any = None,
     ) -> dict[str, Any]:
         call = current_call()
         wait = _bool(wait, "wait")
@@ -216,7 +218,11 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key(), owner=call.owner)
         if record is None:
             inputs = _Inputs(input, url, source_subtitles)
-            record = await _submit(call, inputs, target_languages, source_language, mode, burn_in, glossary, background)
+            # issue 15: counts checked here (invalid params), per-speaker voices when the job starts (before work)
+            who = {"speakers": speakers, "speaker_voices": speaker_voices or {}}
+            record = await _submit(
+                call, inputs, target_languages, source_language, mode, burn_in, glossary, background, who
+            )
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
         return {"job_id": record.id, "state": record.state.value}
 
@@ -241,6 +247,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         burn_in: Any,
         glossary: Any,
         background: Any = None,
+        who: dict[str, Any] | None = None,
     ) -> JobRecord:
         if (inputs.input is None) == (inputs.url is None):
             raise invalid_params("give exactly one input: input (a file id or a shared path) or url")
@@ -261,6 +268,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
                 burn_in=_bool(burn_in, "burn_in"),
                 glossary=_glossary(glossary),
                 background=background,
+                **(who or {}),
             )
         except ValidationError as exc:
             raise invalid_params(f"invalid params: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
