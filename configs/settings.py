@@ -123,6 +123,11 @@ class TTSSettings(BaseModel):
         "(`videotranslator voices list`). Others use the catalog's default (measured), else espeak-ng.",
     )
     espeak_rate_wpm: int = Field(default=175, description="espeak-ng's speed, also for mbrola voices.")
+    speaker_voices: dict[str, str] = Field(
+        default_factory=dict,
+        description="Speaker label (diarize: 'S1', 'S2', ...) -> voice spec, for every target language; "
+        "others get distinct catalog voices of the language (pipelines/voices.py speaker_voices).",
+    )
     normalize_text: bool = Field(
         default=True, description="Spell out numbers, dates, currency and abbreviations before synthesis."
     )
@@ -130,6 +135,41 @@ class TTSSettings(BaseModel):
     kokoro_threads: int = Field(
         default=0, ge=0, description="ONNX Runtime threads of the Kokoro voices (one engine a process); 0: one a core."
     )
+
+
+class DiarizeSettings(BaseModel):
+    """Who speaks (pipelines/diarize.py). On by default: it costs 0.02-0.03 x real time in CPU seconds (d-vectors
+    of 1.5 s windows, docs/BENCHMARKS.md "Diarization"), small next to ASR, translation and TTS, and a monologue
+    stops at a cheap spread check (no clustering)."""
+
+    enabled: bool = Field(
+        default=True, description="Label each word with a speaker; split sentences at speaker changes."
+    )
+    min_speakers: int = Field(default=1, ge=1, le=20, description="Fewest speakers the automatic count may find.")
+    max_speakers: int = Field(default=8, ge=1, le=20, description="Most speakers the automatic count may find.")
+    window_s: float = Field(default=1.5, gt=0.8, description="Seconds of speech per embedding window.")
+    hop_s: float = Field(default=0.75, gt=0, description="Seconds between window starts.")
+    energy_gate_db: float = Field(default=20.0, ge=0, description="Windows this far below the median RMS are left out.")
+    min_windows: int = Field(default=8, ge=2, description="Fewer windows than this: one speaker (too little to count).")
+    single_quantile: float = Field(
+        default=0.1, gt=0, lt=1, description="Quantile of the windows' similarity to their centroid..."
+    )
+    single_similarity: float = Field(
+        default=0.6, gt=0, le=1, description="...at or above which the input is one speaker and nothing is clustered."
+    )
+    merge_similarity: float = Field(
+        default=0.5, gt=0, le=1, description="Found clusters whose centroids are this alike (cosine) are one speaker."
+    )
+    threads: int = Field(default=1, ge=1, description="onnxruntime threads for the embedder.")
+    subtitle_labels: bool = Field(
+        default=False, description="Start a subtitle cue with the speaker ('S2: ...') where the speaker changes."
+    )
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> DiarizeSettings:
+        if self.min_speakers > self.max_speakers:
+            raise ValueError(f"diarize.min_speakers ({self.min_speakers}) > diarize.max_speakers ({self.max_speakers})")
+        return self
 
 
 class FitSettings(BaseModel):
@@ -344,6 +384,7 @@ class Settings(BaseSettings):
     translator: TranslatorSettings = Field(default_factory=TranslatorSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
     fit: FitSettings = Field(default_factory=FitSettings)
+    diarize: DiarizeSettings = Field(default_factory=DiarizeSettings)
     mix: MixSettings = Field(default_factory=MixSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     upload: UploadSettings = Field(default_factory=UploadSettings)

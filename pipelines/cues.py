@@ -46,12 +46,35 @@ class TimedText:
     words: tuple[Word, ...] = ()
 
 
-def timed_from_sentences(sentences: Sequence[Sentence]) -> list[TimedText]:
-    """Source-language cue input: each sentence's text, times (seconds) and words."""
-    return [TimedText(s.start_s, s.end_s, s.text, s.words) for s in sentences]
+def speaker_prefix(sentences: Sequence[Sentence]) -> dict[int, str]:
+    """``{sentence id: 'S2: '}`` for each sentence whose speaker differs from the previous sentence's (the first
+    labelled one included); empty when no sentence has a speaker or all have the same one."""
+    if len({s.speaker for s in sentences}) < 2:
+        return {}
+    out: dict[int, str] = {}
+    previous: str | None = None
+    for s in sentences:
+        if s.speaker is not None and s.speaker != previous:
+            out[s.id] = f"{s.speaker}: "
+        previous = s.speaker
+    return out
 
 
-def timed_from_translations(sentences: Sequence[Sentence], translations: Sequence[Translation]) -> list[TimedText]:
+def timed_from_sentences(sentences: Sequence[Sentence], *, speaker_labels: bool = False) -> list[TimedText]:
+    """Source-language cue input: each sentence's text, times (seconds) and words; with ``speaker_labels``,
+    ``S1: `` before a sentence where the speaker changes (times proportional there: the label has no word)."""
+    prefix = speaker_prefix(sentences) if speaker_labels else {}
+    return [
+        TimedText(s.start_s, s.end_s, prefix[s.id] + s.text)
+        if s.id in prefix
+        else TimedText(s.start_s, s.end_s, s.text, s.words)
+        for s in sentences
+    ]
+
+
+def timed_from_translations(
+    sentences: Sequence[Sentence], translations: Sequence[Translation], *, speaker_labels: bool = False
+) -> list[TimedText]:
     """Pair each translation with its sentence's times (seconds), id for id, in sentence order.
 
     Sentences without a (non-empty) translation are skipped. Translations carry no word timing,
@@ -63,11 +86,12 @@ def timed_from_translations(sentences: Sequence[Sentence], translations: Sequenc
     if unknown:
         raise ValueError(f"translations for unknown sentence ids: {unknown}")
     by_id = {t.id: t for t in translations}
+    prefix = speaker_prefix(sentences) if speaker_labels else {}
     out: list[TimedText] = []
     for s in sentences:
         t = by_id.get(s.id)
         if t is not None and t.text.strip():
-            out.append(TimedText(s.start_s, s.end_s, t.text))
+            out.append(TimedText(s.start_s, s.end_s, prefix.get(s.id, "") + t.text))
     return out
 
 
@@ -241,12 +265,15 @@ def split_cues(
     return _finalise(raw, rules, None if media_end_s is None else _ms(media_end_s))
 
 
-def transcript_cues(transcript: Transcript, *, media_end_s: float | None = None) -> tuple[list[Sentence], list[Cue]]:
+def transcript_cues(
+    transcript: Transcript, *, media_end_s: float | None = None, speaker_labels: bool = False
+) -> tuple[list[Sentence], list[Cue]]:
     """The segment stage in one call: the transcript's sentences (for translation) and its source-language cues
-    (default rules), none lasting past ``media_end_s`` seconds (default: the transcript's duration)."""
+    (default rules), none lasting past ``media_end_s`` seconds (default: the transcript's duration); with
+    ``speaker_labels``, a cue where the speaker changes starts with ``S1: ``."""
     sentences = merge_sentences(transcript)
     end = transcript.duration_s if media_end_s is None else media_end_s
-    return sentences, split_cues(timed_from_sentences(sentences), media_end_s=end)
+    return sentences, split_cues(timed_from_sentences(sentences, speaker_labels=speaker_labels), media_end_s=end)
 
 
 def _ms(seconds: float) -> int:

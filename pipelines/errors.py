@@ -139,3 +139,10 @@ class SeparationUnavailable(VTError):
 
     code = "separation_unavailable"
     http_status = 422
+
+
+class InvalidSpeakers(VTError):
+    """A speaker count out of range (0, 500, min above max) or a per-speaker voice that is not a voice label."""
+
+    code = "invalid_speakers"
+    http_status = 422

@@ -42,6 +42,8 @@ def stream_source(job: _JobRun, wav: Path, lang: str) -> tuple[Transcript, list[
     ASR does not run here (a transcript given or cached, source subtitles, given translations) or cannot stream."""
     if job.preset_transcript is not None or job.subtitles_path is not None or lang in job.preset_translations:
         return None
+    if job.settings.diarize.enabled:  # speakers split sentences, so segmenting waits for the whole transcript
+        return None
     stream = getattr(job.pipe.asr, "stream", None)
     if stream is None or job.known_transcript() is not None:
         return None

@@ -42,7 +42,8 @@ def sentence_rows(
                 "speed": round(item.speed, 3) if item else None,
                 "overflow_s": round(item.overflow_s, 3) if item else 0.0,
                 "flags": flags,
-                "voice": voice if item is not None and item.end_s > item.start_s else None,
+                "voice": ((tr.voice if tr and tr.voice else None) or voice) if item is not None and item.end_s > item.start_s else None,
+                "speaker": s.speaker,
             }
         )
     return rows
@@ -75,6 +76,7 @@ def build_report(
             "voice_info": voice_info(voice, lang, job.request.voices.get(lang), job.pipe.models_dir) if voice else None,
             # Set when espeak-ng speaks because the catalog has no (installed, better) voice for the language.
             "voice_fallback": details.get("voice_fallback"),
+            "speaker_voices": getattr(job, "speaker_voices", {}).get(lang),  # None: one voice for all
         }
     speech_s = sum(s.end_s - s.start_s for s in sentences)
     fallbacks = [f"{lang}: spoken by {t['voice_fallback']}" for lang, t in targets.items() if t["voice_fallback"]]
@@ -93,6 +95,7 @@ def build_report(
         "speech_s": round(speech_s, 3),
         "sentence_count": len(sentences),
         "source_subtitle_compliance": compliance(job.source_cues),
+        "speakers": speakers_summary(getattr(job, "diarization", None)),
         "targets": targets,
         "timings_s": dict(job.timings.seconds),
         "rtf": round(job.timings.seconds.get("total", 0.0) / job.info.duration_s, 4) if job.info.duration_s else None,
@@ -123,6 +126,22 @@ def voice_info(voice: str, language: str, requested: str | None, models_dir: Pat
         "opt_in": bool(row["opt_in"]) if row else False,
         "fallback": engine == "espeak",  # formant synthesis: no better voice for this language (or chosen so)
         "chosen_by": "job" if requested else "configured",
+    }
+
+
+def speakers_summary(diarization: Any) -> dict[str, Any] | None:
+    """The report's ``speakers``: count, how it was decided, and per speaker its speech and median pitch; None
+    when diarization did not run (off, or subtitles as the transcript)."""
+    if diarization is None:
+        return None
+    return {
+        "count": len(diarization.speakers),
+        "method": diarization.method,
+        "windows": diarization.windows,
+        "speakers": [
+            {"id": s.id, "speech_s": s.speech_s, "median_pitch_hz": s.median_pitch_hz, "gender": s.gender}
+            for s in diarization.speakers
+        ],
     }
 
 

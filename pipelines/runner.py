@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -98,6 +98,7 @@ class Pipeline:
         self._tts = tts
         self._separator = separator
         self._fetcher: Any = None
+        self._diarizer: Any = None
 
     # Stages load lazily: a subtitles-only job never loads TTS, a silent input never loads the LLM.
     @property
@@ -137,6 +138,14 @@ class Pipeline:
         return request.background or self.settings.mix.background
 
     @property
+    def diarizer(self) -> Any:
+        if self._diarizer is None:
+            from pipelines.diarize import Diarizer
+
+            self._diarizer = Diarizer(self.settings.diarize)
+        return self._diarizer
+
+    @property
     def fetcher(self) -> Any:
         if self._fetcher is None:
             from pipelines.fetch import Fetcher
@@ -159,6 +168,9 @@ class Pipeline:
         if request.burn_in and not info.has_video:
             raise BurnInNeedsVideo(f"burning subtitles in needs a video stream; {Path(request.input).name} has none")
         self.check_voices(request, targets)
+        from pipelines.diarize import check_request
+
+        check_request(self.settings, request)  # speaker counts and per-speaker voices
         return info, targets, source
 
     def check_voices(self, request: JobRequest, targets: list[str]) -> None:
@@ -353,8 +365,15 @@ class _InputRun:
         else:
             with self.stage(Stage.ASR):
                 transcript = self.transcribe(wav)
+        if self.settings.diarize.enabled and wav.is_file():
+            from pipelines.diarize import diarize_step
+
+            with self.stage(Stage.DIARIZE):
+                transcript = diarize_step(self, wav, transcript)
         with self.stage(Stage.SEGMENT):
-            sentences, self.source_cues = transcript_cues(transcript, media_end_s=self.info.duration_s)
+            sentences, self.source_cues = transcript_cues(
+                transcript, media_end_s=self.info.duration_s, speaker_labels=self.settings.diarize.subtitle_labels
+            )
         return transcript, sentences
 
     def transcribe(self, wav: Path) -> Transcript:
@@ -490,7 +509,10 @@ class _JobRun(_InputRun):
     def target_cues(self, sentences: list[Sentence], translations: list[Translation]) -> list[Cue]:
         from pipelines.cues import split_cues, timed_from_translations
 
-        return split_cues(timed_from_translations(sentences, translations), media_end_s=self.info.duration_s)
+        labels = self.settings.diarize.subtitle_labels
+        return split_cues(
+            timed_from_translations(sentences, translations, speaker_labels=labels), media_end_s=self.info.duration_s
+        )
 
     def dub(
         self,
@@ -502,8 +524,12 @@ class _JobRun(_InputRun):
     ) -> tuple[Path, dict[str, Any]]:
         """TTS (unless ``spoken``: the clips and how many were synthesised, from the overlapped run), the timing
         fit (and shortening) and the mix: the dub track and the plan's details for the report."""
+        from pipelines.diarize import assign_voices
         from pipelines.mix import build_dub_track
 
+        translations = assign_voices(self, lang, sentences, translations)  # a voice per speaker
+        if spoken is not None and any(t.voice for t in translations):
+            spoken = None  # the overlapped run spoke every line in the language's one voice
         clips, resynthesized = spoken if spoken is not None else self.speak_counted(translations, lang)
         plan, translations, clips, extra = self.fit(lang, sentences, translations, clips)
         resynthesized += extra
@@ -585,7 +611,7 @@ class _JobRun(_InputRun):
             shorter = self.pipe.translator.shorten(text, target_language=lang, max_chars=int(len(text) * fits / needed))
             if not shorter:
                 continue
-            translations[i] = Translation(translations[i].id, translations[i].source, shorter, (*translations[i].flags, "shortened"))
+            translations[i] = replace(translations[i], text=shorter, flags=(*translations[i].flags, "shortened"))
             clips[i] = self.speak([translations[i]], lang)[0]
             changed += 1
         return translations, clips, changed

@@ -27,6 +27,7 @@ class Stage(str, Enum):
     EXTRACT = "extract"
     ASR = "asr"
     SUBTITLES = "subtitles"  # in place of ASR: the cues of a subtitle file
+    DIARIZE = "diarize"  # who speaks: after ASR, before the sentences are cut
     SEGMENT = "segment"
     SEPARATE = "separate"  # mix.background=separate: the original's background stem, once per input
     TRANSLATE = "translate"
@@ -53,6 +54,14 @@ class JobRequest(BaseModel):
         default=None,
         description="What plays under the dub: 'separate' (the original without its voice), 'duck' (the original "
         "lowered under each line) or 'none'; None: the mix.background setting.",
+    )
+    speakers: int | None = Field(
+        default=None, ge=1, le=20, description="How many people speak (diarization); None: counted automatically."
+    )
+    min_speakers: int | None = Field(default=None, ge=1, le=20, description="Overrides settings diarize.min_speakers.")
+    max_speakers: int | None = Field(default=None, ge=1, le=20, description="Overrides settings diarize.max_speakers.")
+    speaker_voices: dict[str, str] = Field(
+        default_factory=dict, description="Speaker label ('S1') -> voice spec ('piper:bundled:en_US-joe-medium')."
     )
     output_stem: str | None = Field(
         default=None,
@@ -88,6 +97,7 @@ class Word:
     end_s: float
     text: str
     probability: float = 1.0
+    speaker: str | None = None  # set by diarization (pipelines/diarize.py): 'S1', 'S2', ...
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ class Segment:
     end_s: float
     text: str
     words: tuple[Word, ...] = ()
+    speaker: str | None = None  # diarization's label when the segment has no words
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,7 @@ class Transcript:
                 end_s=s["end_s"],
                 text=s["text"],
                 words=tuple(Word(**w) for w in s.get("words", ())),
+                speaker=s.get("speaker"),
             )
             for s in data.get("segments", ())
         )
@@ -138,6 +150,7 @@ class Sentence:
     end_s: float
     text: str
     words: tuple[Word, ...] = ()
+    speaker: str | None = None  # who says it (diarization); a sentence never spans two speakers
 
 
 @dataclass(frozen=True)
@@ -161,15 +174,25 @@ class Translation:
     source: str
     text: str
     flags: tuple[str, ...] = ()
+    voice: str | None = None  # the TTS voice for this line (a voice per speaker); None: the language's voice
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"id", "source", "text", "flags": [...]}`` (the stage cache, Ray rows, re-dub specs)."""
-        return {"id": self.id, "source": self.source, "text": self.text, "flags": list(self.flags)}
+        """JSON-ready: ``{"id", "source", "text", "flags": [...]}`` and ``"voice"`` when set (the stage cache,
+        Ray rows, re-dub specs)."""
+        data: dict[str, Any] = {"id": self.id, "source": self.source, "text": self.text, "flags": list(self.flags)}
+        if self.voice is not None:
+            data["voice"] = self.voice
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Translation:
-        """The inverse of :meth:`to_dict`; ``flags`` and ``source`` may be missing. KeyError without ``id``/``text``."""
-        return cls(int(data["id"]), str(data.get("source", "")), str(data["text"]), tuple(data.get("flags", ())))
+        """The inverse of :meth:`to_dict`; ``flags``, ``source`` and ``voice`` may be missing. KeyError without
+        ``id``/``text``."""
+        voice = data.get("voice")
+        return cls(
+            int(data["id"]), str(data.get("source", "")), str(data["text"]), tuple(data.get("flags", ())),
+            str(voice) if voice else None,
+        )  # fmt: skip
 
 
 def dump_translations(translations: Iterable[Translation]) -> list[dict[str, Any]]:

@@ -134,15 +134,16 @@ class _Unit:
     end_s: float
     text: str
     word: Word | None
+    speaker: str | None = None
 
 
 def _units(transcript: Transcript) -> list[_Unit]:
     units: list[_Unit] = []
     for seg in transcript.segments:
         if seg.words:
-            units += [_Unit(w.start_s, w.end_s, w.text, w) for w in seg.words if w.text.strip()]
+            units += [_Unit(w.start_s, w.end_s, w.text, w, w.speaker) for w in seg.words if w.text.strip()]
         elif seg.text.strip():
-            units.append(_Unit(seg.start_s, seg.end_s, seg.text, None))
+            units.append(_Unit(seg.start_s, seg.end_s, seg.text, None, seg.speaker))
     return units
 
 
@@ -175,6 +176,8 @@ def merge_sentences(transcript: Transcript, *, max_sentence_s: float = 12.0, max
     under ``3 * max_gap_s``), and is split near its middle (at a comma, semicolon or conjunction if
     there is one, else at the largest pause) while it is longer than ``max_sentence_s`` seconds.
     Segments without words (word timestamps off) count as one unit with the segment's text and times.
+    A sentence also ends where the speaker changes (words labelled by diarization), so none mixes two people;
+    its ``speaker`` is its words' one.
 
     Returns sentences with ids ``0..n-1`` in time order; ``start_s``/``end_s`` are the first unit's
     start and the last unit's end in seconds. ``words`` is empty when any unit had no words.
@@ -225,7 +228,8 @@ def _close(
     """Add ``unit`` (followed by ``nxt``) to the open group: (the open group after it, the groups it closed)."""
     closed: list[list[_Unit]] = []
     gap_s = unit.start_s - current[-1].end_s if current else 0.0
-    if gap_s > max_gap_s and not (gap_s <= 3 * max_gap_s and _goes_on(current[-1].text, unit.text)):
+    turn = bool(current) and unit.speaker != current[-1].speaker  # never one sentence across two speakers
+    if turn or (gap_s > max_gap_s and not (gap_s <= 3 * max_gap_s and _goes_on(current[-1].text, unit.text))):
         closed.append(current)
         current = []
     current = [*current, unit]
@@ -253,5 +257,6 @@ def _group_sentences(group: list[_Unit], max_sentence_s: float, first_id: int) -
             end_s=piece[-1].end_s,
             text=text,
             words=tuple(words) if len(words) == len(piece) else (),
+            speaker=piece[0].speaker,
         )
         next_id += 1

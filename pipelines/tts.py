@@ -247,10 +247,11 @@ class TTSStage:
 
     def __call__(self, translations: Sequence[Translation], language: str, voice: str | None = None) -> list[Clip]:
         """One Clip per translation (same ids, same order); empty text gives a zero-length clip. ``voice``: a
-        job's own voice spec (checked by the caller, ``pipelines.jobvoices``); None: ``voice_for(language)``."""
+        job's own voice spec (checked by the caller, ``pipelines.jobvoices``); None: ``voice_for(language)``.
+        A translation's own ``voice`` (a voice per speaker) wins over both."""
         voice = voice or self.voice_for(language)
         self.synthesized_count = 0
-        clips = [self._clip(voice, t, language) for t in translations]
+        clips = [self._clip(t.voice or voice, t, language) for t in translations]
         cached = len(clips) - self.synthesized_count
         logger.info("tts %s: %d clips, %d synthesised, %d cached", voice, len(clips), self.synthesized_count, cached)
         return clips
@@ -278,8 +279,17 @@ class TTSStage:
         if cached is not None and cached.is_file():
             samples, rate = read_wav(cached)
             return Clip(translation.id, samples.reshape(-1), rate)
-        synth = self.synthesizer(voice, language)
+        from pipelines.voices import split_pitch
+
+        base, semitones = split_pitch(voice)  # a pitch-shifted copy of a voice: more speakers than voices
+        synth = self.synthesizer(base, language)
         samples = trim_silence(synth.synthesize(text), synth.sample_rate_hz)
+        if semitones and samples.size:
+            import librosa
+
+            samples = librosa.effects.pitch_shift(samples, sr=synth.sample_rate_hz, n_steps=semitones).astype(
+                np.float32
+            )
         self.synthesized_count += 1
         if cached is not None:
             write_wav(cached, samples, synth.sample_rate_hz)

@@ -408,3 +408,77 @@ def synthesizer(spec: str, models_dir: Path, language: str | None = None, thread
     from pipelines.rhvoice import RHVoiceSynthesizer
 
     return RHVoiceSynthesizer(voice.profile, voice.folder, models_dir)
+
+
+PITCH_MARK = "|pitch="  # a voice spec suffix: the same voice shifted by this many semitones in post
+VARIANT_SEMITONES = (3.0, -3.0, 5.0, -5.0)
+
+
+def split_pitch(spec: str) -> tuple[str, float]:
+    """``'piper:x|pitch=-3'`` -> ``('piper:x', -3.0)``; a spec without the suffix -> ``(spec, 0.0)``."""
+    voice, mark, shift = spec.partition(PITCH_MARK)
+    return voice, float(shift) if mark else 0.0
+
+
+def language_voices(language: str, models_dir: Path, first: str | None = None) -> list[tuple[str, str]]:
+    """(voice spec, gender) of every usable voice of ``language``: ``first`` (the job's voice for it), then the
+    installed default-eligible catalog voices ordered by measured CER (unmeasured last), then espeak-ng's."""
+    from pipelines.tts import espeak_voice_for
+
+    lang = _lang(language)
+    catalog = sorted(
+        (v for v in CATALOG.values() if lang in v.languages and v.default_eligible and is_installed(v, models_dir)),
+        key=lambda v: (v.cer is None, v.cer or 0.0, -(v.speed_x or 0.0)),
+    )
+    found = [(v.id, v.gender) for v in catalog]
+    try:
+        found.append((f"espeak:{espeak_voice_for(lang)}", "male"))
+    except (UnknownLanguage, ModelError):
+        pass
+    if first is not None:
+        gender = CATALOG[first].gender if first in CATALOG else ("male" if first.startswith("espeak:") else "")
+        found.insert(0, (first, gender))
+    seen: set[str] = set()
+    return [(v, g) for v, g in found if not (v in seen or seen.add(v))]  # type: ignore[func-returns-value]
+
+
+def speaker_voices(
+    language: str,
+    speakers: Sequence[tuple[str, str | None]],
+    models_dir: Path,
+    *,
+    first: str | None = None,
+    chosen: dict[str, str] | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """A distinct voice per speaker (``(label, gender or None)``, most speech first) for ``language``, and notes.
+
+    ``chosen`` (label -> spec, checked) wins; the others take the unused voices of :func:`language_voices`, a
+    voice of the speaker's gender first where there is one. When voices run out, a used voice comes back shifted
+    in pitch (``|pitch=+3``: up for a woman, down for a man), and a note says so.
+    """
+    chosen = {k: check_voice(v, models_dir) for k, v in (chosen or {}).items()}
+    pool = language_voices(language, models_dir, first)
+    used = set(chosen.values())
+    out: dict[str, str] = {}
+    notes: list[str] = []
+    variants = 0
+    for label, gender in speakers:
+        if label in chosen:
+            out[label] = chosen[label]
+            continue
+        free = [(v, g) for v, g in pool if v not in used]
+        if free:
+            voice = next((v for v, g in free if gender and g == gender), free[0][0])
+        else:
+            base = next((v for v, g in pool if gender and g == gender), pool[0][0] if pool else first or "")
+            shifts = [s for s in VARIANT_SEMITONES if (s > 0) == (gender == "female")] or list(VARIANT_SEMITONES)
+            voice = f"{base}{PITCH_MARK}{shifts[variants % len(shifts)]:+g}"
+            variants += 1
+        used.add(voice)
+        out[label] = voice
+    if variants:
+        notes.append(
+            f"{len(speakers)} speakers but {len(pool)} {language} voice(s): {variants} speaker(s) get a pitch-shifted "
+            "copy of a voice"
+        )
+    return out, notes

@@ -129,6 +129,13 @@ def translate(
             help="Under the dub: separate (the original without its voice), duck, none; default: mix.background.",
         ),
     ] = None,
+    speakers: Annotated[
+        int | None, typer.Option("--speakers", help="How many people speak (1-20); counted automatically by default.")
+    ] = None,
+    speaker_voice: Annotated[
+        list[str] | None,
+        typer.Option("--speaker-voice", help="SPEAKER=ENGINE:VOICE, e.g. S2=rhvoice:irina (repeatable)."),
+    ] = None,
 ) -> None:
     """Translate INPUT (a file, a URL, or subtitles alone): subtitles, a dubbed track and a quality report per
     target language."""
@@ -150,6 +157,7 @@ def translate(
             source_subtitles=str(source_subtitles) if source_subtitles else None,
             voices=parse_voice_pairs(voice or []),  # checked by the runner before any work
             background=background,  # type: ignore[arg-type]
+            speakers=speakers, speaker_voices=speaker_voice_pairs(speaker_voice or []),
         )  # fmt: skip
         with out_dir_guard(output), _progress() as progress:
             result = Pipeline(settings).run(request, output, progress=StageProgress(progress))
@@ -186,6 +194,17 @@ def transcribe(
 
 def _print_ok(name: str, path: object) -> None:
     out.print(f"ok  {name:<30} {path}", highlight=False)
+
+
+def speaker_voice_pairs(pairs: list[str]) -> dict[str, str]:
+    """``--speaker-voice S2=ENGINE:VOICE`` pairs as a dict (checked with the request, before any work)."""
+    chosen: dict[str, str] = {}
+    for pair in pairs:
+        label, sep, spec = pair.partition("=")
+        if not sep or not label.strip() or ":" not in spec:
+            fail(f"--speaker-voice must be SPEAKER=ENGINE:VOICE (e.g. S2=rhvoice:irina), not {pair!r}")
+        chosen[label.strip().upper()] = spec.strip()
+    return chosen
 
 
 @models_app.command("pull")

@@ -117,6 +117,12 @@ class JobCreate(BaseModel):
     background: Literal["separate", "duck", "none"] | None = Field(
         default=None, description="Under the dub: 'separate', 'duck' or 'none'; default: the mix.background setting."
     )
+    speakers: int | None = Field(default=None, ge=1, le=20, description="How many people speak; None: counted.")
+    min_speakers: int | None = Field(default=None, ge=1, le=20, description="Fewest speakers the count may find.")
+    max_speakers: int | None = Field(default=None, ge=1, le=20, description="Most speakers the count may find.")
+    speaker_voices: dict[str, str] = Field(
+        default_factory=dict, max_length=20, description="Speaker label ('S2') -> voice ('rhvoice:irina')."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> JobCreate:

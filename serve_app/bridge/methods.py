@@ -193,6 +193,7 @@ class _Options:
     glossary: Any
     voices: Any
     background: Any = None
+    who: dict[str, Any] | None = None  # speakers, speaker_voices (issue 15)
 
 
 def _voices(value: Any) -> dict[str, str]:
@@ -230,6 +231,8 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         source_subtitles: Any = None,
         voices: Any = None,
         background: Any = None,
+        speakers: Any = None,
+        speaker_voices: Any = None,
     ) -> dict[str, Any]:
         call = current_call()
         wait = _bool(wait, "wait")
@@ -238,7 +241,9 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key(), owner=call.owner)
         if record is None:
             inputs = _Inputs(input, url, source_subtitles)
-            options = _Options(mode, burn_in, glossary, voices, background)
+            # issue 15: counts checked here (invalid params), per-speaker voices when the job starts (before work)
+            who = {"speakers": speakers, "speaker_voices": speaker_voices or {}}
+            options = _Options(mode, burn_in, glossary, voices, background, who)
             record = await _submit(call, inputs, target_languages, source_language, options)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
         return {"job_id": record.id, "state": record.state.value}
@@ -282,6 +287,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
                 glossary=_glossary(options.glossary),
                 voices=_voices(options.voices),
                 background=options.background,
+                **(options.who or {}),
             )
         except ValidationError as exc:
             raise invalid_params(f"invalid params: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None

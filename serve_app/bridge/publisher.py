@@ -117,6 +117,10 @@ class JobPublisher:
             params["voices"] = dict(resolved.voices)
         if resolved.background is not None:
             params["background"] = resolved.background
+        if resolved.speakers is not None:
+            params["speakers"] = resolved.speakers
+        if resolved.speaker_voices:
+            params["speaker_voices"] = dict(resolved.speaker_voices)
         if resolved.source_subtitles is not None:  # an upload, stored as <file_id>.<ext>: the bridge takes its id
             params["source_subtitles"] = Path(resolved.source_subtitles).stem
         message = aio_pika.Message(

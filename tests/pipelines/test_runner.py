@@ -93,7 +93,9 @@ def test_run_writes_all_outputs_and_caches_stages(settings: Settings, video: Pat
     )
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["clip.en.srt", "clip.en.vtt", "clip.report.json", "clip.ru.mp4", "clip.ru.srt", "clip.ru.vtt"]
-    assert [s for s, f in seen if f == 0.0] == ["extract", "asr", "segment", "separate", "translate", "tts", "mux"]
+    assert [s for s, f in seen if f == 0.0] == [
+        "extract", "asr", "diarize", "segment", "separate", "translate", "tts", "mux"
+    ]
     assert result.report["sentence_count"] == 2 and result.report["targets"]["ru"]["resynthesized"] == 2
     # a second run resumes from the cache: no ASR, no translation
     again = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out2")
@@ -194,7 +196,7 @@ def test_progress_events_name_their_target_language(settings: Settings, video: P
     pipe.run(request, tmp_path / "out", progress=lambda stage, fraction, lang: seen.append((stage, lang)))
     started = list(dict.fromkeys(seen))
     assert started == [
-        ("extract", None), ("asr", None), ("segment", None), ("separate", None),
+        ("extract", None), ("asr", None), ("diarize", None), ("segment", None), ("separate", None),
         ("translate", "ru"), ("tts", "ru"), ("mux", "ru"),
         ("translate", "es"), ("tts", "es"), ("mux", "es"),
     ]  # fmt: skip
@@ -219,7 +221,7 @@ def test_transcribe_writes_srt_vtt_json_through_the_run_cache(settings: Settings
     doc = json.loads(result.outputs["json"].read_text())
     assert doc["language"] == "en" and [s["text"] for s in doc["sentences"]] == ["w0 w1 w2 w3 end.", "Second one."]
     assert [s.text for s in result.sentences] == ["w0 w1 w2 w3 end.", "Second one."] and result.cues
-    assert [(s, f) for s, f, _ in seen if f == 0.0] == [("extract", 0.0), ("asr", 0.0), ("segment", 0.0)]
+    assert [(s, f) for s, f, _ in seen if f == 0.0] == [("extract", 0.0), ("asr", 0.0), ("diarize", 0.0), ("segment", 0.0)]
     # the same cache as run(): the job reuses the transcription, and a second transcription needs no files
     pipe.run(JobRequest(input=str(video), target_languages=["ru"], mode="subtitles"), tmp_path / "out")
     again = pipe.transcribe(str(video))

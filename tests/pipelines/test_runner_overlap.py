@@ -104,6 +104,7 @@ def make(
     s.pipeline.overlap = overlap
     s.pipeline.queue_size = 2
     s.mix.background = "duck"  # separation is its own step, before the targets; these tests are about the overlap
+    s.diarize.enabled = False  # speakers split sentences: with diarization on, ASR does not stream (a test below)
     s.translator.batch_size, s.translator.context_sentences, s.translator.name_glossary = 4, 2, False
     asr, tts = StreamingASR(speech(count), delay_s=0.01, fail_at=fail_asr_at), FakeTTS()
     backend = WatchedBackend(asr, tts, fail=fail)
@@ -223,7 +224,7 @@ def test_overlap_is_a_setting_read_from_the_environment(
 def test_no_speech_loads_no_translator(video: Path, tmp_path: Path) -> None:
     s = Settings(_env_file=None)
     s.storage.cache_dir = tmp_path / "cache"
-    s.pipeline.overlap = True
+    s.pipeline.overlap, s.diarize.enabled = True, False
     asr = StreamingASR([])
     pipe = Pipeline(s, asr=asr, tts=FakeTTS())
     result = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out")
@@ -240,7 +241,7 @@ def test_stages_that_cannot_stream_run_in_turn_under_overlap(video: Path, tmp_pa
         s = Settings(_env_file=None)
         s.storage.cache_dir = tmp_path / f"cache-{overlap}"
         s.pipeline.overlap = overlap
-        s.mix.background = "duck"
+        s.mix.background, s.diarize.enabled = "duck", False
         asr, tr = FakeASR(), FakeTranslator()
         seen: list[tuple[str, float, str | None]] = []
         pipe = Pipeline(s, asr=asr, translator=tr, tts=FakeTTS())
@@ -249,3 +250,11 @@ def test_stages_that_cannot_stream_run_in_turn_under_overlap(video: Path, tmp_pa
         assert (asr.calls, tr.calls) == (1, 1)
         assert [stage for stage, f, _ in seen if f == 0.0] == ["extract", "asr", "segment", "translate", "tts", "mux"]
     assert comparable(results[True]) == comparable(results[False])
+
+
+def test_with_diarization_on_asr_does_not_stream(video: Path, tmp_path: Path) -> None:
+    """Speakers split sentences, so the segmenter needs the whole diarized transcript: overlap then starts after it."""
+    pipe, asr, _, _ = make(tmp_path, overlap=True)
+    pipe.settings.diarize.enabled = True
+    pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out")
+    assert (asr.streams, asr.calls) == (0, 1)

@@ -17,6 +17,8 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from configs.settings import Settings
+from pipelines.diarize import check_request as check_speakers
 from pipelines.errors import InvalidGlossary, InvalidVoice
 from pipelines.glossary import parse_glossary
 from pipelines.jobvoices import parse_voice_pairs
@@ -66,7 +68,7 @@ JOB_UPLOAD_BODY = {
 
 
 async def _submit(
-    jobs: JobService, body: JobCreate, idempotency_key: str | None, owner: str | None = None
+    jobs: JobService, body: JobCreate, idempotency_key: str | None, owner: str | None, settings: Settings
 ) -> JobRecord:
     """Record the job (local mode) or publish then record it (queue mode: 503 when the broker is down)."""
     if body.url is not None:
@@ -84,7 +86,12 @@ async def _submit(
         source_subtitles=subtitles,
         voices=body.voices,
         background=body.background,
+        speakers=body.speakers,
+        min_speakers=body.min_speakers,
+        max_speakers=body.max_speakers,
+        speaker_voices=body.speaker_voices,
     )
+    check_speakers(settings, request)  # counts and per-speaker voices: refused now (4xx), before any work
     return await jobs.enqueue(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
 
 
@@ -144,9 +151,9 @@ def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreat
 @router.post("", status_code=202, response_model=Envelope[JobPublic])
 async def create_job(
     body: JobCreate, request: Request, jobs: JobServiceDep, prefix: PrefixDep, owner: OwnerDep,
-    idempotency_key: IdempotencyKey = None,
+    settings: SettingsDep, idempotency_key: IdempotencyKey = None,
 ) -> Envelope[JobPublic]:  # fmt: skip
-    record = await _submit(jobs, body, idempotency_key, owner)
+    record = await _submit(jobs, body, idempotency_key, owner, settings)
     request.state.job_id = record.id
     return Envelope(message=f"job {record.id} {record.state.value}", data=_public(record, prefix))
 
@@ -170,7 +177,7 @@ async def upload_and_create_job(
         raise
     info = await receive_upload(form, storage, settings.MAX_FILE_SIZE, owner)
     try:
-        record = await _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner)
+        record = await _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner, settings)
     except Exception:
         await asyncio.to_thread(discard_upload, storage, info.file_id)  # a refused job leaves no orphan upload
         raise
