@@ -157,19 +157,19 @@ CATALOG: dict[str, Voice] = {
             sample_rate_hz=22050,
         ),
         # CER per language: bench/tts_cer.py where it measured the voice (docs/BENCHMARKS.md "Voices (issue 14):
-        # intelligibility, speed, memory": jm_kumo es/de/fr on 10 sentences, it/pt on 20; jf_alpha ja on 20), else
+        # intelligibility, speed, memory": jm_kumo es/de/fr/it/pt and jf_alpha ja on the 24-sentence sets), else
         # bench/kokoro_quick.py (5 sentences a language, "Kokoro voices"). speed_x: s of audio per CPU s (tts_cer).
         _kokoro("jf_alpha", "female", 0.5, ja=0.094, es=0.163, it=0.121, pt=0.197, fr=0.396, de=0.350),
         _kokoro("jf_gongitsune", "female"),
         _kokoro("jf_nezumi", "female"),
         _kokoro("jf_tebukuro", "female"),
-        _kokoro("jm_kumo", "male", 0.6, ja=0.088, es=0.047, it=0.061, pt=0.064, fr=0.253, de=0.071),
+        _kokoro("jm_kumo", "male", 0.6, ja=0.088, es=0.032, it=0.061, pt=0.064, fr=0.238, de=0.072),
     )
 }
 # espeak-ng (GPL-3.0+) speaks every other language; its CER where measured (same bench).
 ESPEAK_CER: dict[str, float] = {
     # bench/tts_cer.py, 20 sentences (docs/BENCHMARKS.md "Voices (issue 14): intelligibility, speed, memory")
-    "ru": 0.588, "de": 0.266, "fr": 0.618, "it": 0.282, "ja": 0.997, "es": 0.328, "pt": 0.411,
+    "ru": 0.588, "de": 0.282, "fr": 0.596, "it": 0.282, "ja": 0.997, "es": 0.335, "pt": 0.411,
 }  # fmt: skip
 ESPEAK_LICENCE = "GPL-3.0-or-later (espeak-ng, system package)"
 # The voices `models pull` installs: the default-eligible ones of these languages.
