@@ -101,6 +101,7 @@ def start_app(config_path: str | Path, host: str | None = None, port: int | None
     name = app_cfg.get("name", "videotranslator")
     serve.run(build_app(args), name=name, route_prefix=app_cfg.get("route_prefix", "/"), blocking=False)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    wait_for_proxy(f"http://{shown}:{port}", app_cfg.get("route_prefix", "/"))
     dashboard_url = f"http://{dashboard}" if dashboard and not str(dashboard).startswith("http") else dashboard
     return ServerInfo(
         ui_url=f"http://{shown}:{port}/",
@@ -108,6 +109,24 @@ def start_app(config_path: str | Path, host: str | None = None, port: int | None
         dashboard_url=dashboard_url or None,
         startup_s=time.perf_counter() - started,
     )
+
+
+def wait_for_proxy(base_url: str, route_prefix: str, timeout_s: float = 120.0) -> None:
+    """Return once Serve's HTTP proxy at ``base_url`` routes ``route_prefix`` (``serve.run`` returns when the
+    replicas are up; a proxy started on a new port may still be binding). Raises TimeoutError."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            routes = httpx.get(f"{base_url}/-/routes", timeout=5.0)
+            if routes.status_code == 200 and route_prefix in routes.json():
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"Serve's HTTP proxy at {base_url} does not route {route_prefix!r} after {timeout_s:.0f} s")
+        time.sleep(0.25)
 
 
 def check_bind(host: str, app_args: dict[str, Any] | None = None) -> None:
