@@ -29,6 +29,9 @@ English lines of bench/mt_set, no sentence repeated (bench/_media.long_paragraph
 clip of two short real recordings repeated (3 distinct sentences; it understates the translation time of real
 speech).
 
+``--speakers-separation``: issue 15's cost, the job with diarization and separation on (diarize.enabled,
+mix.background=separate) against off (background=duck), ``--rounds`` runs of each, interleaved, cold caches.
+
 ``--checkout NAME=DIR`` (repeatable): each checkout runs the job in its own process (that checkout's ``pipelines``
 on ``sys.path``, cold stage cache, models loaded outside the timed job), on the same input; the checkouts take
 turns ``--rounds`` times, so a noisy neighbour hits them alike. Printed per round: stage times, and each
@@ -120,6 +123,39 @@ def overlap_ab(pipe: Pipeline, request: JobRequest, tmp: Path, rounds: int) -> d
             "stages_busy_s": [r["report"]["timings_s"] for r in items],
         }
     result["speedup"] = round(result["off"]["wall_median_s"] / result["on"]["wall_median_s"], 3)
+    return result
+
+
+def speakers_ab(pipe: Pipeline, request: JobRequest, tmp: Path, rounds: int, duration_s: float) -> dict[str, Any]:
+    """Issue 15's cost: diarization and separation on (diarize.enabled, mix.background=separate) against off
+    (no diarization, background=duck, the behaviour before), interleaved (order swapped each round), each run
+    from a cold stage cache with the models loaded before the clock starts."""
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for n in range(rounds):
+        for mode in ("off", "on") if n % 2 == 0 else ("on", "off"):
+            settings = pipe.settings.model_copy(deep=True)
+            settings.diarize.enabled = mode == "on"
+            settings.mix.background = "separate" if mode == "on" else "duck"
+            settings.storage.cache_dir = tmp / f"cache-sp-{mode}-{n}"
+            run = Pipeline(settings, asr=pipe.asr)
+            run.translator, run.tts.voice_for(request.target_languages[0])
+            load = os.getloadavg()[0]
+            t = time.perf_counter()
+            report = run.run(request, tmp / f"out-sp-{mode}-{n}").report
+            wall = round(time.perf_counter() - t, 2)
+            del run
+            gc.collect()
+            runs[mode].append({"wall_s": wall, "rtf": round(wall / duration_s, 3), "load": round(load, 2),
+                               "stages_s": report["timings_s"], "speakers": (report.get("speakers") or {}).get("count"),
+                               "background": report.get("background")})  # fmt: skip
+            print(f"speakers+separation {mode}: {wall} s wall (load {load:.1f}) {report['timings_s']}", file=sys.stderr)
+    result: dict[str, Any] = {"runs": runs}
+    for mode, items in runs.items():
+        walls = [r["wall_s"] for r in items]
+        result[mode] = {"wall_median_s": round(statistics.median(walls), 2),
+                        "rtf_median": round(statistics.median(walls) / duration_s, 3)}  # fmt: skip
+    result["cost_rtf"] = round(result["on"]["rtf_median"] - result["off"]["rtf_median"], 3)
+    result["ratio"] = round(result["on"]["wall_median_s"] / result["off"]["wall_median_s"], 3)
     return result
 
 
@@ -241,6 +277,8 @@ def main() -> None:
     parser.add_argument(
         "--espeak-baseline", action="store_true", help="per target: the voice against espeak-ng, interleaved"
     )
+    parser.add_argument("--speakers-separation", action="store_true",
+                        help="issue 15's cost: diarization + separation on against off, interleaved (--rounds each)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR",
                         help="compare checkouts, each in its own process (repeatable; the first is the baseline)")
@@ -280,6 +318,11 @@ def main() -> None:
         if args.overlap == "both":
             request = JobRequest(input=str(clip), target_languages=args.to)
             results["overlap"] = overlap_ab(pipe, request, Path(tmp), args.rounds)
+            _write(results, args.json)
+            return
+        if args.speakers_separation:
+            request = JobRequest(input=str(clip), target_languages=args.to)
+            results["speakers_separation"] = speakers_ab(pipe, request, Path(tmp), args.rounds, args.duration)
             _write(results, args.json)
             return
         if args.overlap is not None:

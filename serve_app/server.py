@@ -95,8 +95,16 @@ def start_app(config_path: str | Path, host: str | None = None, port: int | None
     port = int(port or http.get("port", 8000))
     app_cfg = profile["applications"][0]
     args = deep_merge(app_cfg.get("args") or {}, app_args or {})
-    check_bind(host, args)
+    check_bind(host, args)  # before Ray starts: a refused bind costs nothing
     dashboard = init_ray(dashboard_port)
+    running = running_http_options()
+    if running is not None and running != (host, port):
+        # A running Serve keeps the HTTP options it was started with (serve.start ignores new ones), so the
+        # app is served where that proxy listens: say so, and report the address that answers.
+        logger.warning("Serve is already running in this Ray cluster on %s:%s; the app is served there, not on %s:%s",
+                       running[0], running[1], host, port)  # fmt: skip
+        host, port = running
+        check_bind(host, args)
     serve.start(http_options={"host": host, "port": port}, proxy_location=profile.get("proxy_location", "HeadOnly"))
     name = app_cfg.get("name", "videotranslator")
     serve.run(build_app(args), name=name, route_prefix=app_cfg.get("route_prefix", "/"), blocking=False)
@@ -109,6 +117,16 @@ def start_app(config_path: str | Path, host: str | None = None, port: int | None
         dashboard_url=dashboard_url or None,
         startup_s=time.perf_counter() - started,
     )
+
+
+def running_http_options() -> tuple[str, int] | None:
+    """The (host, port) of the Serve instance already running in the connected Ray cluster, or None."""
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client(raise_if_no_controller_running=False)
+    if client is None:
+        return None
+    return str(client.http_config.host), int(client.http_config.port)
 
 
 def wait_for_proxy(base_url: str, route_prefix: str, timeout_s: float = 120.0) -> None:

@@ -91,3 +91,25 @@ def test_the_ingress_replica_checks_again(public_serve: None, tmp_path: Path) ->
     status = serve.status().applications[APP].deployments["Ingress"]
     assert status.status == "DEPLOY_FAILED" and status.replica_states.get("RUNNING", 0) == 0
     assert "refusing to start the HTTP service on 0.0.0.0 without API keys" in status.message
+
+
+def test_start_app_serves_where_a_running_serve_listens(ray_cluster: None, tmp_path: Path) -> None:
+    """A Serve instance already running in the cluster keeps its HTTP options (``serve.start`` ignores new ones):
+    ``start_app`` reports and waits for the address that really answers, not the port it was asked for (the
+    fresh-clone CI failure: a module's app on a new port, behind a proxy another module had left on 8000)."""
+    import httpx
+    from ray import serve
+
+    from serve_app.server import start_app
+
+    serve.shutdown()
+    first = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": first})
+    try:
+        settings = {"storage": {"root": str(tmp_path)}, "service": {"job_store_url": f"sqlite:///{tmp_path}/jobs.db"}}
+        info = start_app(CONFIGS / "serve.cpu.yaml", host="127.0.0.1", port=free_port(), app_args={"settings": settings})
+        assert info.ui_url == f"http://127.0.0.1:{first}/"
+        health = httpx.get(f"{info.ui_url}healthz", timeout=30)
+        assert health.status_code == 200 and health.json()["status"] == "success"
+    finally:
+        serve.shutdown()
