@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from configs.settings import SPEAKERS_LIMIT
 from pipelines.errors import BackendUnavailable, InvalidSpeakers, ModelError
 from pipelines.schema import JobRequest, Segment, Sentence, Transcript, Translation, Word
 
@@ -43,7 +44,6 @@ SAMPLE_RATE_HZ = 16000
 EMBEDDER_SHA256 = "c4d17ba220a33d7f27866c78f573372f4ae2dd57b405cdacdaf4483ecc374812"
 N_FFT, WIN_LENGTH, HOP_LENGTH, N_MELS = 512, 400, 160, 40  # the embedder's training recipe (10 ms frames)
 SUB_WINDOW, SUB_STRIDE = 80, 40  # frames per embedder call, and its stride
-MAX_SPEAKERS_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,13 @@ class DiarizationStage(Protocol):
 
 
 def check_speaker_count(speakers: int | None, min_speakers: int, max_speakers: int) -> None:
-    """Raise InvalidSpeakers unless the counts are sane: 1 <= min <= max <= 20, the forced count within 1..20."""
-    if speakers is not None and not 1 <= speakers <= MAX_SPEAKERS_LIMIT:
-        raise InvalidSpeakers(f"speakers must be between 1 and {MAX_SPEAKERS_LIMIT}, got {speakers}")
-    if not 1 <= min_speakers <= max_speakers <= MAX_SPEAKERS_LIMIT:
+    """Raise InvalidSpeakers unless the counts are sane: 1 <= min <= max <= limit, the forced count within it
+    (the stage's own guard; requests are checked before any work by pipelines.jobinputs)."""
+    if speakers is not None and not 1 <= speakers <= SPEAKERS_LIMIT:
+        raise InvalidSpeakers(f"speakers must be between 1 and {SPEAKERS_LIMIT}, got {speakers}")
+    if not 1 <= min_speakers <= max_speakers <= SPEAKERS_LIMIT:
         raise InvalidSpeakers(
-            f"need 1 <= min_speakers <= max_speakers <= {MAX_SPEAKERS_LIMIT}, got {min_speakers} and {max_speakers}"
+            f"need 1 <= min_speakers <= max_speakers <= {SPEAKERS_LIMIT}, got {min_speakers} and {max_speakers}"
         )
 
 
@@ -464,25 +465,18 @@ def apply_speakers(transcript: Transcript, diarization: Diarization) -> Transcri
 
 
 def effective_settings(settings: Settings, request: JobRequest | None) -> DiarizeSettings:
-    """settings.diarize with the request's ``min_speakers``/``max_speakers`` over it."""
+    """settings.diarize with the request's ``min_speakers``/``max_speakers`` over it (checked before any work
+    by pipelines.jobinputs)."""
     d = settings.diarize
     if request is None:
         return d
-    update = {k: getattr(request, k) for k in ("min_speakers", "max_speakers") if getattr(request, k) is not None}
-    return d.model_copy(update=update) if update else d
-
-
-def check_request(settings: Settings, request: JobRequest) -> None:
-    """Before any work: the speaker counts and every per-speaker voice (settings tts.speaker_voices and the
-    request's). Raises InvalidSpeakers, or UnknownLanguage/ModelError for a voice that does not exist."""
-    from pipelines.voices import check_voice
-
-    d = effective_settings(settings, request)
-    check_speaker_count(request.speakers, d.min_speakers, d.max_speakers)
-    for label, spec in {**settings.tts.speaker_voices, **request.speaker_voices}.items():
-        if not (label[:1] == "S" and label[1:].isdigit() and int(label[1:]) >= 1):
-            raise InvalidSpeakers(f"speaker voice for {label!r}: speakers are named S1, S2, ...")
-        check_voice(spec, settings.storage.models_dir)
+    low, high = request.min_speakers, request.max_speakers
+    if low is None and high is None:
+        return d
+    # One bound alone moves the configured other one out of its way (min_speakers=10 over max 8: 10..10).
+    low = low if low is not None else min(d.min_speakers, high or d.min_speakers)
+    high = high if high is not None else max(d.max_speakers, low)
+    return d.model_copy(update={"min_speakers": low, "max_speakers": high})
 
 
 def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
