@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 
 from configs.settings import SPEAKERS_LIMIT
 from pipelines.errors import BackendUnavailable, InvalidSpeakers, ModelError
-from pipelines.schema import JobRequest, Segment, Sentence, Transcript, Translation, Word
+from pipelines.schema import JobRequest, Segment, Sentence, Stage, Transcript, Translation, Word
 
 if TYPE_CHECKING:
     from configs.settings import DiarizeSettings, Settings
@@ -93,8 +94,17 @@ class Diarization:
 
 class DiarizationStage(Protocol):
     def __call__(
-        self, wav: Path, transcript: Transcript, *, speakers: int | None = None, settings: DiarizeSettings | None = None
-    ) -> Diarization: ...
+        self,
+        wav: Path,
+        transcript: Transcript,
+        *,
+        speakers: int | None = None,
+        settings: DiarizeSettings | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Diarization:
+        """Speakers of ``transcript``'s words in 16 kHz ``wav``. ``progress``: called with the fraction done
+        (0-1) as the work goes on (a remote stage may not call it). Raises InvalidSpeakers, ModelError."""
+        ...
 
 
 def check_speaker_count(speakers: int | None, min_speakers: int, max_speakers: int) -> None:
@@ -145,8 +155,9 @@ class SpeakerEmbedder:
         feats: np.ndarray = np.log10(self._mel_basis @ power + 1e-10).T.astype(np.float32)
         return feats
 
-    def embed(self, windows: list[np.ndarray]) -> np.ndarray:
-        """One L2-normalised d-vector per feature window ((frames, 40) each, >= 80 frames), in a batch."""
+    def embed(self, windows: list[np.ndarray], progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """One L2-normalised d-vector per feature window ((frames, 40) each, >= 80 frames), in batches of 256
+        sub-windows; ``progress``: called with the fraction embedded after each batch."""
         subs: list[np.ndarray] = []
         owner: list[int] = []
         for i, feat in enumerate(windows):
@@ -156,9 +167,12 @@ class SpeakerEmbedder:
                 owner.append(i)
         if not subs:
             return np.zeros((0, 256), dtype=np.float32)
-        emb = np.concatenate(
-            [self._session.run(None, {"mel_window": np.stack(subs[j : j + 256])})[0] for j in range(0, len(subs), 256)]
-        )
+        batches = []
+        for j in range(0, len(subs), 256):
+            batches.append(self._session.run(None, {"mel_window": np.stack(subs[j : j + 256])})[0])
+            if progress is not None:
+                progress(min(j + 256, len(subs)) / len(subs))
+        emb = np.concatenate(batches)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12
         out = np.zeros((len(windows), emb.shape[1]), dtype=np.float32)
         np.add.at(out, np.asarray(owner), emb)
@@ -337,10 +351,18 @@ class Diarizer:
         return SpeakerEmbedder(self.settings.threads)
 
     def __call__(
-        self, wav: Path, transcript: Transcript, *, speakers: int | None = None, settings: DiarizeSettings | None = None
+        self,
+        wav: Path,
+        transcript: Transcript,
+        *,
+        speakers: int | None = None,
+        settings: DiarizeSettings | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> Diarization:
         """Speakers of ``transcript``'s words in 16 kHz ``wav``; ``speakers`` forces the count, ``settings``
-        (e.g. a job's min/max) replace the stage's for this call. Raises InvalidSpeakers, ModelError."""
+        (e.g. a job's min/max) replace the stage's for this call; ``progress`` gets the fraction done (features
+        0.2, embeddings up to 0.9). Raises InvalidSpeakers, ModelError."""
+        report = progress or (lambda fraction: None)
         import time
 
         from pipelines.media import read_wav
@@ -364,6 +386,7 @@ class Diarizer:
         feat_windows: list[np.ndarray] = []
         if len(windows) >= max(s.min_windows, 2 * (speakers or 1)):  # else too little speech: no features at all
             feats = self.embedder.features(audio)
+            report(0.2)
             feat_windows = [_frames(feats, w) for w in windows]
             ok = [i for i, f in enumerate(feat_windows) if f.shape[0] >= SUB_WINDOW]
             windows, feat_windows = [windows[i] for i in ok], [feat_windows[i] for i in ok]
@@ -372,7 +395,7 @@ class Diarizer:
             if speakers is not None and speakers > 1:
                 result.notes.append(f"too little speech ({len(windows)} windows) to find {speakers} speakers: one kept")
             return result
-        emb = self.embedder.embed(feat_windows)
+        emb = self.embedder.embed(feat_windows, lambda done: report(0.2 + 0.7 * done))
         if speakers is None and s.min_speakers == 1 and self._is_single(emb, s):
             return self._single(words, "single", started, audio, len(windows))
         labels, _ = cluster(
@@ -492,7 +515,8 @@ def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
     if cached is not None:
         result = Diarization.from_dict(cached)
     else:
-        result = run.pipe.diarizer(wav, transcript, speakers=speakers, settings=settings)
+        progress = run.fraction_progress(Stage.DIARIZE)  # fractions (and a cancel) while it runs
+        result = run.pipe.diarizer(wav, transcript, speakers=speakers, settings=settings, progress=progress)
         run.cache.put_json("diarize", k, result.to_dict())
     run.diarization = result
     run.notes.extend(result.notes)

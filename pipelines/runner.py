@@ -335,6 +335,23 @@ class _InputRun:
         self.timings.add(name.value, time.perf_counter() - started)
         self.progress(name.value, 1.0, language)
 
+    def seconds_progress(self, name: Stage) -> Callable[[float], None]:
+        """A stage's ``progress`` callback for the seconds of input done so far (see ``fraction_progress``)."""
+        duration_s = max(self.info.duration_s, 1e-3)
+        fraction = self.fraction_progress(name)
+        return lambda done_s: fraction(done_s / duration_s)
+
+    def fraction_progress(self, name: Stage) -> Callable[[float], None]:
+        """A stage's ``progress`` callback for its fraction done (0-1, kept below 1.0 until the stage ends). A
+        cancel requested meanwhile stops the stage there (JobCancelled), so a long one need not run to its end."""
+
+        def report(fraction: float) -> None:
+            if self.should_cancel():
+                raise JobCancelled("the job was cancelled")
+            self.progress(name.value, min(max(fraction, 0.0), 0.99), None)
+
+        return report
+
     def source_stages(self) -> tuple[Transcript, list[Sentence]]:
         """Extract, ASR, segment: the transcript and its sentences; sets ``cache`` and ``source_cues``."""
         return self.recognise(self.extract())
@@ -562,7 +579,7 @@ class _JobRun(_InputRun):
             self.cache.hits.append(Stage.SEPARATE.value)
         else:
             with self.stage(Stage.SEPARATE):
-                self.pipe.separator(Path(self.request.input), stem)
+                self.pipe.separator(Path(self.request.input), stem, progress=self.seconds_progress(Stage.SEPARATE))
         return stem
 
     def fit(

@@ -75,8 +75,10 @@ JFK_TEXT = "And so my fellow Americans, ask not what your country can do for you
 def test_two_speakers_are_found_and_each_word_is_on_its_speaker(conversation) -> None:  # type: ignore[no-untyped-def]
     wav, turns = conversation
     transcript = _transcript(turns, JFK_TEXT)
-    result = Diarizer(DiarizeSettings())(wav, transcript)
+    fractions: list[float] = []
+    result = Diarizer(DiarizeSettings())(wav, transcript, progress=fractions.append)
     assert result.method == "eigengap"
+    assert fractions[0] == 0.2 and fractions == sorted(fractions) and fractions[-1] == pytest.approx(0.9)  # as it goes
     assert len(result.speakers) == 2
     truth = [who for seg, (_, _, who) in zip(transcript.segments, turns, strict=True) for _ in seg.words]
     mapping = {lab: who for lab, who in zip(result.labels, truth, strict=True)}  # last wins; checked below

@@ -1,10 +1,12 @@
 """The job API's speaker fields (issue 15), in JSON (POST /jobs) and in the upload form (POST /jobs/upload): good
 values reach the job's request; bad counts, contradictions and unknown per-speaker voices are a 422 envelope before
-any job (and a refused upload leaves no file behind)."""
+any job (and a refused upload leaves no file behind). A dub over the separated background reports its ``separate``
+stage in the job's events."""
 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +91,50 @@ def test_unreadable_form_fields_are_invalid_request(
 def test_the_page_config_names_the_speakers_limit(client: Any) -> None:
     data = client.get("/config").json()["data"]
     assert data["speakers_limit"] == 20 and data["speakers_enabled"] is True
+
+
+def test_a_separating_job_reports_its_separate_stage(
+    client: Any, tiny_video: Path, services: Any, fakes: dict[str, Any]
+) -> None:
+    """The real separation stage under the fake ASR, translator and TTS; it holds its stage until the client has
+    seen ``separate`` in the events (so the test does not race the 0.5 s poll)."""
+    from pipelines.runner import Pipeline
+    from pipelines.separate import SpleeterSeparator
+    from serve_app.jobs import JobWorker
+
+    seen, reported = threading.Event(), []
+
+    class Held(SpleeterSeparator):
+        def __call__(self, input_path: Path, out_path: Path, *, progress: Any = None) -> Path:
+            def report(done_s: float) -> None:
+                reported.append(done_s)
+                progress(done_s)
+
+            out = super().__call__(input_path, out_path, progress=report)
+            seen.wait(60)
+            return out
+
+    settings = services.settings
+    assert settings.mix.background == "separate" and settings.diarize.enabled
+    r = upload(client, tiny_video, "/jobs/upload", target_languages="ru", mode="dub", speakers="1")
+    job_id = r.json()["data"]["job_id"]
+    separator = Held(settings.storage.models_dir)
+    worker = JobWorker(services.jobs, lambda: Pipeline(settings, separator=separator, **fakes), poll_s=0.05)
+    thread = threading.Thread(target=worker.run_once)
+    thread.start()
+    try:
+        events = []
+        with client.stream("GET", f"/jobs/{job_id}/events") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    events.append(json.loads(line[len("data:") :]))
+                    if events[-1]["stage"] == "separate":
+                        seen.set()
+    finally:
+        seen.set()
+        thread.join(60)
+    stages = [e["stage"] for e in events]
+    assert "separate" in stages and events[-1]["state"] == "succeeded", stages
+    separating = [e["progress"] for e in events if e["stage"] == "separate"]
+    assert min(separating) >= 0.269  # past extract, ASR, diarize and segment: the tracker gives it a share
+    assert reported and reported[-1] == pytest.approx(3.0, abs=0.05)  # the seconds separated, up to the input's
