@@ -25,6 +25,9 @@ from pydantic_settings import (
 )
 
 DEFAULT_YAML = Path(__file__).with_name("settings.yaml")
+# The most speakers a job may name or the diarization may count (settings diarize.*, a job's speakers and
+# min/max_speakers): spectral clustering past this is noise, and each speaker needs a voice of their own.
+SPEAKERS_LIMIT = 20
 
 
 def _default_models_dir() -> Path:
@@ -145,8 +148,12 @@ class DiarizeSettings(BaseModel):
     enabled: bool = Field(
         default=True, description="Label each word with a speaker; split sentences at speaker changes."
     )
-    min_speakers: int = Field(default=1, ge=1, le=20, description="Fewest speakers the automatic count may find.")
-    max_speakers: int = Field(default=8, ge=1, le=20, description="Most speakers the automatic count may find.")
+    min_speakers: int = Field(
+        default=1, ge=1, le=SPEAKERS_LIMIT, description="Fewest speakers the automatic count may find."
+    )
+    max_speakers: int = Field(
+        default=8, ge=1, le=SPEAKERS_LIMIT, description="Most speakers the automatic count may find."
+    )
     window_s: float = Field(default=1.5, gt=0.8, description="Seconds of speech per embedding window.")
     hop_s: float = Field(default=0.75, gt=0, description="Seconds between window starts.")
     energy_gate_db: float = Field(default=20.0, ge=0, description="Windows this far below the median RMS are left out.")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -31,8 +32,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from configs.settings import SPEAKERS_LIMIT
 from pipelines.errors import BackendUnavailable, InvalidSpeakers, ModelError
-from pipelines.schema import JobRequest, Segment, Sentence, Transcript, Translation, Word
+from pipelines.schema import JobRequest, Segment, Sentence, Stage, Transcript, Translation, Word
 
 if TYPE_CHECKING:
     from configs.settings import DiarizeSettings, Settings
@@ -43,7 +45,6 @@ SAMPLE_RATE_HZ = 16000
 EMBEDDER_SHA256 = "c4d17ba220a33d7f27866c78f573372f4ae2dd57b405cdacdaf4483ecc374812"
 N_FFT, WIN_LENGTH, HOP_LENGTH, N_MELS = 512, 400, 160, 40  # the embedder's training recipe (10 ms frames)
 SUB_WINDOW, SUB_STRIDE = 80, 40  # frames per embedder call, and its stride
-MAX_SPEAKERS_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -93,17 +94,27 @@ class Diarization:
 
 class DiarizationStage(Protocol):
     def __call__(
-        self, wav: Path, transcript: Transcript, *, speakers: int | None = None, settings: DiarizeSettings | None = None
-    ) -> Diarization: ...
+        self,
+        wav: Path,
+        transcript: Transcript,
+        *,
+        speakers: int | None = None,
+        settings: DiarizeSettings | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Diarization:
+        """Speakers of ``transcript``'s words in 16 kHz ``wav``. ``progress``: called with the fraction done
+        (0-1) as the work goes on (a remote stage may not call it). Raises InvalidSpeakers, ModelError."""
+        ...
 
 
 def check_speaker_count(speakers: int | None, min_speakers: int, max_speakers: int) -> None:
-    """Raise InvalidSpeakers unless the counts are sane: 1 <= min <= max <= 20, the forced count within 1..20."""
-    if speakers is not None and not 1 <= speakers <= MAX_SPEAKERS_LIMIT:
-        raise InvalidSpeakers(f"speakers must be between 1 and {MAX_SPEAKERS_LIMIT}, got {speakers}")
-    if not 1 <= min_speakers <= max_speakers <= MAX_SPEAKERS_LIMIT:
+    """Raise InvalidSpeakers unless the counts are sane: 1 <= min <= max <= limit, the forced count within it
+    (the stage's own guard; requests are checked before any work by pipelines.jobinputs)."""
+    if speakers is not None and not 1 <= speakers <= SPEAKERS_LIMIT:
+        raise InvalidSpeakers(f"speakers must be between 1 and {SPEAKERS_LIMIT}, got {speakers}")
+    if not 1 <= min_speakers <= max_speakers <= SPEAKERS_LIMIT:
         raise InvalidSpeakers(
-            f"need 1 <= min_speakers <= max_speakers <= {MAX_SPEAKERS_LIMIT}, got {min_speakers} and {max_speakers}"
+            f"need 1 <= min_speakers <= max_speakers <= {SPEAKERS_LIMIT}, got {min_speakers} and {max_speakers}"
         )
 
 
@@ -144,8 +155,9 @@ class SpeakerEmbedder:
         feats: np.ndarray = np.log10(self._mel_basis @ power + 1e-10).T.astype(np.float32)
         return feats
 
-    def embed(self, windows: list[np.ndarray]) -> np.ndarray:
-        """One L2-normalised d-vector per feature window ((frames, 40) each, >= 80 frames), in a batch."""
+    def embed(self, windows: list[np.ndarray], progress: Callable[[float], None] | None = None) -> np.ndarray:
+        """One L2-normalised d-vector per feature window ((frames, 40) each, >= 80 frames), in batches of 256
+        sub-windows; ``progress``: called with the fraction embedded after each batch."""
         subs: list[np.ndarray] = []
         owner: list[int] = []
         for i, feat in enumerate(windows):
@@ -155,9 +167,12 @@ class SpeakerEmbedder:
                 owner.append(i)
         if not subs:
             return np.zeros((0, 256), dtype=np.float32)
-        emb = np.concatenate(
-            [self._session.run(None, {"mel_window": np.stack(subs[j : j + 256])})[0] for j in range(0, len(subs), 256)]
-        )
+        batches = []
+        for j in range(0, len(subs), 256):
+            batches.append(self._session.run(None, {"mel_window": np.stack(subs[j : j + 256])})[0])
+            if progress is not None:
+                progress(min(j + 256, len(subs)) / len(subs))
+        emb = np.concatenate(batches)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-12
         out = np.zeros((len(windows), emb.shape[1]), dtype=np.float32)
         np.add.at(out, np.asarray(owner), emb)
@@ -336,10 +351,18 @@ class Diarizer:
         return SpeakerEmbedder(self.settings.threads)
 
     def __call__(
-        self, wav: Path, transcript: Transcript, *, speakers: int | None = None, settings: DiarizeSettings | None = None
+        self,
+        wav: Path,
+        transcript: Transcript,
+        *,
+        speakers: int | None = None,
+        settings: DiarizeSettings | None = None,
+        progress: Callable[[float], None] | None = None,
     ) -> Diarization:
         """Speakers of ``transcript``'s words in 16 kHz ``wav``; ``speakers`` forces the count, ``settings``
-        (e.g. a job's min/max) replace the stage's for this call. Raises InvalidSpeakers, ModelError."""
+        (e.g. a job's min/max) replace the stage's for this call; ``progress`` gets the fraction done (features
+        0.2, embeddings up to 0.9). Raises InvalidSpeakers, ModelError."""
+        report = progress or (lambda fraction: None)
         import time
 
         from pipelines.media import read_wav
@@ -363,6 +386,7 @@ class Diarizer:
         feat_windows: list[np.ndarray] = []
         if len(windows) >= max(s.min_windows, 2 * (speakers or 1)):  # else too little speech: no features at all
             feats = self.embedder.features(audio)
+            report(0.2)
             feat_windows = [_frames(feats, w) for w in windows]
             ok = [i for i, f in enumerate(feat_windows) if f.shape[0] >= SUB_WINDOW]
             windows, feat_windows = [windows[i] for i in ok], [feat_windows[i] for i in ok]
@@ -371,7 +395,7 @@ class Diarizer:
             if speakers is not None and speakers > 1:
                 result.notes.append(f"too little speech ({len(windows)} windows) to find {speakers} speakers: one kept")
             return result
-        emb = self.embedder.embed(feat_windows)
+        emb = self.embedder.embed(feat_windows, lambda done: report(0.2 + 0.7 * done))
         if speakers is None and s.min_speakers == 1 and self._is_single(emb, s):
             return self._single(words, "single", started, audio, len(windows))
         labels, _ = cluster(
@@ -464,25 +488,18 @@ def apply_speakers(transcript: Transcript, diarization: Diarization) -> Transcri
 
 
 def effective_settings(settings: Settings, request: JobRequest | None) -> DiarizeSettings:
-    """settings.diarize with the request's ``min_speakers``/``max_speakers`` over it."""
+    """settings.diarize with the request's ``min_speakers``/``max_speakers`` over it (checked before any work
+    by pipelines.jobinputs)."""
     d = settings.diarize
     if request is None:
         return d
-    update = {k: getattr(request, k) for k in ("min_speakers", "max_speakers") if getattr(request, k) is not None}
-    return d.model_copy(update=update) if update else d
-
-
-def check_request(settings: Settings, request: JobRequest) -> None:
-    """Before any work: the speaker counts and every per-speaker voice (settings tts.speaker_voices and the
-    request's). Raises InvalidSpeakers, or UnknownLanguage/ModelError for a voice that does not exist."""
-    from pipelines.voices import check_voice
-
-    d = effective_settings(settings, request)
-    check_speaker_count(request.speakers, d.min_speakers, d.max_speakers)
-    for label, spec in {**settings.tts.speaker_voices, **request.speaker_voices}.items():
-        if not (label[:1] == "S" and label[1:].isdigit() and int(label[1:]) >= 1):
-            raise InvalidSpeakers(f"speaker voice for {label!r}: speakers are named S1, S2, ...")
-        check_voice(spec, settings.storage.models_dir)
+    low, high = request.min_speakers, request.max_speakers
+    if low is None and high is None:
+        return d
+    # One bound alone moves the configured other one out of its way (min_speakers=10 over max 8: 10..10).
+    low = low if low is not None else min(d.min_speakers, high or d.min_speakers)
+    high = high if high is not None else max(d.max_speakers, low)
+    return d.model_copy(update={"min_speakers": low, "max_speakers": high})
 
 
 def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
@@ -498,7 +515,8 @@ def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
     if cached is not None:
         result = Diarization.from_dict(cached)
     else:
-        result = run.pipe.diarizer(wav, transcript, speakers=speakers, settings=settings)
+        progress = run.fraction_progress(Stage.DIARIZE)  # fractions (and a cancel) while it runs
+        result = run.pipe.diarizer(wav, transcript, speakers=speakers, settings=settings, progress=progress)
         run.cache.put_json("diarize", k, result.to_dict())
     run.diarization = result
     run.notes.extend(result.notes)

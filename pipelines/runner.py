@@ -28,6 +28,7 @@ from pipelines import cache, media
 from pipelines.cues import transcript_cues
 from pipelines.errors import BurnInNeedsVideo, JobCancelled, NoAudioStream
 from pipelines.fileio import publish, staging_dir
+from pipelines.jobinputs import check_settings_inputs
 from pipelines.jobvoices import check_job_voices
 from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import (
@@ -160,17 +161,14 @@ class Pipeline:
         return Pipeline(settings, asr=self._asr, translator=self._translator, tts=self._tts, separator=self._separator)
 
     def validate(self, request: JobRequest) -> tuple[MediaInfo, list[str], str | None]:
-        """Check a request before any work: languages, the input media, TTS voices, the separation model (with
-        background 'separate'). Raises VTError."""
+        """Check a request before any work: languages, the input media, TTS voices (its speaker options and
+        background: ``run`` checks them first, pipelines.jobinputs). Raises VTError."""
         targets = normalize_targets(request.target_languages)
         source = normalize_language(request.source_language) if request.source_language else None
         info = _probe_audio(request.input, self.settings)
         if request.burn_in and not info.has_video:
             raise BurnInNeedsVideo(f"burning subtitles in needs a video stream; {Path(request.input).name} has none")
         self.check_voices(request, targets)
-        from pipelines.diarize import check_request
-
-        check_request(self.settings, request)  # speaker counts and per-speaker voices
         return info, targets, source
 
     def check_voices(self, request: JobRequest, targets: list[str]) -> None:
@@ -178,10 +176,6 @@ class Pipeline:
         Raises InvalidVoice (a job's voice), UnknownLanguage or ModelError (no voice configured for a target)."""
         chosen = check_job_voices(request.voices, self.models_dir)
         if request.mode == "dub":
-            if self.background(request) == "separate":
-                from pipelines.separate import model_file
-
-                model_file(self.models_dir)  # SeparationUnavailable when it is not pulled
             probe = getattr(self.tts, "probe", None)  # the local TTS stage; a Serve handle's replica probes itself
             for lang in targets:
                 voice = self.voice_for(request, lang)
@@ -215,6 +209,8 @@ class Pipeline:
 
         # Before a URL is fetched: a bad voice is no work at all. Canonical codes from here on (the report's keys).
         request = request.model_copy(update={"voices": check_job_voices(request.voices, self.models_dir)})
+        # The same speaker and background rules as every entrypoint's (counts, speaker voices, separation model).
+        request = check_settings_inputs(self.settings, request)
         request, fetched = fetch_input(self.fetcher, request, progress, should_cancel)  # a URL -> a local file
         if subtitle_kind(request.input) is not None:
             from pipelines.subjob import run_subtitle_job
@@ -338,6 +334,23 @@ class _InputRun:
         yield
         self.timings.add(name.value, time.perf_counter() - started)
         self.progress(name.value, 1.0, language)
+
+    def seconds_progress(self, name: Stage) -> Callable[[float], None]:
+        """A stage's ``progress`` callback for the seconds of input done so far (see ``fraction_progress``)."""
+        duration_s = max(self.info.duration_s, 1e-3)
+        fraction = self.fraction_progress(name)
+        return lambda done_s: fraction(done_s / duration_s)
+
+    def fraction_progress(self, name: Stage) -> Callable[[float], None]:
+        """A stage's ``progress`` callback for its fraction done (0-1, kept below 1.0 until the stage ends). A
+        cancel requested meanwhile stops the stage there (JobCancelled), so a long one need not run to its end."""
+
+        def report(fraction: float) -> None:
+            if self.should_cancel():
+                raise JobCancelled("the job was cancelled")
+            self.progress(name.value, min(max(fraction, 0.0), 0.99), None)
+
+        return report
 
     def source_stages(self) -> tuple[Transcript, list[Sentence]]:
         """Extract, ASR, segment: the transcript and its sentences; sets ``cache`` and ``source_cues``."""
@@ -566,7 +579,7 @@ class _JobRun(_InputRun):
             self.cache.hits.append(Stage.SEPARATE.value)
         else:
             with self.stage(Stage.SEPARATE):
-                self.pipe.separator(Path(self.request.input), stem)
+                self.pipe.separator(Path(self.request.input), stem, progress=self.seconds_progress(Stage.SEPARATE))
         return stem
 
     def fit(

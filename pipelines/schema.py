@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from configs.settings import Background
+from configs.settings import SPEAKERS_LIMIT, Background
 
 Mode = Literal["dub", "subtitles"]
 
@@ -56,12 +56,21 @@ class JobRequest(BaseModel):
         "lowered under each line) or 'none'; None: the mix.background setting.",
     )
     speakers: int | None = Field(
-        default=None, ge=1, le=20, description="How many people speak (diarization); None: counted automatically."
+        default=None,
+        ge=1,
+        le=SPEAKERS_LIMIT,
+        description="How many people speak (diarization); None: counted automatically.",
     )
-    min_speakers: int | None = Field(default=None, ge=1, le=20, description="Overrides settings diarize.min_speakers.")
-    max_speakers: int | None = Field(default=None, ge=1, le=20, description="Overrides settings diarize.max_speakers.")
+    min_speakers: int | None = Field(
+        default=None, ge=1, le=SPEAKERS_LIMIT, description="Overrides settings diarize.min_speakers."
+    )
+    max_speakers: int | None = Field(
+        default=None, ge=1, le=SPEAKERS_LIMIT, description="Overrides settings diarize.max_speakers."
+    )
     speaker_voices: dict[str, str] = Field(
-        default_factory=dict, description="Speaker label ('S1') -> voice spec ('piper:bundled:en_US-joe-medium')."
+        default_factory=dict,
+        description="Speaker label ('S1') -> voice spec ('piper:bundled:en_US-joe-medium'), for every target "
+        "language. Checked before any work (pipelines.jobinputs).",
     )
     output_stem: str | None = Field(
         default=None,

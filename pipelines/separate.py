@@ -12,7 +12,7 @@ so memory is a chunk's whatever the length of the input.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,9 +40,11 @@ _WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.f
 class Separator(Protocol):
     """A separation stage: writes the input's background (its audio without the voice)."""
 
-    def __call__(self, input_path: Path, out_path: Path) -> Path:
+    def __call__(self, input_path: Path, out_path: Path, *, progress: Callable[[float], None] | None = None) -> Path:
         """Write the background stem of ``input_path``'s first audio stream to ``out_path`` (a sound file whose
-        format its suffix names, atomically); returns ``out_path``. Raises MediaError when decoding fails."""
+        format its suffix names, atomically); returns ``out_path``. ``progress``: called with the seconds of
+        input separated so far, as the work goes on (a remote stage may not call it). Raises MediaError when
+        decoding fails."""
         ...
 
 
@@ -124,8 +126,9 @@ class SpleeterSeparator:
         """The background of (frames, 2) float32 ``blocks``, in (frames, 2) blocks: as many frames in all."""
         return crossfade_chunks(blocks, lambda x: self.separate_chunk(x)[0])
 
-    def __call__(self, input_path: Path, out_path: Path) -> Path:
+    def __call__(self, input_path: Path, out_path: Path, *, progress: Callable[[float], None] | None = None) -> Path:
         out = Path(out_path)
+        done = 0
         blocks = iter_audio_blocks(input_path, sample_rate_hz=SAMPLE_RATE_HZ, channels=CHANNELS, block_frames=CHUNK)
         with (
             atomic_path(out, suffix=out.suffix) as tmp,
@@ -133,6 +136,9 @@ class SpleeterSeparator:
         ):
             for block in self.stream(blocks):
                 snd.write(np.clip(block, -1.0, 1.0))
+                done += block.shape[0]
+                if progress is not None:  # about every 10 s of input: one chunk
+                    progress(done / SAMPLE_RATE_HZ)
         return out
 
 

@@ -132,6 +132,12 @@ def translate(
     speakers: Annotated[
         int | None, typer.Option("--speakers", help="How many people speak (1-20); counted automatically by default.")
     ] = None,
+    min_speakers: Annotated[
+        int | None, typer.Option("--min-speakers", help="Fewest speakers the automatic count may find (1-20).")
+    ] = None,
+    max_speakers: Annotated[
+        int | None, typer.Option("--max-speakers", help="Most speakers the automatic count may find (1-20).")
+    ] = None,
     speaker_voice: Annotated[
         list[str] | None,
         typer.Option("--speaker-voice", help="SPEAKER=ENGINE:VOICE, e.g. S2=rhvoice:irina (repeatable)."),
@@ -142,6 +148,7 @@ def translate(
     settings = load_settings()
     with cli_errors():
         from pipelines.glossary import load_glossary
+        from pipelines.jobinputs import parse_speaker_voice_pairs
         from pipelines.jobvoices import parse_voice_pairs
         from pipelines.runner import Pipeline
         from pipelines.schema import JobRequest
@@ -157,7 +164,8 @@ def translate(
             source_subtitles=str(source_subtitles) if source_subtitles else None,
             voices=parse_voice_pairs(voice or []),  # checked by the runner before any work
             background=background,  # type: ignore[arg-type]
-            speakers=speakers, speaker_voices=speaker_voice_pairs(speaker_voice or []),
+            speakers=speakers, min_speakers=min_speakers, max_speakers=max_speakers,
+            speaker_voices=parse_speaker_voice_pairs(speaker_voice or []),  # checked by the runner before any work
         )  # fmt: skip
         with out_dir_guard(output), _progress() as progress:
             result = Pipeline(settings).run(request, output, progress=StageProgress(progress))
@@ -194,17 +202,6 @@ def transcribe(
 
 def _print_ok(name: str, path: object) -> None:
     out.print(f"ok  {name:<30} {path}", highlight=False)
-
-
-def speaker_voice_pairs(pairs: list[str]) -> dict[str, str]:
-    """``--speaker-voice S2=ENGINE:VOICE`` pairs as a dict (checked with the request, before any work)."""
-    chosen: dict[str, str] = {}
-    for pair in pairs:
-        label, sep, spec = pair.partition("=")
-        if not sep or not label.strip() or ":" not in spec:
-            fail(f"--speaker-voice must be SPEAKER=ENGINE:VOICE (e.g. S2=rhvoice:irina), not {pair!r}")
-        chosen[label.strip().upper()] = spec.strip()
-    return chosen
 
 
 @models_app.command("pull")

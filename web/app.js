@@ -12,7 +12,8 @@ const $ = (id) => document.getElementById(id);
 const MEDIA_EXTENSIONS = new Set(["mp4", "m4v", "mov", "mkv", "webm", "avi", "flv", "wmv", "mpg", "mpeg", "ts", "3gp",
   "ogv", "mp3", "m4a", "aac", "wav", "flac", "ogg", "oga", "opus", "wma", "aiff", "aif"]);
 
-let config = { max_file_size: 0, languages: [], accept: [], resumable_threshold_bytes: 0, upload_chunk_bytes: 0 };
+let config = { max_file_size: 0, languages: [], accept: [], resumable_threshold_bytes: 0, upload_chunk_bytes: 0,
+  speakers_limit: 20, speakers_enabled: true };
 let chosenFile = null;
 let currentUpload = null;
 let picker = null;
@@ -100,6 +101,9 @@ async function submit(event, jobs) {
   const glossary = $("glossary").value;
   const bad = glossaryProblem(glossary);
   if (bad) { formStatus(bad, "error"); $("glossary").focus(); return; }
+  const speakers = speakerFields();
+  const badCount = speakersProblem(speakers);
+  if (badCount) { formStatus(badCount, "error"); $("speakers-advanced").open = true; $("min-speakers").focus(); return; }
   const form = $("job-form");
   if (!chosenFile) { await submitLink(link, targets, glossary, jobs); return; }
   const data = new FormData(); // the token and fields first: the server checks them before storing the file
@@ -112,6 +116,7 @@ async function submit(event, jobs) {
   if (glossary.trim()) data.append("glossary", glossary);
   const voices = jobVoices(form);
   if (Object.keys(voices).length) data.append("voices", JSON.stringify(voices));
+  for (const [name, value] of Object.entries(speakers)) data.append(name, String(value));
   data.append("file", chosenFile, chosenFile.name);
   setUploading(true);
   formStatus("");
@@ -166,7 +171,43 @@ function glossaryObject(text) {
 function jobFields(targets, glossary) {
   return { target_languages: targets, source_language: $("source-language").value || null,
     mode: $("job-form").elements.mode.value, burn_in: $("burn-in").checked, glossary: glossaryObject(glossary),
-    background: $("background").value || null, voices: jobVoices($("job-form")) };
+    background: $("background").value || null, voices: jobVoices($("job-form")), ...speakerFields() };
+}
+
+// The speakers field: a count (1..GET /config's speakers_limit) or automatic; "at least"/"at most" bound the
+// automatic count only, so they are off while a count is chosen (the server refuses a contradiction anyway).
+function setUpSpeakers() {
+  const select = $("speakers");
+  $("speakers-field").hidden = !config.speakers_enabled;
+  for (let n = 1; n <= config.speakers_limit; n += 1) select.append(el("option", { value: String(n) }, String(n)));
+  for (const id of ["min-speakers", "max-speakers"]) $(id).max = String(config.speakers_limit);
+  const sync = () => {
+    for (const id of ["min-speakers", "max-speakers"]) $(id).disabled = select.value !== "";
+  };
+  select.addEventListener("change", sync);
+  $("job-form").addEventListener("reset", () => setTimeout(sync));
+}
+
+// What POST /jobs (and the upload form) takes for the speakers: {speakers} or {min_speakers, max_speakers}; {} is
+// automatic within the server's bounds.
+function speakerFields() {
+  if ($("speakers-field").hidden) return {};
+  if ($("speakers").value) return { speakers: Number($("speakers").value) };
+  const out = {};
+  const min = $("min-speakers").value.trim();
+  const max = $("max-speakers").value.trim();
+  if (min) out.min_speakers = Number(min);
+  if (max) out.max_speakers = Number(max);
+  return out;
+}
+
+function speakersProblem({ min_speakers: min, max_speakers: max }) {
+  const limit = config.speakers_limit;
+  const bad = (v) => v !== undefined && !(Number.isInteger(v) && v >= 1 && v <= limit);
+  if (bad(min) || bad(max) || (min !== undefined && max !== undefined && min > max)) {
+    return t("speakers.bad", { min: min ?? 1, max: max ?? limit, limit });
+  }
+  return null;
 }
 
 // A big file: a resumable upload in chunks (progress, cancel, retries from the server's offset), then POST /jobs
@@ -238,6 +279,7 @@ async function main() {
   $("file-limit").textContent = t("file.limit", { size: formatBytes(config.max_file_size) });
   $("file").accept = config.accept.join(",");
   fillSourceSelect($("source-language"), config.languages);
+  setUpSpeakers();
   voicePicker = new VoicePicker($("voice-choices"), $("voice-preview-audio"), { onError: showError });
   picker = new TargetPicker({ list: $("target-list"), search: $("target-search"), chips: $("target-chips"), empty: $("target-empty") },
     config.languages, [], (codes) => voicePicker.update(codes).catch(showError));

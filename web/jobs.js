@@ -6,8 +6,11 @@ import { t } from "./i18n/index.js";
 import { el, formatDuration } from "./format.js";
 import { languageName } from "./languages.js";
 
-// The worker's progress shares (serve_app/jobs/worker.py): input stages, then per target language.
+// The worker's progress shares (serve_app/jobs/worker.py): input stages, then per target language. Diarization
+// and separation take their shares out of ASR's there, so the input stages keep these totals; on the page they
+// are the speech bar's, named after them while they run.
 const INPUT = { extract: 0.05, asr: 0.30, segment: 0.02 };
+const IN_SPEECH_BAR = new Set(["diarize", "separate"]);
 const PER_TARGET = { dub: { translate: 0.35, tts: 0.45, mux: 0.20 }, subtitles: { translate: 0.70, mux: 0.30 } };
 const STAGES = ["extract", "asr", "translate", "tts", "mux"];
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
@@ -157,9 +160,10 @@ export class JobList {
     const stages = STAGES.filter((s) => fractions[s] !== null).map((stage) => {
       const f = fractions[stage];
       const state = f >= 1 ? "done" : (job.state === "running" && f > 0) || (job.state === "running" && job.stage === stage) ? "active" : "pending";
-      const bar = el("progress", { max: "1", value: f.toFixed(3), "aria-label": t("stage." + stage) });
+      const name = t("stage." + (stage === "asr" && IN_SPEECH_BAR.has(job.stage) && f < 1 ? job.stage : stage));
+      const bar = el("progress", { max: "1", value: f.toFixed(3), "aria-label": name });
       return el("li", { class: `stage stage-${state}`, dataset: { stage } },
-        el("span", { class: "stage-name" }, t("stage." + stage)), bar,
+        el("span", { class: "stage-name" }, name), bar,
         el("span", { class: "visually-hidden" }, t("stage." + state)));
     });
     const targets = job.target_languages.map(languageName).join(", ");

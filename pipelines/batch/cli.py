@@ -36,8 +36,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def read_jobs(args: argparse.Namespace, settings: Settings) -> list[JobRequest]:
-    """The jobs the arguments name, with canonical language codes. Raises VTError, ValueError, OSError."""
+    """The jobs the arguments name, with canonical language codes, each checked against ``settings``'s speaker
+    and background rules (pipelines.jobinputs) before any work. Raises VTError, ValueError, OSError."""
     from pipelines.batch.inputs import read_inputs
+    from pipelines.jobinputs import check_settings_inputs
     from pipelines.languages import normalize_language, normalize_targets
 
     glossary: dict[str, str] = {}
@@ -49,7 +51,7 @@ def read_jobs(args: argparse.Namespace, settings: Settings) -> list[JobRequest]:
     source = normalize_language(args.source) if args.source else None
     defaults = JobRequest(input="-", target_languages=normalize_targets(args.to), source_language=source,
                           mode=args.mode, glossary=glossary)  # fmt: skip
-    return read_inputs(args.input, defaults)
+    return read_inputs(args.input, defaults, check=lambda job: check_settings_inputs(settings, job))
 
 
 def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from configs.settings import SPEAKERS_LIMIT
 from serve_app.jobs import FileInfo
 from serve_app.jobs.public import JobError, JobPublic
 
@@ -27,6 +28,7 @@ GlossaryTerm = Annotated[str, Field(min_length=1, max_length=200)]
 GlossaryText = Annotated[str, Field(max_length=500)]
 VoiceLanguage = Annotated[str, Field(min_length=2, max_length=16)]
 VoiceId = Annotated[str, Field(min_length=3, max_length=200)]
+SpeakerLabel = Annotated[str, Field(min_length=2, max_length=8)]  # S1, S2, ...
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -117,11 +119,21 @@ class JobCreate(BaseModel):
     background: Literal["separate", "duck", "none"] | None = Field(
         default=None, description="Under the dub: 'separate', 'duck' or 'none'; default: the mix.background setting."
     )
-    speakers: int | None = Field(default=None, ge=1, le=20, description="How many people speak; None: counted.")
-    min_speakers: int | None = Field(default=None, ge=1, le=20, description="Fewest speakers the count may find.")
-    max_speakers: int | None = Field(default=None, ge=1, le=20, description="Most speakers the count may find.")
-    speaker_voices: dict[str, str] = Field(
-        default_factory=dict, max_length=20, description="Speaker label ('S2') -> voice ('rhvoice:irina')."
+    speakers: int | None = Field(
+        default=None, ge=1, le=SPEAKERS_LIMIT, description="How many people speak; None: counted."
+    )
+    min_speakers: int | None = Field(
+        default=None, ge=1, le=SPEAKERS_LIMIT, description="Fewest speakers the count may find."
+    )
+    max_speakers: int | None = Field(
+        default=None, ge=1, le=SPEAKERS_LIMIT, description="Most speakers the count may find."
+    )
+    speaker_voices: dict[SpeakerLabel, VoiceId] = Field(
+        default_factory=dict,
+        max_length=SPEAKERS_LIMIT,
+        description="Speaker label ('S2') -> voice ('rhvoice:irina') from GET /v1/voices, one that speaks every "
+        "target language. A bad count, a count that contradicts min/max, or an unknown voice is a 422 before the "
+        "job is queued.",
     )
 
     @model_validator(mode="after")

@@ -193,17 +193,25 @@ class _Options:
     glossary: Any
     voices: Any
     background: Any = None
-    who: dict[str, Any] | None = None  # speakers, speaker_voices (issue 15)
+    who: dict[str, Any] | None = None  # speakers, min_speakers, max_speakers, speaker_voices (issue 15)
 
 
-def _voices(value: Any) -> dict[str, str]:
-    """``{language: "engine:voice"}`` (as POST /jobs takes it); the voices themselves are checked by the job
-    service (an unknown or uninstalled voice: -32602 with code ``invalid_voice``)."""
+def _voice_map(value: Any, name: str, shape: str) -> dict[str, str]:
+    """``voices`` ({language: "engine:voice"}) or ``speaker_voices`` ({"S2": "engine:voice"}), as POST /jobs takes
+    them; the keys and voices themselves are checked by the job service (an unknown or uninstalled voice: -32602
+    with code ``invalid_voice``)."""
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise invalid_params('voices must be an object of strings {language: "engine:voice"}', code="invalid_voice")
+        raise invalid_params(f"{name} must be an object of strings {shape}", code="invalid_voice")
     return dict(value)
+
+
+def _count(value: Any, name: str) -> int | None:
+    """A speaker count: an integer or null (a bool or "2" is not one); its range is checked with the job."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise invalid_params(f"{name} must be an integer or null", code="invalid_speakers")
+    return value
 
 
 def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
@@ -233,6 +241,8 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         background: Any = None,
         speakers: Any = None,
         speaker_voices: Any = None,
+        min_speakers: Any = None,
+        max_speakers: Any = None,
     ) -> dict[str, Any]:
         call = current_call()
         wait = _bool(wait, "wait")
@@ -241,8 +251,12 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
         record = await asyncio.to_thread(service.store.get_by_idempotency_key, call.item_key(), owner=call.owner)
         if record is None:
             inputs = _Inputs(input, url, source_subtitles)
-            # issue 15: counts checked here (invalid params), per-speaker voices when the job starts (before work)
-            who = {"speakers": speakers, "speaker_voices": speaker_voices or {}}
+            # issue 15: the types here; ranges, contradictions and voices by the job service (pipelines.jobinputs)
+            who = {
+                "speakers": _count(speakers, "speakers"), "min_speakers": _count(min_speakers, "min_speakers"),
+                "max_speakers": _count(max_speakers, "max_speakers"),
+                "speaker_voices": _voice_map(speaker_voices, "speaker_voices", '{"S2": "engine:voice"}'),
+            }  # fmt: skip
             options = _Options(mode, burn_in, glossary, voices, background, who)
             record = await _submit(call, inputs, target_languages, source_language, options)
         call.watches.append(Watch(job_id=record.id, request_id=call.request_id, wait=wait))
@@ -285,7 +299,7 @@ def build_methods(ctx: MethodContext) -> dict[str, Callable[..., Any]]:
                 mode=options.mode,
                 burn_in=_bool(options.burn_in, "burn_in"),
                 glossary=_glossary(options.glossary),
-                voices=_voices(options.voices),
+                voices=_voice_map(options.voices, "voices", '{language: "engine:voice"}'),
                 background=options.background,
                 **(options.who or {}),
             )

@@ -117,8 +117,9 @@ class JobPublisher:
             params["voices"] = dict(resolved.voices)
         if resolved.background is not None:
             params["background"] = resolved.background
-        if resolved.speakers is not None:
-            params["speakers"] = resolved.speakers
+        for name in ("speakers", "min_speakers", "max_speakers"):
+            if getattr(resolved, name) is not None:
+                params[name] = getattr(resolved, name)
         if resolved.speaker_voices:
             params["speaker_voices"] = dict(resolved.speaker_voices)
         if resolved.source_subtitles is not None:  # an upload, stored as <file_id>.<ext>: the bridge takes its id

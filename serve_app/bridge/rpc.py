@@ -68,7 +68,7 @@ DOMAIN_CODES: dict[str, int] = {
     "media_too_long": -32020,
 }
 # Domain errors that name a bad param of the call: JSON-RPC's own invalid params (-32602), with our envelope.
-PARAM_CODES = frozenset({"invalid_voice"})
+PARAM_CODES = frozenset({"invalid_voice", "invalid_speakers"})
 
 # Protocol errors as jsonrpc-py raises them carry no envelope (and echo the bad request back in ``data``);
 # ours replace that with the envelope and, where the library's message is vague, a clearer one.

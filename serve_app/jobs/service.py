@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from configs.settings import DiarizeSettings
 from pipelines.errors import InputNotFound
+from pipelines.jobinputs import check_job_inputs
 from pipelines.jobvoices import check_job_voices
 from pipelines.languages import normalize_language, normalize_targets
 from pipelines.schema import JobRequest, safe_stem
@@ -70,6 +72,9 @@ class JobService:
         # pulled (build_job_service sets them; None: the runner checks, before any work, when the job starts).
         self.default_background: str = "duck"
         self.models_dir: Path | None = None
+        # diarize and tts.speaker_voices: what a job's speaker options are checked against (pipelines.jobinputs).
+        self.diarize = DiarizeSettings()
+        self.configured_speaker_voices: dict[str, str] = {}
 
     def check_url(self, url: str) -> None:
         """Refuse (URLRefused) a URL input the fetch stage would refuse: not http(s), or a non-public address."""
@@ -120,7 +125,8 @@ class JobService:
         """Queue a job. With ``file_id`` the upload's path replaces ``request.input``; without it
         ``request.input`` must be an existing local file (trusted callers only).
 
-        Raises UnknownLanguage, InvalidVoice, FileNotFound, InputNotFound, QueueFull (past ``max_queued_jobs`` queued jobs).
+        Raises UnknownLanguage, InvalidVoice, InvalidSpeakers, SeparationUnavailable, FileNotFound, InputNotFound,
+        QueueFull (past ``max_queued_jobs`` queued jobs).
         A repeated ``idempotency_key`` returns the existing job; keys are per owner, so another owner's same key
         is simply another job (it can neither find nor block this one). ``check_room=False``: skip the cap (the
         job's message is already published, so it runs whatever this answers). The upload named by ``file_id`` must be ``owner``'s (else FileNotFound), unless
@@ -174,10 +180,12 @@ class JobService:
                 raise InputNotFound(f"input file not found: {Path(path).name}")
         if request.source_subtitles is not None and not Path(request.source_subtitles).is_file():
             raise InputNotFound(f"subtitle file not found: {Path(request.source_subtitles).name}")
-        if request.mode == "dub" and (request.background or self.default_background) == "separate" and self.models_dir:
-            from pipelines.separate import model_file
-
-            model_file(self.models_dir)  # SeparationUnavailable (422) before the job is recorded
+        # Speaker counts, per-speaker voices (catalog voices only) and the separation model: 422 before the job
+        # is recorded, by the rules every entrypoint shares.
+        request = check_job_inputs(
+            request, diarize=self.diarize, configured_voices=self.configured_speaker_voices,
+            background=self.default_background, models_dir=self.models_dir, allow_paths=False,
+        )  # fmt: skip
         update = {
             "input": path, "target_languages": targets, "source_language": source, "output_stem": stem or None,
             "voices": voices,

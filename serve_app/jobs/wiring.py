@@ -34,6 +34,7 @@ def build_job_service(settings: Settings) -> JobService:
     )
     service.url_allow_hosts = list(settings.fetch.allow_hosts)
     service.default_background, service.models_dir = settings.mix.background, settings.storage.models_dir
+    service.diarize, service.configured_speaker_voices = settings.diarize, dict(settings.tts.speaker_voices)
     if settings.queue.mode == "rabbitmq":
         from serve_app.bridge.publisher import JobPublisher  # the bridge imports this module: import late
 

@@ -46,6 +46,10 @@ Clock = Callable[[], float]
 # Shares of the overall progress: the once-per-input stages, then the rest split evenly between the target
 # languages and, within one target, between its stages (which depend on the mode).
 INPUT_STAGES: dict[str, float] = {"extract": 0.05, "asr": 0.30, "segment": 0.02}
+# Input stages a job may add (diarization on; a dub over the separated background), each placed after the stage
+# named and given a share taken from ASR's, so the input stages keep their 0.37 in all (the page's bars,
+# web/jobs.js, rely on it). Separation runs at about 0.15 x real time on 2 cores, diarization at 0.02-0.03.
+OPTIONAL_INPUT_STAGES: dict[str, tuple[str, float]] = {"diarize": ("asr", 0.03), "separate": ("segment", 0.10)}
 TARGET_STAGES: dict[str, dict[str, float]] = {
     "dub": {"translate": 0.35, "tts": 0.45, "mux": 0.20},
     "subtitles": {"translate": 0.70, "mux": 0.30},
@@ -67,10 +71,20 @@ def default_worker_id() -> str:
 class ProgressTracker:
     """Maps the runner's ``(stage, fraction, language)`` events to an overall, non-decreasing progress and an ETA.
 
-    ``targets``: the job's normalised target languages, in the order the runner runs them.
+    ``targets``: the job's normalised target languages, in the order the runner runs them; ``extra``: the
+    OPTIONAL_INPUT_STAGES this job runs (``diarize``, ``separate``), each with a share of its own.
     """
 
-    def __init__(self, targets: list[str], mode: str, *, started: float, clock: Clock, initial: float = 0.0) -> None:
+    def __init__(
+        self, targets: list[str], mode: str, *, started: float, clock: Clock, initial: float = 0.0,
+        extra: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        shares = {**INPUT_STAGES, **{name: OPTIONAL_INPUT_STAGES[name][1] for name in extra}}
+        shares["asr"] -= sum(OPTIONAL_INPUT_STAGES[name][1] for name in extra)
+        names = list(INPUT_STAGES)
+        for name in sorted(extra, key=list(OPTIONAL_INPUT_STAGES).index):
+            names.insert(names.index(OPTIONAL_INPUT_STAGES[name][0]) + 1, name)
+        self.inputs = {name: shares[name] for name in names}
         self.targets = list(targets)
         self.n_targets = max(1, len(self.targets))
         self.weights = TARGET_STAGES.get(mode, TARGET_STAGES["dub"])
@@ -81,18 +95,18 @@ class ProgressTracker:
         if stage == "fetch":
             return FETCH_SHARE * fraction
         stage = STAGE_ALIASES.get(stage, stage)
-        if stage in INPUT_STAGES:
-            names = list(INPUT_STAGES)
-            before = sum(INPUT_STAGES[n] for n in names[: names.index(stage)])
-            return before + INPUT_STAGES[stage] * fraction
+        if stage in self.inputs:
+            names = list(self.inputs)
+            before = sum(self.inputs[n] for n in names[: names.index(stage)])
+            return before + self.inputs[stage] * fraction
         weights = self.weights if stage in self.weights else TARGET_STAGES["dub"]
         if stage not in weights:
             return None
         index = self.targets.index(language) if language in self.targets else 0
         names = list(weights)
         within = sum(weights[n] for n in names[: names.index(stage)]) + weights[stage] * fraction
-        share = (1.0 - sum(INPUT_STAGES.values())) / self.n_targets
-        return sum(INPUT_STAGES.values()) + share * (index + min(within, 1.0))
+        share = (1.0 - sum(self.inputs.values())) / self.n_targets
+        return sum(self.inputs.values()) + share * (index + min(within, 1.0))
 
     def update(self, stage: str, fraction: float, language: str | None = None) -> float:
         """Record one event (``language``: the target of a per-target stage); returns the overall progress (0–1)."""
@@ -119,9 +133,14 @@ class _JobHooks:
         self.job_id, self.log = record.id, log
         self.clock = worker.clock
         self.min_update_s, self.cancel_check_s = worker.min_update_s, worker.cancel_check_s
+        service, request = worker.service, record.request
+        extra = ("diarize",) if service.diarize.enabled else ()
+        if request.mode == "dub" and (request.background or service.default_background) == "separate":
+            extra += ("separate",)
         self.tracker = ProgressTracker(
-            normalize_targets(record.request.target_languages), record.request.mode, started=self.clock(), clock=self.clock, initial=record.progress
-        )
+            normalize_targets(request.target_languages), request.mode, started=self.clock(), clock=self.clock,
+            initial=record.progress, extra=extra,
+        )  # fmt: skip
         self.written_stage: str | None = None
         self.last_write = float("-inf")
         self.last_cancel_check = float("-inf")

@@ -164,12 +164,15 @@ def test_a_dub_over_the_separated_background(
     separator: SpleeterSeparator, speech_over_music: tuple[Path, np.ndarray, np.ndarray], tmp_path: Path
 ) -> None:
     """build_dub_track with background 'separate' plays the stem as it is under the voice (no duck), 'none'
-    plays no original at all, 'duck' lowers the original under the line."""
+    plays no original at all, 'duck' lowers the original under the line. The separator reports its progress in
+    seconds of input, once a chunk (about 10 s), up to the input's length."""
     from pipelines.mix import build_dub_track
     from pipelines.schema import Clip, DubPlan, PlanItem
 
     mix, speech, music = speech_over_music
-    stem = separator(mix, tmp_path / "bg.flac")
+    done_s: list[float] = []
+    stem = separator(mix, tmp_path / "bg.flac", progress=done_s.append)
+    assert len(done_s) >= 2 and done_s == sorted(done_s) and done_s[0] < 13.0 and done_s[-1] == pytest.approx(14.0)
     plan = DubPlan((PlanItem(0, 2.0, 4.0, 1.0, 0.0),))
     clip = Clip(0, np.zeros(2 * 48000, np.float32), 48000)  # a silent line: what is heard is the bed alone
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -17,10 +17,9 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from configs.settings import Settings
-from pipelines.diarize import check_request as check_speakers
-from pipelines.errors import InvalidGlossary, InvalidVoice
+from pipelines.errors import InvalidGlossary, InvalidSpeakers, InvalidVoice
 from pipelines.glossary import parse_glossary
+from pipelines.jobinputs import parse_speaker_voice_pairs
 from pipelines.jobvoices import parse_voice_pairs
 from pipelines.schema import JobRequest
 from serve_app.api.deps import CSRFExpectedDep, JobServiceDep, OwnerDep, PrefixDep, SettingsDep, StorageDep
@@ -59,6 +58,14 @@ JOB_UPLOAD_BODY = {
                             "description": 'this job\'s voices: a JSON object {"ru": "rhvoice:irina"}, or "ru=rhvoice:irina" '
                             "pairs separated by commas (GET /v1/voices)",
                         },
+                        "speakers": {"type": "string", "description": "how many people speak: 1-20, or auto (empty)"},
+                        "min_speakers": {"type": "string", "description": "fewest speakers the count may find"},
+                        "max_speakers": {"type": "string", "description": "most speakers the count may find"},
+                        "speaker_voices": {
+                            "type": "string",
+                            "description": 'a voice per speaker: a JSON object {"S2": "rhvoice:irina"}, or '
+                            '"S2=rhvoice:irina" pairs separated by commas',
+                        },
                     },
                 }
             }
@@ -67,10 +74,9 @@ JOB_UPLOAD_BODY = {
 }
 
 
-async def _submit(
-    jobs: JobService, body: JobCreate, idempotency_key: str | None, owner: str | None, settings: Settings
-) -> JobRecord:
-    """Record the job (local mode) or publish then record it (queue mode: 503 when the broker is down)."""
+async def _submit(jobs: JobService, body: JobCreate, idempotency_key: str | None, owner: str | None) -> JobRecord:
+    """Record the job (local mode) or publish then record it (queue mode: 503 when the broker is down). The
+    service refuses bad speaker options and voices (422) before anything is recorded (pipelines.jobinputs)."""
     if body.url is not None:
         await asyncio.to_thread(jobs.check_url, body.url)  # refused now (4xx), not when the job runs
     subtitles = None
@@ -91,7 +97,6 @@ async def _submit(
         max_speakers=body.max_speakers,
         speaker_voices=body.speaker_voices,
     )
-    check_speakers(settings, request)  # counts and per-speaker voices: refused now (4xx), before any work
     return await jobs.enqueue(request, file_id=body.file_id, owner=owner, idempotency_key=idempotency_key)
 
 
@@ -107,9 +112,12 @@ def _parse_glossary(raw: str | None) -> dict[str, str]:
         raise InvalidRequest(exc.message) from exc
 
 
-def _parse_voices(raw: str | None) -> dict[str, str]:
-    """The ``voices`` form field: a JSON object, or ``lang=engine:voice`` pairs (commas or lines). Raises
-    InvalidRequest; the voices themselves are checked with the job (``JobService``)."""
+def _parse_voice_field(
+    raw: str | None, name: str, shape: str, pairs: Callable[[list[str]], dict[str, str]]
+) -> dict[str, str]:
+    """The ``voices`` or ``speaker_voices`` form field: a JSON object ``shape``, or ``key=engine:voice`` pairs
+    (commas or lines) read by ``pairs``. Raises InvalidRequest; the voices themselves are checked with the job
+    (``JobService``)."""
     text = (raw or "").strip()
     if not text:
         return {}
@@ -117,14 +125,19 @@ def _parse_voices(raw: str | None) -> dict[str, str]:
         try:
             value = json.loads(text)
         except ValueError:
-            raise InvalidRequest("voices must be a JSON object {language: engine:voice}") from None
+            value = None
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise InvalidRequest("voices must be a JSON object {language: engine:voice}")
+            raise InvalidRequest(f"{name} must be a JSON object {shape}")
         return value
     try:
-        return parse_voice_pairs([p.strip() for p in text.replace("\n", ",").split(",") if p.strip()])
-    except InvalidVoice as exc:
+        return pairs([p.strip() for p in text.replace("\n", ",").split(",") if p.strip()])
+    except (InvalidVoice, InvalidSpeakers) as exc:
         raise InvalidRequest(exc.message.replace("--voice", "voices")) from exc
+
+
+def _last(fields: dict[str, list[str]], name: str) -> str:
+    """The last value of form field ``name``, stripped ('' when absent)."""
+    return (fields.get(name) or [""])[-1].strip()
 
 
 def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreate:
@@ -139,7 +152,17 @@ def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreat
     if fields.get("burn_in"):
         data["burn_in"] = fields["burn_in"][-1].strip().lower() in {"1", "true", "on", "yes"}
     data["glossary"] = _parse_glossary(fields.get("glossary", [None])[-1])
-    data["voices"] = _parse_voices(fields.get("voices", [None])[-1])
+    data["voices"] = _parse_voice_field(
+        _last(fields, "voices"), "voices", "{language: engine:voice}", parse_voice_pairs
+    )
+    for name in ("speakers", "min_speakers", "max_speakers"):
+        count = _last(fields, name)
+        if count and count.lower() != "auto":
+            data[name] = count  # JobCreate: an int within 1..SPEAKERS_LIMIT
+    data["speaker_voices"] = _parse_voice_field(
+        _last(fields, "speaker_voices"), "speaker_voices", '{"S2": "engine:voice"}',
+        lambda items: parse_speaker_voice_pairs(items, name="speaker_voices"),
+    )  # fmt: skip
     try:
         return JobCreate.model_validate(data)
     except ValidationError as exc:
@@ -151,9 +174,9 @@ def job_create_from_form(file_id: str, fields: dict[str, list[str]]) -> JobCreat
 @router.post("", status_code=202, response_model=Envelope[JobPublic])
 async def create_job(
     body: JobCreate, request: Request, jobs: JobServiceDep, prefix: PrefixDep, owner: OwnerDep,
-    settings: SettingsDep, idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Envelope[JobPublic]:  # fmt: skip
-    record = await _submit(jobs, body, idempotency_key, owner, settings)
+    record = await _submit(jobs, body, idempotency_key, owner)
     request.state.job_id = record.id
     return Envelope(message=f"job {record.id} {record.state.value}", data=_public(record, prefix))
 
@@ -177,7 +200,7 @@ async def upload_and_create_job(
         raise
     info = await receive_upload(form, storage, settings.MAX_FILE_SIZE, owner)
     try:
-        record = await _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner, settings)
+        record = await _submit(jobs, job_create_from_form(info.file_id, form.fields), idempotency_key, owner)
     except Exception:
         await asyncio.to_thread(discard_upload, storage, info.file_id)  # a refused job leaves no orphan upload
         raise

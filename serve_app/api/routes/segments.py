@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from configs.settings import SPEAKERS_LIMIT
 from pipelines import media
 from pipelines.fileio import atomic_path
 from pipelines.languages import LANGUAGES
@@ -42,6 +43,8 @@ class WebConfig(BaseModel):
     max_translation_chars: int
     resumable_threshold_bytes: int = Field(description="files larger than this go as resumable chunked uploads")
     upload_chunk_bytes: int = Field(description="the chunk size of resumable uploads (upload.chunk_max_bytes)")
+    speakers_limit: int = Field(description="the most speakers a job may name (speakers, min/max_speakers)")
+    speakers_enabled: bool = Field(description="whether jobs take speaker options (settings diarize.enabled)")
 
 
 class SegmentEdit(BaseModel):
@@ -96,6 +99,8 @@ def web_config(settings: SettingsDep) -> Envelope[WebConfig]:
         max_translation_chars=MAX_TRANSLATION_CHARS,
         resumable_threshold_bytes=settings.upload.resumable_threshold_bytes,
         upload_chunk_bytes=settings.upload.chunk_max_bytes,
+        speakers_limit=SPEAKERS_LIMIT,
+        speakers_enabled=settings.diarize.enabled,
     )
     return Envelope(message="config", data=data)
 

@@ -40,6 +40,12 @@ def test_setup_errors_exit_125(tmp_path: Path, capsys: pytest.CaptureFixture[str
     spec = write_jsonl(tmp_path / "m.jsonl", {"input": "a.mp4", "mode": "karaoke"})
     assert cli.main(["--input", str(spec), "--to", "ru", "--output", out], settings=s) == cli.SETUP_ERROR
     assert not (tmp_path / "out").exists()  # nothing written before the batch could start
+    spec = write_jsonl(tmp_path / "v.jsonl", {"input": "a.mp4", "speaker_voices": {"S2": "rhvoice:nobody"}})
+    assert cli.main(["--input", str(spec), "--to", "ru", "--output", out], settings=s) == cli.SETUP_ERROR
+    assert "v.jsonl:1: speaker S2: unknown voice 'rhvoice:nobody'" in capsys.readouterr().err
+    s.storage.models_dir = tmp_path / "no-models"  # the settings' own rules: mix.background=separate, no model
+    assert cli.main(["--input", str(tmp_path / "empty"), "--to", "ru", "--output", out], settings=s) == cli.SETUP_ERROR
+    assert "models pull spleeter-2stems" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_jobs_carry_canonical_languages_and_the_glossary(tmp_path: Path) -> None:

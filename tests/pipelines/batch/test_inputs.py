@@ -54,3 +54,34 @@ def test_bad_lines_name_the_manifest_line(tmp_path: Path) -> None:
     spec = write_jsonl(tmp_path / "n.jsonl", {"to": "ru"})
     with pytest.raises(ValueError, match=r"n\.jsonl:1: a line needs an 'input'"):
         read_inputs(str(spec), DEFAULTS)
+
+
+def test_a_manifest_line_carries_its_speaker_and_background_options(tmp_path: Path) -> None:
+    spec = write_jsonl(
+        tmp_path / "m.jsonl",
+        {"input": "panel.mp4", "speakers": 3, "speaker_voices": {"S2": "espeak:ru"}, "background": "duck"},
+        {"input": "talk.mp4", "min_speakers": 2, "max_speakers": 4},
+        {"input": "plain.mp4"},
+    )
+    panel, talk, plain = read_inputs(str(spec), DEFAULTS)
+    assert (panel.speakers, panel.speaker_voices, panel.background) == (3, {"S2": "espeak:ru"}, "duck")
+    assert (talk.min_speakers, talk.max_speakers, talk.speakers) == (2, 4, None)
+    assert (plain.speakers, plain.min_speakers, plain.speaker_voices, plain.background) == (None, None, {}, None)
+
+
+def test_a_bad_speaker_option_names_its_manifest_line(tmp_path: Path) -> None:
+    """The batch's ``check`` (pipelines.jobinputs, as the CLI wires it) and the request's own bounds."""
+    from configs.settings import DiarizeSettings
+    from pipelines.errors import InvalidSpeakers
+    from pipelines.jobinputs import check_job_inputs
+
+    def check(job: JobRequest) -> JobRequest:
+        return check_job_inputs(job, diarize=DiarizeSettings())
+
+    bad = {"input": "b.mp4", "min_speakers": 5, "max_speakers": 2}
+    spec = write_jsonl(tmp_path / "m.jsonl", {"input": "a.mp4"}, bad)
+    with pytest.raises(InvalidSpeakers, match=r"m\.jsonl:2: min_speakers \(5\) is more than max_speakers \(2\)"):
+        read_inputs(str(spec), DEFAULTS, check=check)
+    spec = write_jsonl(tmp_path / "n.jsonl", {"input": "a.mp4", "speakers": 500})
+    with pytest.raises(ValueError, match=r"n\.jsonl:1: speakers: Input should be less than or equal to 20"):
+        read_inputs(str(spec), DEFAULTS, check=check)

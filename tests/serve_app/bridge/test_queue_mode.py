@@ -77,7 +77,8 @@ def test_post_jobs_publishes_then_records(settings: Settings, fakes: dict[str, A
                 "file_id"
             ]
         body = {"file_id": file_id, "target_languages": ["es"], "mode": "subtitles", "glossary": {"test": "prueba"}}
-        body |= {"speakers": 2, "speaker_voices": {"S2": "espeak:en-us"}}  # issue 15: carried to the bridge
+        who = {"speakers": 2, "min_speakers": 1, "max_speakers": 3, "speaker_voices": {"S2": "espeak:en-us"}}
+        body |= who  # issue 15: carried to the bridge
         first = client.post("/jobs", json=body, headers={"Idempotency-Key": "k1"})
         assert first.status_code == 202, first.text
         job = first.json()["data"]
@@ -92,6 +93,7 @@ def test_post_jobs_publishes_then_records(settings: Settings, fakes: dict[str, A
     assert request["method"] == "translate_video"
     assert request["params"]["input"] == file_id and request["params"]["glossary"] == {"test": "prueba"}
     assert request["params"]["speakers"] == 2 and request["params"]["speaker_voices"] == {"S2": "espeak:en-us"}
+    assert (request["params"]["min_speakers"], request["params"]["max_speakers"]) == (1, 3)
     record = jobs.get(job["job_id"])
     assert record.idempotency_key == f"amqp:{message.message_id}" and record.request.glossary == {"test": "prueba"}
 

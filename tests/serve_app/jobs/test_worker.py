@@ -146,6 +146,24 @@ def test_progress_tracker_weights() -> None:
     assert sub.progress == pytest.approx(0.37 + 0.63 * 0.7)
 
 
+def test_progress_tracker_gives_diarization_and_separation_their_shares() -> None:
+    """Issue 15: a job that diarizes and separates moves on through both (a long separation is not a frozen bar);
+    their shares come out of ASR's, so the input stages still end at 0.37 (what the page's bars assume)."""
+    tracker = ProgressTracker(["ru"], "dub", started=0.0, clock=lambda: 1.0, extra=("separate", "diarize"))
+    assert list(tracker.inputs) == ["extract", "asr", "diarize", "segment", "separate"]
+    assert tracker.update("asr", 1.0) == pytest.approx(0.22)
+    assert tracker.update("diarize", 0.5) == pytest.approx(0.235)
+    assert tracker.update("diarize", 1.0) == pytest.approx(0.25)
+    assert tracker.update("segment", 1.0) == pytest.approx(0.27)
+    assert tracker.update("separate", 0.5) == pytest.approx(0.32)
+    assert tracker.update("separate", 1.0) == pytest.approx(0.37)
+    assert tracker.update("translate", 1.0, "ru") == pytest.approx(0.37 + 0.63 * 0.35)
+    plain = ProgressTracker(["ru"], "dub", started=0.0, clock=lambda: 1.0)
+    assert plain.update("segment", 1.0) == pytest.approx(0.37) and plain.update("separate", 0.5) == pytest.approx(0.37)
+    diarized = ProgressTracker(["ru"], "subtitles", started=0.0, clock=lambda: 1.0, extra=("diarize",))
+    assert diarized.update("asr", 1.0) == pytest.approx(0.32) and diarized.update("diarize", 1.0) == pytest.approx(0.35)
+
+
 def test_progress_tracker_places_each_event_by_its_language() -> None:
     """The target comes with the event, not from the order in which stages start."""
     tracker = ProgressTracker(["ru", "es"], "subtitles", started=0.0, clock=lambda: 1.0)
