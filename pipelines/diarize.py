@@ -475,14 +475,24 @@ def effective_settings(settings: Settings, request: JobRequest | None) -> Diariz
 def check_request(settings: Settings, request: JobRequest) -> None:
     """Before any work: the speaker counts and every per-speaker voice (settings tts.speaker_voices and the
     request's). Raises InvalidSpeakers, or UnknownLanguage/ModelError for a voice that does not exist."""
-    from pipelines.voices import check_voice
+    from pipelines.voices import check_voice_variant
 
     d = effective_settings(settings, request)
     check_speaker_count(request.speakers, d.min_speakers, d.max_speakers)
     for label, spec in {**settings.tts.speaker_voices, **request.speaker_voices}.items():
         if not (label[:1] == "S" and label[1:].isdigit() and int(label[1:]) >= 1):
             raise InvalidSpeakers(f"speaker voice for {label!r}: speakers are named S1, S2, ...")
-        check_voice(spec, settings.storage.models_dir)
+        check_voice_variant(spec, settings.storage.models_dir)  # a re-dub pins pitch-shifted copies too
+
+
+def _unlabelled(transcript: Transcript) -> Transcript:
+    """``transcript`` without speakers: the diarize cache key of a re-dub's saved (labelled) transcript is the
+    original run's, so a re-dub does not diarize again."""
+    segments = tuple(
+        replace(seg, speaker=None, words=tuple(replace(w, speaker=None) for w in seg.words))
+        for seg in transcript.segments
+    )
+    return replace(transcript, segments=segments)
 
 
 def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
@@ -493,7 +503,7 @@ def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
     request: JobRequest | None = getattr(run, "request", None)
     settings = effective_settings(run.settings, request)
     speakers = request.speakers if request is not None else None
-    k = cache.key("diarize", settings.model_dump(), speakers, transcript.to_dict())
+    k = cache.key("diarize", settings.model_dump(), speakers, _unlabelled(transcript).to_dict())
     cached = run.cache.get_json("diarize", k)
     if cached is not None:
         result = Diarization.from_dict(cached)

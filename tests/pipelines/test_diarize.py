@@ -257,3 +257,28 @@ def test_embeddings_match_the_packages_own_recipe(jfk_flac: Path) -> None:
     ours = embedder.embed([embedder.features(audio)])[0]
     theirs = _extract_dvec(audio, HParams(), embedder._session)
     assert float(ours @ theirs) > 0.999
+
+
+def test_a_redubs_labelled_transcript_reuses_the_cached_diarization(tmp_path: Path) -> None:
+    """A re-dub runs over the saved transcript, whose words carry speakers: its diarize key is the first run's."""
+    from types import SimpleNamespace
+
+    from pipelines import cache
+    from pipelines.diarize import Diarization, SpeakerInfo, diarize_step
+
+    transcript = Transcript("en", 1.0, 2.0, (Segment(0.0, 1.0, "hi there", _words("hi there", 0.0, 1.0)),))
+    calls: list[Transcript] = []
+
+    def diarizer(wav: Path, t: Transcript, **kwargs: object) -> Diarization:
+        calls.append(t)
+        return Diarization(["S1", "S2"], [SpeakerInfo("S1", 0.5, None), SpeakerInfo("S2", 0.5, None)], "forced")
+
+    def run() -> SimpleNamespace:
+        return SimpleNamespace(request=None, settings=Settings(_env_file=None), notes=[],
+                               cache=cache.StageCache(tmp_path, "digest"), pipe=SimpleNamespace(diarizer=diarizer))  # fmt: skip
+
+    labelled = diarize_step(run(), tmp_path / "a.wav", transcript)
+    assert [w.speaker for w in labelled.segments[0].words] == ["S1", "S2"] and len(calls) == 1
+    again = run()
+    assert diarize_step(again, tmp_path / "a.wav", labelled) == labelled and len(calls) == 1  # from the cache
+    assert again.diarization.method == "forced"
