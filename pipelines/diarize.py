@@ -448,6 +448,26 @@ def _speech_audio(audio: np.ndarray | None, spans: list[tuple[float, float]], ma
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
+def kept_diarization(transcript: Transcript) -> Diarization | None:
+    """The speakers a labelled transcript already carries (a re-dub's saved one, when the audio to diarize left the
+    stage cache), as a Diarization (method 'kept', no pitch); None when its words carry none."""
+    labels: list[str] = []
+    speech: dict[str, float] = {}
+    for seg in transcript.segments:
+        units = (
+            [(w.speaker, w.end_s - w.start_s) for w in _words_of(seg)]
+            if seg.words
+            else [(seg.speaker, seg.end_s - seg.start_s)]
+        )
+        for label, seconds in units:
+            if label:
+                labels.append(label)
+                speech[label] = speech.get(label, 0.0) + seconds
+    if not labels:
+        return None
+    return Diarization(labels, [SpeakerInfo(k, round(v, 2), None) for k, v in speech.items()], "kept")
+
+
 def apply_speakers(transcript: Transcript, diarization: Diarization) -> Transcript:
     """``transcript`` with each word's ``speaker`` set (segments without words get their unit's label)."""
     labels = iter(diarization.labels)

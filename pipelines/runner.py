@@ -374,6 +374,10 @@ class _InputRun:
 
             with self.stage(Stage.DIARIZE):
                 transcript = diarize_step(self, wav, transcript)
+        elif self.settings.diarize.enabled:  # a re-dub whose audio left the cache: the saved transcript's speakers
+            from pipelines.diarize import kept_diarization
+
+            self.diarization = kept_diarization(transcript)
         with self.stage(Stage.SEGMENT):
             sentences, self.source_cues = transcript_cues(
                 transcript,

@@ -282,3 +282,15 @@ def test_a_redubs_labelled_transcript_reuses_the_cached_diarization(tmp_path: Pa
     again = run()
     assert diarize_step(again, tmp_path / "a.wav", labelled) == labelled and len(calls) == 1  # from the cache
     assert again.diarization.method == "forced"
+
+
+def test_a_labelled_transcript_keeps_its_speakers_without_audio() -> None:
+    from pipelines.diarize import kept_diarization
+
+    words = (Word(0.0, 0.5, " hi", speaker="S1"), Word(0.5, 0.7, " yo", speaker="S2"), Word(0.7, 1.0, " ok", speaker="S1"))  # fmt: skip
+    kept = kept_diarization(
+        Transcript("en", 1.0, 2.0, (Segment(0.0, 1.0, "hi yo ok", words), Segment(1.2, 1.8, "so", speaker="S2")))
+    )
+    assert kept is not None and kept.method == "kept" and kept.labels == ["S1", "S2", "S1", "S2"]
+    assert [(s.id, s.speech_s, s.median_pitch_hz) for s in kept.speakers] == [("S1", 0.8, None), ("S2", 0.8, None)]
+    assert kept_diarization(Transcript("en", 1.0, 1.0, (Segment(0.0, 1.0, "hi", (Word(0.0, 1.0, " hi"),)),))) is None
