@@ -65,9 +65,9 @@ def plan_speakers(
     models_dir: Path | None,
 ) -> SpeakerEdits:
     """Check ``speakers`` (sentence id -> label) and ``voices`` (label -> catalog voice id) for ``language`` of
-    ``report`` and plan them. Raises InvalidEdit (an unknown sentence or speaker), InvalidVoice (a voice that is
-    not in the catalog, not installed, or of another language; ``models_dir`` None: left to the runner's check).
-    Nothing is written."""
+    ``report`` and plan them. Raises InvalidEdit (an unknown sentence or speaker, a voice for a subtitles-only
+    target), InvalidVoice (a voice that is not in the catalog, not installed, or of another language;
+    ``models_dir`` None: left to the runner's check). Nothing is written."""
     target = report.get("targets", {}).get(language, {})
     rows = target.get("sentences", [])
     known = _known(report)
@@ -81,6 +81,8 @@ def plan_speakers(
         label = _check_label(raw, known)
         if current.get(sid) != label:
             speaker_edits[sid] = label
+    if voices and not target.get("voice"):
+        raise InvalidEdit(f"the {language!r} outputs are subtitles only: no voice to change")
     if voices and len(voices) > MAX_JOB_VOICES:
         raise InvalidEdit(f"too many speaker voices: {len(voices)} (at most {MAX_JOB_VOICES})")
     voice_edits: dict[str, str] = {}

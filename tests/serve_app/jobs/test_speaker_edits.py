@@ -70,3 +70,11 @@ def test_bad_edits_are_refused(speakers: Any, voices_: Any, error: type[Exceptio
 def test_a_job_without_speakers_has_none_to_edit() -> None:
     with pytest.raises(InvalidEdit, match="not told apart"):
         plan_speakers(_report(None, (None, None)), "ru", {0: "S1"}, None, MODELS_DIR)
+
+
+def test_a_subtitles_only_target_has_no_voice_to_change() -> None:
+    report = _report(None)
+    report["targets"]["ru"]["voice"] = None
+    with pytest.raises(InvalidEdit, match="subtitles only"):
+        plan_speakers(report, "ru", None, {"S1": ESPEAK}, MODELS_DIR)
+    assert plan_speakers(report, "ru", {1: "S1"}, None, MODELS_DIR).changed == [1]  # who says it still shows
