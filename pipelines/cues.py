@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from pipelines.schema import Cue, Sentence, Transcript, Translation, Word
 from pipelines.segment import (
@@ -265,13 +265,26 @@ def split_cues(
     return _finalise(raw, rules, None if media_end_s is None else _ms(media_end_s))
 
 
+def override_speakers(sentences: list[Sentence], speakers: Mapping[int, str] | None) -> list[Sentence]:
+    """``sentences`` with the speakers a user set (``{sentence id: label}``, a re-dub's edits) over diarization's;
+    ids not in ``speakers`` keep theirs."""
+    if not speakers:
+        return sentences
+    return [replace(s, speaker=speakers.get(s.id, s.speaker)) for s in sentences]
+
+
 def transcript_cues(
-    transcript: Transcript, *, media_end_s: float | None = None, speaker_labels: bool = False
+    transcript: Transcript,
+    *,
+    media_end_s: float | None = None,
+    speaker_labels: bool = False,
+    speakers: Mapping[int, str] | None = None,
 ) -> tuple[list[Sentence], list[Cue]]:
     """The segment stage in one call: the transcript's sentences (for translation) and its source-language cues
     (default rules), none lasting past ``media_end_s`` seconds (default: the transcript's duration); with
-    ``speaker_labels``, a cue where the speaker changes starts with ``S1: ``."""
-    sentences = merge_sentences(transcript)
+    ``speaker_labels``, a cue where the speaker changes starts with ``S1: ``. ``speakers`` (sentence id ->
+    label) overrides diarization's speakers (``override_speakers``)."""
+    sentences = override_speakers(merge_sentences(transcript), speakers)
     end = transcript.duration_s if media_end_s is None else media_end_s
     return sentences, split_cues(timed_from_sentences(sentences, speaker_labels=speaker_labels), media_end_s=end)
 

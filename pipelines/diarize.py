@@ -472,6 +472,26 @@ def _speech_audio(audio: np.ndarray | None, spans: list[tuple[float, float]], ma
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
+def kept_diarization(transcript: Transcript) -> Diarization | None:
+    """The speakers a labelled transcript already carries (a re-dub's saved one, when the audio to diarize left the
+    stage cache), as a Diarization (method 'kept', no pitch); None when its words carry none."""
+    labels: list[str] = []
+    speech: dict[str, float] = {}
+    for seg in transcript.segments:
+        units = (
+            [(w.speaker, w.end_s - w.start_s) for w in _words_of(seg)]
+            if seg.words
+            else [(seg.speaker, seg.end_s - seg.start_s)]
+        )
+        for label, seconds in units:
+            if label:
+                labels.append(label)
+                speech[label] = speech.get(label, 0.0) + seconds
+    if not labels:
+        return None
+    return Diarization(labels, [SpeakerInfo(k, round(v, 2), None) for k, v in speech.items()], "kept")
+
+
 def apply_speakers(transcript: Transcript, diarization: Diarization) -> Transcript:
     """``transcript`` with each word's ``speaker`` set (segments without words get their unit's label)."""
     labels = iter(diarization.labels)
@@ -502,6 +522,16 @@ def effective_settings(settings: Settings, request: JobRequest | None) -> Diariz
     return d.model_copy(update={"min_speakers": low, "max_speakers": high})
 
 
+def _unlabelled(transcript: Transcript) -> Transcript:
+    """``transcript`` without speakers: the diarize cache key of a re-dub's saved (labelled) transcript is the
+    original run's, so a re-dub does not diarize again."""
+    segments = tuple(
+        replace(seg, speaker=None, words=tuple(replace(w, speaker=None) for w in seg.words))
+        for seg in transcript.segments
+    )
+    return replace(transcript, segments=segments)
+
+
 def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
     """The runner's diarize stage: ``transcript`` with a speaker on each word, cached in the input's stage cache
     under the transcript, the settings and the request's counts; sets ``run.diarization`` (for the report)."""
@@ -510,7 +540,7 @@ def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
     request: JobRequest | None = getattr(run, "request", None)
     settings = effective_settings(run.settings, request)
     speakers = request.speakers if request is not None else None
-    k = cache.key("diarize", settings.model_dump(), speakers, transcript.to_dict())
+    k = cache.key("diarize", settings.model_dump(), speakers, _unlabelled(transcript).to_dict())
     cached = run.cache.get_json("diarize", k)
     if cached is not None:
         result = Diarization.from_dict(cached)

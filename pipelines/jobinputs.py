@@ -125,11 +125,18 @@ def parse_speaker_voice_pairs(pairs: list[str], *, name: str = "--speaker-voice"
 
 
 def _voice(label: str, spec: str, targets: list[str], models_dir: Path, allow_paths: bool) -> str:
-    """The canonical id of speaker ``label``'s voice, which must speak each of ``targets`` (none: only exist)."""
+    """The canonical id of speaker ``label``'s voice, which must speak each of ``targets`` (none: only exist).
+    A pitch shift (``kokoro:x|pitch=-3``, as a re-dub pins the voices it varied) is kept; its base is checked."""
+    from pipelines.voices import PITCH_MARK, split_pitch
+
     try:
-        voice = check_job_voice(None, spec, models_dir, allow_paths=allow_paths)
+        base, semitones = split_pitch(spec)
+    except ValueError:
+        raise InvalidVoice(f"speaker {label}: a pitch shift is {PITCH_MARK}<semitones>, not {spec!r}") from None
+    try:
+        voice = check_job_voice(None, base, models_dir, allow_paths=allow_paths)
         for lang in targets:
             check_job_voice(lang, voice, models_dir, allow_paths=allow_paths)
     except InvalidVoice as exc:
         raise InvalidVoice(f"speaker {label}: {exc.message}") from None
-    return voice
+    return f"{voice}{PITCH_MARK}{semitones:+g}" if semitones else voice

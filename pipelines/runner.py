@@ -198,11 +198,13 @@ class Pipeline:
         should_cancel: CancelFn | None = None,
         transcript: Transcript | None = None,
         translations: dict[str, list[Translation]] | None = None,
+        speakers: dict[int, str] | None = None,
     ) -> JobResult:
         """Run one job; outputs appear in ``out_dir`` only when all of them are complete.
 
         ``transcript`` and ``translations`` (per target language) may be given when an earlier stage ran
-        elsewhere (Ray Data actor pools, Serve deployments); those stages are then skipped.
+        elsewhere (Ray Data actor pools, Serve deployments); those stages are then skipped. ``speakers``
+        (sentence id -> speaker label, a re-dub's) overrides diarization's speaker of those sentences.
         """
         from pipelines.fetch import fetch_input
         from pipelines.subsource import subtitle_kind
@@ -219,6 +221,7 @@ class Pipeline:
         info, targets, source = self.validate(request)
         job = _JobRun(self, request, info, targets, source, progress, should_cancel)
         job.preset_transcript, job.preset_translations = transcript, translations or {}
+        job.preset_speakers = speakers or {}
         if fetched is not None:
             job.fetch_info = fetched
             job.timings.add(Stage.FETCH.value, fetched["seconds"])
@@ -321,6 +324,7 @@ class _InputRun:
         self.subtitles_path: str | None = None  # --source-subtitles: its cues replace ASR
         self.subtitles_info: dict[str, Any] | None = None
         self.fetch_info: dict[str, Any] | None = None
+        self.preset_speakers: dict[int, str] = {}  # sentence id -> speaker, over diarization's (a re-dub's edits)
 
     @contextmanager
     def stage(self, name: Stage, language: str | None = None, *, announce: bool = True) -> Iterator[None]:
@@ -383,9 +387,16 @@ class _InputRun:
 
             with self.stage(Stage.DIARIZE):
                 transcript = diarize_step(self, wav, transcript)
+        elif self.settings.diarize.enabled:  # a re-dub whose audio left the cache: the saved transcript's speakers
+            from pipelines.diarize import kept_diarization
+
+            self.diarization = kept_diarization(transcript)
         with self.stage(Stage.SEGMENT):
             sentences, self.source_cues = transcript_cues(
-                transcript, media_end_s=self.info.duration_s, speaker_labels=self.settings.diarize.subtitle_labels
+                transcript,
+                media_end_s=self.info.duration_s,
+                speaker_labels=self.settings.diarize.subtitle_labels,
+                speakers=self.preset_speakers,
             )
         return transcript, sentences
 

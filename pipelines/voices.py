@@ -420,6 +420,14 @@ def split_pitch(spec: str) -> tuple[str, float]:
     return voice, float(shift) if mark else 0.0
 
 
+def check_voice_variant(spec: str, models_dir: Path, language: str | None = None) -> str:
+    """``check_voice`` of a spec that may carry a pitch shift (``'kokoro:x|pitch=-3'``, as ``speaker_voices``
+    makes them): the base voice is checked, the shift kept. Raises what ``check_voice`` raises."""
+    base, semitones = split_pitch(spec)
+    voice = check_voice(base, models_dir, language)
+    return f"{voice}{PITCH_MARK}{semitones:+g}" if semitones else voice
+
+
 def language_voices(language: str, models_dir: Path, first: str | None = None) -> list[tuple[str, str]]:
     """(voice spec, gender) of every usable voice of ``language``: ``first`` (the job's voice for it), then the
     installed default-eligible catalog voices ordered by measured CER (unmeasured last), then espeak-ng's."""
@@ -452,11 +460,11 @@ def speaker_voices(
 ) -> tuple[dict[str, str], list[str]]:
     """A distinct voice per speaker (``(label, gender or None)``, most speech first) for ``language``, and notes.
 
-    ``chosen`` (label -> spec, checked) wins; the others take the unused voices of :func:`language_voices`, a
+    ``chosen`` (label -> spec, checked; a pitch-shifted spec kept as it is: a re-dub pins the voices it had) wins; the others take the unused voices of :func:`language_voices`, a
     voice of the speaker's gender first where there is one. When voices run out, a used voice comes back shifted
     in pitch (``|pitch=+3``: up for a woman, down for a man), and a note says so.
     """
-    chosen = {k: check_voice(v, models_dir) for k, v in (chosen or {}).items()}
+    chosen = {k: check_voice_variant(v, models_dir) for k, v in (chosen or {}).items()}
     pool = language_voices(language, models_dir, first)
     used = set(chosen.values())
     out: dict[str, str] = {}

@@ -21,6 +21,14 @@ class OutputNotFound(VTError):
     http_status = 404
 
 
+class InvalidEdit(VTError):
+    """A re-dub's edit names an unknown sentence, speaker or language, or carries an empty or too long
+    translation (``serve_app.jobs.redub``, ``serve_app.jobs.speaker_edits``)."""
+
+    code = "invalid_edit"
+    http_status = 422
+
+
 class FileTooLarge(VTError):
     code = "file_too_large"
     http_status = 413

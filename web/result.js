@@ -1,5 +1,6 @@
-// The result panel: player (audio switch, subtitles), downloads, timeline and the translation editor.
-// Save sends only the changed rows to PATCH /jobs/{id}/segments; the re-dub is followed like any job.
+// The result panel: player (audio switch, subtitles), downloads, timeline (by speaker) and the editor of the
+// translations, the sentences' speakers and the speakers' voices. Save sends only what changed to
+// PATCH /jobs/{id}/segments; the re-dub is followed like any job.
 import { call, keyedDownload, mediaUrl } from "./api.js";
 import { t } from "./i18n/index.js";
 import { el } from "./format.js";
@@ -7,6 +8,7 @@ import { languageName } from "./languages.js";
 import { Player } from "./player.js";
 import { renderTimeline } from "./timeline.js";
 import { Editor } from "./editor.js";
+import { SpeakerVoices, speakerLabels } from "./speakers.js";
 import { errorText } from "./jobs.js";
 
 const $ = (id) => document.getElementById(id);
@@ -19,6 +21,7 @@ export class ResultPanel {
     this.player = new Player($("player"), $("original-audio"), { resolve: mediaUrl, onError });
     this.loading = 0; // the latest showLanguage wins
     this.editor = new Editor($("editor-rows"), () => this.updateSave(), (row) => this.seek(row));
+    this.speakerVoices = new SpeakerVoices($("speaker-voices"), () => this.updateSave(), { onError });
     this.job = null;
     this.report = null;
     this.lang = null;
@@ -29,9 +32,9 @@ export class ResultPanel {
     }
     $("subtitle-select").addEventListener("change", (e) => this.player.showSubtitles(Number(e.target.value)));
     $("editor-form").addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
-    $("editor-reset").addEventListener("click", () => this.editor.reset());
+    $("editor-reset").addEventListener("click", () => { this.speakerVoices.reset(); this.editor.reset(); });
     $("player").addEventListener("timeupdate", () => this.moveHead?.($("player").currentTime));
-    window.addEventListener("beforeunload", (e) => { if (this.editor.changes().length) e.preventDefault(); });
+    window.addEventListener("beforeunload", (e) => { if (this.changeCount()) e.preventDefault(); });
   }
 
   async open(jobId) {
@@ -100,9 +103,15 @@ export class ResultPanel {
     this.renderDownloads(lang, src);
     const target = this.report.targets[lang];
     const rows = target.sentences;
-    this.moveHead = renderTimeline($("timeline"), $("timeline-summary"), rows, this.report.duration_s, (row) => this.seek(row));
-    this.editor.load(rows);
+    const labels = speakerLabels(this.report);
+    const several = labels.length > 1 ? labels : []; // one speaker: no colours, no speaker to move a sentence to
+    this.moveHead = renderTimeline($("timeline"), $("timeline-summary"), rows, this.report.duration_s, (row) => this.seek(row),
+      several, $("speaker-legend"));
+    $("editor-speaker-col").hidden = several.length === 0;
+    this.editor.load(rows, several);
     this.editor.setLanguage(lang);
+    this.updateSave();
+    await this.speakerVoices.load(labels, dub ? target : {}, lang); // a dub's speakers' voices
     this.updateSave();
   }
 
@@ -148,8 +157,12 @@ export class ResultPanel {
     this.editor.focusRow(row.id);
   }
 
+  changeCount() {
+    return this.editor.changes().length + Object.keys(this.speakerVoices.changes()).length;
+  }
+
   updateSave() {
-    const n = this.editor.changes().length;
+    const n = this.changeCount();
     const busy = this.job && !["succeeded", "failed", "cancelled"].includes(this.job.state);
     $("editor-save").disabled = n === 0 || busy;
     $("editor-reset").disabled = n === 0;
@@ -165,11 +178,14 @@ export class ResultPanel {
 
   async save() {
     const changes = this.editor.changes();
-    if (!changes.length) { this.setStatus(t("editor.nothing")); return; }
+    const voices = this.speakerVoices.changes();
+    if (!changes.length && !Object.keys(voices).length) { this.setStatus(t("editor.nothing")); return; }
     $("editor-save").disabled = true;
     this.setStatus(t("editor.saving"));
+    const edit = { target_language: this.lang, segments: changes };
+    if (Object.keys(voices).length) edit.speaker_voices = voices; // only the speakers whose voice changed
     try {
-      const { status, body } = await call("PATCH", `/jobs/${this.job.job_id}/segments`, { target_language: this.lang, segments: changes });
+      const { status, body } = await call("PATCH", `/jobs/${this.job.job_id}/segments`, edit);
       if (status === 200) { this.setStatus(t("editor.unchanged")); this.updateSave(); return; }
       this.pending = { jobId: this.job.job_id, version: body.data.version, n: body.data.changed.length };
       this.setStatus(t("editor.queued", { n: this.pending.n, version: this.pending.version }));

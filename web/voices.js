@@ -26,7 +26,20 @@ export function sampleSentence(lang) {
   return SAMPLES[lang] || SAMPLES.en;
 }
 
-function optionLabel(voice, isDefault) {
+// The catalog of a language's voices ({voices, default}), asked once per page (the job form and the editor).
+const catalogs = new Map();
+
+export function voiceCatalog(lang) {
+  if (!catalogs.has(lang)) {
+    const loading = call("GET", `/v1/voices?language=${encodeURIComponent(lang)}`)
+      .then(({ body }) => ({ voices: body.data, default: body.defaults[lang] || null }));
+    loading.catch(() => catalogs.delete(lang));
+    catalogs.set(lang, loading);
+  }
+  return catalogs.get(lang);
+}
+
+export function voiceOptionLabel(voice, isDefault) {
   const marks = [voice.gender, voice.licence].filter(Boolean);
   if (isDefault) marks.unshift(t("voices.default"));
   if (voice.opt_in) marks.push(t("voices.optIn"));
@@ -39,20 +52,13 @@ export class VoicePicker {
     this.container = container;
     this.audio = audio;
     this.onError = onError || (() => {});
-    this.catalog = new Map(); // language -> Promise<{voices, default}>
     this.rows = new Map(); // language -> <select>
     this.previewUrl = null;
     this.pending = Promise.resolve();
   }
 
   load(lang) {
-    if (!this.catalog.has(lang)) {
-      const loading = call("GET", `/v1/voices?language=${encodeURIComponent(lang)}`)
-        .then(({ body }) => ({ voices: body.data, default: body.defaults[lang] || null }));
-      loading.catch(() => this.catalog.delete(lang));
-      this.catalog.set(lang, loading);
-    }
-    return this.catalog.get(lang);
+    return voiceCatalog(lang);
   }
 
   // The rows follow the picked target languages (kept in pick order; a choice survives re-renders). Calls run
@@ -83,7 +89,7 @@ export class VoicePicker {
     if (!select) {
       select = el("select", { id: `voice-${lang}`, name: `voice-${lang}`, dataset: { lang } });
       for (const voice of entry.voices) {
-        const option = el("option", { value: voice.id }, optionLabel(voice, voice.id === entry.default));
+        const option = el("option", { value: voice.id }, voiceOptionLabel(voice, voice.id === entry.default));
         option.disabled = !voice.installed;
         if (voice.opt_in) option.dataset.optIn = "true";
         select.append(option);

@@ -1,6 +1,10 @@
 """Versioned re-dub: edit some translations of a finished job, then redo TTS, fit, mix and mux for that
 language only, as a NEW VERSION of the job's outputs (no Ray, no FastAPI).
 
+Speaker edits (a sentence's speaker, a speaker's voice: ``serve_app.jobs.speaker_edits``) travel the same way:
+the spec file pins every sentence's speaker and every speaker's voice, and the cache re-synthesises only the
+sentences whose voice changed.
+
 The same job id keeps being the handle. ``request_redub`` checks the edits against the latest report,
 writes the full list of translations to ``job_dir/redub/v<N>.json`` and puts the job back in the queue with
 ``record.redub = {"version", "target_language", "edited"}``. The ``JobWorker`` sees ``record.redub`` and calls
@@ -28,9 +32,10 @@ from pipelines.fileio import atomic_copy, atomic_write_text
 from pipelines.languages import normalize_language
 from pipelines.quality import SOFT_FLAGS
 from pipelines.schema import Transcript, Translation, dump_translations, load_translations
-from serve_app.errors import QueueFull
+from serve_app.errors import InvalidEdit, QueueFull
 from serve_app.jobs import outputs
 from serve_app.jobs.models import JobRecord, JobState, job_logger
+from serve_app.jobs.speaker_edits import plan_speakers
 
 if TYPE_CHECKING:
     from pipelines.runner import Pipeline, ProgressFn
@@ -60,13 +65,6 @@ class NoOutputsToEdit(VTError):
 
     code = "no_outputs"
     http_status = 409
-
-
-class InvalidEdit(VTError):
-    """An edit names an unknown sentence or language, or carries an empty or too long translation."""
-
-    code = "invalid_edit"
-    http_status = 422
 
 
 # ----------------------------------------------------------------------------- files
@@ -182,12 +180,19 @@ class RedubPlan:
 
 
 def plan_redub(
-    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]]
+    service: JobService,
+    job_id: str,
+    target_language: str,
+    edits: list[tuple[int, str]],
+    *,
+    speakers: Mapping[int, str] | None = None,
+    speaker_voices: Mapping[str, str] | None = None,
 ) -> tuple[JobRecord, RedubPlan | None]:
-    """Check ``edits`` (sentence id, new translation) for one target language of a finished job and write
-    the full list of translations to the plan's spec file. Returns the job and the plan, or ``None`` when
+    """Check ``edits`` (sentence id, new translation), ``speakers`` (sentence id -> speaker label) and
+    ``speaker_voices`` (label -> voice id) for one target language of a finished job and write the full list of
+    translations, speakers and voices to the plan's spec file. Returns the job and the plan, or ``None`` when
     nothing changed (nothing written). Raises JobNotFound, JobBusy (queued or running), NoOutputsToEdit,
-    InvalidEdit, UnknownLanguage, QueueFull. Nothing is queued: ``commit_redub`` does that."""
+    InvalidEdit, InvalidVoice, UnknownLanguage, QueueFull. Nothing is queued: ``commit_redub`` does that."""
     record = service.get(job_id)
     if not record.terminal:
         raise JobBusy(f"job {job_id} is {record.state.value}; wait until it is finished, then edit")
@@ -201,11 +206,13 @@ def plan_redub(
     if rows is None:
         raise NoOutputsToEdit(f"job {job_id} has no finished {lang!r} outputs to edit")
     translations, changed = _preset(rows, check_edits(rows, edits))
+    who = plan_speakers(report, lang, speakers, speaker_voices, service.models_dir)
+    changed = sorted({*changed, *who.changed})
     if not changed:
         return record, None
     service.check_queue_room()
     plan = RedubPlan(job_id, record.owner, record.output_version + 1, lang, changed, uuid.uuid4().hex[:12])
-    spec = {**plan.redub, "translations": dump_translations(translations)}
+    spec = {**plan.redub, "translations": dump_translations(translations), **who.spec()}
     atomic_write_text(
         _spec_path(service.storage, job_id, plan.version, plan.spec_id), json.dumps(spec, ensure_ascii=False)
     )
@@ -236,12 +243,13 @@ def commit_redub(service: JobService, plan: RedubPlan, *, check_room: bool = Tru
 
 
 def request_redub(
-    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]]
+    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]], **who: Any
 ) -> tuple[JobRecord, list[int]]:
     """Local mode: plan the re-dub and requeue the job in the store (a JobWorker sharing it claims it).
-    Returns the job and the ids that really changed (none: the job untouched, no version made). Raises what
-    ``plan_redub`` raises, and JobBusy when another request won the race."""
-    record, plan = plan_redub(service, job_id, target_language, edits)
+    Returns the job and the ids that really changed (none: the job untouched, no version made). ``who``:
+    ``plan_redub``'s speakers and speaker_voices. Raises what ``plan_redub`` raises, and JobBusy when another
+    request won the race."""
+    record, plan = plan_redub(service, job_id, target_language, edits, **who)
     if plan is None:
         return record, []
     done = commit_redub(service, plan)
@@ -251,15 +259,16 @@ def request_redub(
 
 
 async def enqueue_redub(
-    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]]
+    service: JobService, job_id: str, target_language: str, edits: list[tuple[int, str]], **who: Any
 ) -> tuple[JobRecord, list[int]]:
     """What ``PATCH /jobs/{id}/segments`` calls. Local mode: ``request_redub``. Queue mode: plan, PUBLISH a
     ``redub_job`` message (broker confirm), THEN requeue in the store. Broker down: QueueUnavailable (503) and
     the job is untouched (only the unreferenced spec file was written). If this process dies between the
-    confirm and the requeue, the bridge's intake of the message requeues it (``accept_redub``)."""
+    confirm and the requeue, the bridge's intake of the message requeues it (``accept_redub``). ``who``:
+    ``plan_redub``'s speakers and speaker_voices (they travel in the spec file, as the translations do)."""
     if service.publisher is None:
-        return await asyncio.to_thread(request_redub, service, job_id, target_language, edits)
-    record, plan = await asyncio.to_thread(plan_redub, service, job_id, target_language, edits)
+        return await asyncio.to_thread(request_redub, service, job_id, target_language, edits, **who)
+    record, plan = await asyncio.to_thread(plan_redub, service, job_id, target_language, edits, **who)
     if plan is None:
         return record, []
     await service.publisher.publish_redub(plan)
@@ -317,6 +326,8 @@ def _merge_report(old: dict[str, Any], new: dict[str, Any], spec: dict[str, Any]
         "target_language": lang,
         "edited": spec["edited"],
         "resynthesized": new.get("targets", {}).get(lang, {}).get("resynthesized", 0),
+        "speakers": spec.get("speaker_edits", {}),  # sentence id -> its new speaker
+        "speaker_voices": spec.get("voice_edits", {}),  # speaker -> its new voice
     }
     return merged
 
@@ -358,6 +369,9 @@ def run_redub(
     lang = spec["target_language"]
     translations = load_translations(spec["translations"])
     request = record.request.model_copy(update={"target_languages": [lang]})
+    if spec.get("speaker_voices"):  # every speaker's voice pinned: only the edited ones change
+        request = request.model_copy(update={"speaker_voices": spec["speaker_voices"]})
+    speakers = {int(k): str(v) for k, v in spec.get("speakers", {}).items()}
     # The user's words are kept verbatim: no LLM shortening of an edited line that overflows its slot.
     settings = pipeline.settings
     verbatim = settings.model_copy(update={"translator": settings.translator.model_copy(update={"shorten_ratio": 0.0})})
@@ -365,7 +379,8 @@ def run_redub(
         pipeline.voice_for(request, lang)  # the job's voice; TTS loads in the worker's pipeline for the jobs after it
     redubber = pipeline.with_settings(verbatim)
     result = redubber.run(request, folder, progress=progress, should_cancel=should_cancel,
-                          transcript=load_transcript(job_dir), translations={lang: translations})  # fmt: skip
+                          transcript=load_transcript(job_dir), translations={lang: translations},
+                          speakers=speakers)  # fmt: skip
     if not (job_dir / TRANSCRIPT_FILE).is_file():
         save_transcript(job_dir, result.transcript)
     old = load_report(storage, record)

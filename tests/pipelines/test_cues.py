@@ -204,3 +204,16 @@ def test_property_cues_obey_layout_and_never_overlap(
     assert report["lines_over_max_chars"] == report["cues_over_max_lines"] == report["overlaps"] == 0
     assert report["cues_over_max_duration"] == 0
     assert sorted(c.start_s for c in cues) == [c.start_s for c in cues]
+
+
+def test_a_users_speakers_override_diarizations_in_the_sentences_and_the_cue_labels() -> None:
+    from pipelines.cues import override_speakers, transcript_cues
+    from pipelines.schema import Segment, Transcript, Word
+
+    words = (Word(0.0, 0.4, " Hello.", speaker="S1"), Word(1.0, 1.4, " Yes.", speaker="S2"), Word(2.0, 2.4, " Bye.", speaker="S1"))  # fmt: skip
+    t = Transcript("en", 1.0, 3.0, (Segment(0.0, 2.4, "Hello. Yes. Bye.", words),))
+    sentences, cues = transcript_cues(t, speaker_labels=True, speakers={1: "S1"})
+    assert [s.speaker for s in sentences] == ["S1", "S1", "S1"]
+    assert not any("S2" in c.text for c in cues)  # the label follows the user's speaker
+    assert override_speakers(sentences, None) is sentences
+    assert [s.speaker for s in override_speakers(sentences, {2: "S2"})] == ["S1", "S1", "S2"]

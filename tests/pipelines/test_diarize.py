@@ -247,3 +247,41 @@ def test_embeddings_match_the_packages_own_recipe(jfk_flac: Path) -> None:
     ours = embedder.embed([embedder.features(audio)])[0]
     theirs = _extract_dvec(audio, HParams(), embedder._session)
     assert float(ours @ theirs) > 0.999
+
+
+def test_a_redubs_labelled_transcript_reuses_the_cached_diarization(tmp_path: Path) -> None:
+    """A re-dub runs over the saved transcript, whose words carry speakers: its diarize key is the first run's."""
+    from types import SimpleNamespace
+
+    from pipelines import cache
+    from pipelines.diarize import Diarization, SpeakerInfo, diarize_step
+
+    transcript = Transcript("en", 1.0, 2.0, (Segment(0.0, 1.0, "hi there", _words("hi there", 0.0, 1.0)),))
+    calls: list[Transcript] = []
+
+    def diarizer(wav: Path, t: Transcript, **kwargs: object) -> Diarization:
+        calls.append(t)
+        return Diarization(["S1", "S2"], [SpeakerInfo("S1", 0.5, None), SpeakerInfo("S2", 0.5, None)], "forced")
+
+    def run() -> SimpleNamespace:
+        return SimpleNamespace(request=None, settings=Settings(_env_file=None), notes=[],
+                               cache=cache.StageCache(tmp_path, "digest"), pipe=SimpleNamespace(diarizer=diarizer),
+                               fraction_progress=lambda stage: None)  # fmt: skip
+
+    labelled = diarize_step(run(), tmp_path / "a.wav", transcript)
+    assert [w.speaker for w in labelled.segments[0].words] == ["S1", "S2"] and len(calls) == 1
+    again = run()
+    assert diarize_step(again, tmp_path / "a.wav", labelled) == labelled and len(calls) == 1  # from the cache
+    assert again.diarization.method == "forced"
+
+
+def test_a_labelled_transcript_keeps_its_speakers_without_audio() -> None:
+    from pipelines.diarize import kept_diarization
+
+    words = (Word(0.0, 0.5, " hi", speaker="S1"), Word(0.5, 0.7, " yo", speaker="S2"), Word(0.7, 1.0, " ok", speaker="S1"))  # fmt: skip
+    kept = kept_diarization(
+        Transcript("en", 1.0, 2.0, (Segment(0.0, 1.0, "hi yo ok", words), Segment(1.2, 1.8, "so", speaker="S2")))
+    )
+    assert kept is not None and kept.method == "kept" and kept.labels == ["S1", "S2", "S1", "S2"]
+    assert [(s.id, s.speech_s, s.median_pitch_hz) for s in kept.speakers] == [("S1", 0.8, None), ("S2", 0.8, None)]
+    assert kept_diarization(Transcript("en", 1.0, 1.0, (Segment(0.0, 1.0, "hi", (Word(0.0, 1.0, " hi"),)),))) is None

@@ -199,3 +199,13 @@ def test_defaults_are_the_measured_best_of_each_language(ru_voices: list[str]) -
             assert default is None, lang
             espeak = TTSStage(TTSSettings(voices={}), MODELS_DIR).voice_for(lang)
             assert voices.fallback_reason(lang, espeak, {}, MODELS_DIR), lang
+
+
+def test_a_pitch_shifted_voice_is_checked_by_its_base_and_keeps_its_shift() -> None:
+    models = StorageSettings().models_dir
+    assert voices.check_voice_variant("espeak:ru|pitch=-3", models) == "espeak:ru|pitch=-3"
+    assert voices.check_voice_variant("espeak:ru", models, "ru") == "espeak:ru"
+    with pytest.raises(UnknownLanguage):
+        voices.check_voice_variant("espeak:nobody|pitch=+3", models)
+    chosen, _ = voices.speaker_voices("ru", [("S1", None), ("S2", None)], models, chosen={"S2": "espeak:ru|pitch=+5"})
+    assert chosen["S2"] == "espeak:ru|pitch=+5"  # a re-dub pins the variant a speaker had

@@ -10,11 +10,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from configs.settings import SPEAKERS_LIMIT
 from pipelines import media
 from pipelines.fileio import atomic_path
+from pipelines.jobvoices import MAX_JOB_VOICES
 from pipelines.languages import LANGUAGES
 from serve_app.api.deps import JobServiceDep, PrefixDep, SettingsDep, StorageDep
 from serve_app.api.schemas import Envelope, JobPublic
@@ -48,24 +49,47 @@ class WebConfig(BaseModel):
 
 
 class SegmentEdit(BaseModel):
+    """One sentence's edit: a new translation, a new speaker, or both."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: int = Field(ge=0)
-    translation: str = Field(max_length=MAX_TRANSLATION_CHARS * 2)
+    translation: str | None = Field(default=None, max_length=MAX_TRANSLATION_CHARS * 2)
+    speaker: str | None = Field(
+        default=None, min_length=1, max_length=16, description="A speaker of the job's report ('S2'): who says it."
+    )
+
+    @model_validator(mode="after")
+    def _some_change(self) -> SegmentEdit:
+        if self.translation is None and self.speaker is None:
+            raise ValueError(f"segment {self.id}: give a translation, a speaker or both")
+        return self
 
 
 class SegmentsPatch(BaseModel):
-    """PATCH /jobs/{id}/segments: new translations for some sentences of one target language."""
+    """PATCH /jobs/{id}/segments: new translations or speakers for some sentences of one target language, and
+    new voices for some of its speakers."""
 
     model_config = ConfigDict(extra="forbid")
 
     target_language: str = Field(min_length=2, max_length=16)
-    segments: list[SegmentEdit] = Field(min_length=1, max_length=5000)
+    segments: list[SegmentEdit] = Field(default_factory=list, max_length=5000)
+    speaker_voices: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_JOB_VOICES,
+        description="Speaker label ('S2') -> a catalog voice of the target language (GET /v1/voices).",
+    )
+
+    @model_validator(mode="after")
+    def _some_edit(self) -> SegmentsPatch:
+        if not self.segments and not self.speaker_voices:
+            raise ValueError("nothing to edit: give segments, speaker_voices or both")
+        return self
 
 
 class Redub(BaseModel):
     """The answer to a PATCH: the job (queued again when something changed), the version being made,
-    and the sentence ids whose translation changed (only those are re-synthesised)."""
+    and the sentence ids whose translation, speaker or speaker's voice changed (only those are re-synthesised)."""
 
     job: JobPublic
     version: int = Field(description="the outputs version the re-dub produces (the current one when nothing changed)")
@@ -109,18 +133,23 @@ def web_config(settings: SettingsDep) -> Envelope[WebConfig]:
 async def edit_segments(
     job_id: str, body: SegmentsPatch, request: Request, response: Response, jobs: JobServiceDep, prefix: PrefixDep
 ) -> Envelope[Redub]:
-    """Change some translations and re-dub ONLY those sentences, as a new version of the outputs.
+    """Change some translations, some sentences' speakers or some speakers' voices, and re-dub ONLY the sentences
+    that changed (their translation, their speaker, or their speaker's voice), as a new version of the outputs.
 
     202: the job is queued again (follow ``GET /jobs/{id}/events``); when it succeeds ``out/`` holds the new
     version, the previous one stays under ``GET /jobs/{id}/versions``, and the report's
     ``targets[lang].resynthesized`` counts the sentences synthesised again. 200: nothing changed.
-    409 ``job_busy`` while the job is queued or running; 422 ``invalid_edit`` for an unknown sentence id,
-    an empty or too long translation, or a language the job has no outputs for. Queue mode: the re-dub is
+    409 ``job_busy`` while the job is queued or running; 422 ``invalid_edit`` for an unknown sentence id or
+    speaker, an empty or too long translation, or a language the job has no outputs for; 422 ``invalid_voice``
+    for a voice that is not in the catalog, not installed, or of another language. Queue mode: the re-dub is
     published to the broker first; 503 ``queue_unavailable`` (with Retry-After, job untouched) when it is down.
     """
     request.state.job_id = job_id
-    edits = [(s.id, s.translation) for s in body.segments]
-    record, changed = await enqueue_redub(jobs, job_id, body.target_language, edits)
+    edits = [(s.id, s.translation) for s in body.segments if s.translation is not None]
+    speakers = {s.id: s.speaker for s in body.segments if s.speaker is not None}
+    record, changed = await enqueue_redub(
+        jobs, job_id, body.target_language, edits, speakers=speakers, speaker_voices=body.speaker_voices
+    )
     version = record.redub["version"] if changed and record.redub else record.output_version
     data = Redub(
         job=JobPublic.from_record(record, prefix=prefix),
@@ -131,7 +160,7 @@ async def edit_segments(
     )
     if not changed:
         response.status_code = 200
-        return Envelope(message="nothing changed: the translations are the same as in the current version", data=data)
+        return Envelope(message="nothing changed: the edits are the same as the current version", data=data)
     n = len(changed)
     message = f"re-dubbing {n} changed sentence{'s' if n != 1 else ''} as version {version}"
     return Envelope(message=message, data=data)
