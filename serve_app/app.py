@@ -184,7 +184,13 @@ class ServeJobRunner(JobRunner):
     """JobRunner with replica logging (the plain class stays free of logging set-up)."""
 
     def __init__(
-        self, settings: Mapping[str, Any], asr: Any, translator: Any, tts: Any, separator: Any, diarizer: Any
+        self,
+        settings: Mapping[str, Any],
+        asr: Any,
+        translator: Any,
+        tts: Any,
+        separator: Any = None,
+        diarizer: Any = None,
     ) -> None:
         replica_logging(Settings(**dict(settings)))
         super().__init__(settings, asr, translator, tts, separator, diarizer)
