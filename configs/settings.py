@@ -346,6 +346,12 @@ class BatchSettings(BaseModel):
     asr_batch_size: int = 4
     translate_actors: int = 1
     tts_actors: int = 1
+    diarize_actors: int = Field(
+        default=1, ge=1, description="The diarization pool (a stage of the batch while diarize.enabled)."
+    )
+    separate_actors: int = Field(
+        default=1, ge=1, description="The separation pool (a stage of the batch when a dub has background 'separate')."
+    )
     num_cpus_per_actor: float = 1.0
     num_gpus_per_actor: float = 0.0
 

@@ -38,6 +38,7 @@ from pipelines.schema import JobRequest, Segment, Sentence, Stage, Transcript, T
 
 if TYPE_CHECKING:
     from configs.settings import DiarizeSettings, Settings
+    from pipelines.cache import StageCache
 
 logger = logging.getLogger(__name__)
 
@@ -95,15 +96,16 @@ class Diarization:
 class DiarizationStage(Protocol):
     def __call__(
         self,
-        wav: Path,
+        wav: Path | np.ndarray,
         transcript: Transcript,
         *,
         speakers: int | None = None,
         settings: DiarizeSettings | None = None,
         progress: Callable[[float], None] | None = None,
     ) -> Diarization:
-        """Speakers of ``transcript``'s words in 16 kHz ``wav``. ``progress``: called with the fraction done
-        (0-1) as the work goes on (a remote stage may not call it). Raises InvalidSpeakers, ModelError."""
+        """Speakers of ``transcript``'s words in ``wav``: a 16 kHz mono WAV file, or its samples (float32, or int16
+        PCM as they travel to a Serve replica). ``progress``: called with the fraction done (0-1) as the work goes
+        on (a remote stage may not call it). Raises InvalidSpeakers, ModelError."""
         ...
 
 
@@ -352,31 +354,27 @@ class Diarizer:
 
     def __call__(
         self,
-        wav: Path,
+        wav: Path | np.ndarray,
         transcript: Transcript,
         *,
         speakers: int | None = None,
         settings: DiarizeSettings | None = None,
         progress: Callable[[float], None] | None = None,
     ) -> Diarization:
-        """Speakers of ``transcript``'s words in 16 kHz ``wav``; ``speakers`` forces the count, ``settings``
-        (e.g. a job's min/max) replace the stage's for this call; ``progress`` gets the fraction done (features
-        0.2, embeddings up to 0.9). Raises InvalidSpeakers, ModelError."""
+        """Speakers of ``transcript``'s words in 16 kHz ``wav`` (a WAV file or its samples, see
+        ``DiarizationStage``); ``speakers`` forces the count, ``settings`` (e.g. a job's min/max) replace the
+        stage's for this call; ``progress`` gets the fraction done (features 0.2, embeddings up to 0.9). Raises
+        InvalidSpeakers, ModelError."""
         report = progress or (lambda fraction: None)
         import time
-
-        from pipelines.media import read_wav
 
         started = time.perf_counter()
         s = settings or self.settings
         check_speaker_count(speakers, s.min_speakers, s.max_speakers)
         words = [w for seg in transcript.segments for w in _words_of(seg)]
-        if speakers == 1 or s.max_speakers == 1 or not words:
+        if not needs_audio(transcript, speakers, s):
             return self._single(words, "forced" if speakers == 1 or s.max_speakers == 1 else "single", started)
-        samples, rate = read_wav(wav)
-        audio = np.asarray(samples, dtype=np.float32).reshape(-1)
-        if rate != SAMPLE_RATE_HZ:
-            raise ModelError(f"diarization needs 16 kHz audio, got {rate} Hz")
+        audio = load_audio(wav)
         windows = speech_windows([(w.start_s, w.end_s) for w in words], s.window_s, s.hop_s)
         # Energy gate: a window much quieter than the typical one (breath, noise between words) is left out.
         energy = np.array([_rms(audio, w) for w in windows])
@@ -445,6 +443,29 @@ class Diarizer:
             pitch = median_pitch(_speech_audio(audio, spans))
             speakers.append(SpeakerInfo(name, round(sum(e - b for b, e in spans), 2), pitch))
         return Diarization(labels, speakers, method, windows, time.perf_counter() - started)
+
+
+def needs_audio(transcript: Transcript, speakers: int | None, settings: DiarizeSettings) -> bool:
+    """Whether diarizing ``transcript`` listens to the audio: not when one speaker is forced (``speakers`` or
+    ``settings.max_speakers`` 1) or there are no words (a handle adapter then sends no samples)."""
+    if speakers == 1 or settings.max_speakers == 1:
+        return False
+    return any(_words_of(seg) for seg in transcript.segments)
+
+
+def load_audio(wav: Path | np.ndarray) -> np.ndarray:
+    """16 kHz mono float32 samples from a WAV file or from samples (int16 PCM is scaled to [-1, 1)).
+    Raises ModelError for a WAV at another rate."""
+    if isinstance(wav, np.ndarray):
+        if np.issubdtype(wav.dtype, np.integer):
+            return (wav.reshape(-1).astype(np.float32)) / 32768.0
+        return np.asarray(wav, dtype=np.float32).reshape(-1)
+    from pipelines.media import read_wav
+
+    samples, rate = read_wav(wav)
+    if rate != SAMPLE_RATE_HZ:
+        raise ModelError(f"diarization needs 16 kHz audio, got {rate} Hz")
+    return np.asarray(samples, dtype=np.float32).reshape(-1)
 
 
 def _words_of(seg: Segment) -> tuple[Word, ...]:
@@ -532,22 +553,39 @@ def _unlabelled(transcript: Transcript) -> Transcript:
     return replace(transcript, segments=segments)
 
 
-def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
-    """The runner's diarize stage: ``transcript`` with a speaker on each word, cached in the input's stage cache
-    under the transcript, the settings and the request's counts; sets ``run.diarization`` (for the report)."""
+def diarize_cached(
+    stage: DiarizationStage,
+    stage_cache: StageCache,
+    settings: Settings,
+    request: JobRequest | None,
+    wav: Path,
+    transcript: Transcript,
+    progress: Callable[[float], None] | None = None,
+) -> Diarization:
+    """``stage`` over ``wav`` and ``transcript`` through the input's ``stage_cache``, keyed over the transcript,
+    the diarize settings and the request's counts (``effective_settings``, ``request.speakers``): the stage runs only
+    on a miss (``progress`` goes to it). The runner and the Ray Data batch's diarization actors share it (and so the
+    cache)."""
     from pipelines import cache
 
-    request: JobRequest | None = getattr(run, "request", None)
-    settings = effective_settings(run.settings, request)
+    effective = effective_settings(settings, request)
     speakers = request.speakers if request is not None else None
-    k = cache.key("diarize", settings.model_dump(), speakers, _unlabelled(transcript).to_dict())
-    cached = run.cache.get_json("diarize", k)
+    k = cache.key("diarize", effective.model_dump(), speakers, _unlabelled(transcript).to_dict())
+    cached = stage_cache.get_json("diarize", k)
     if cached is not None:
-        result = Diarization.from_dict(cached)
-    else:
-        progress = run.fraction_progress(Stage.DIARIZE)  # fractions (and a cancel) while it runs
-        result = run.pipe.diarizer(wav, transcript, speakers=speakers, settings=settings, progress=progress)
-        run.cache.put_json("diarize", k, result.to_dict())
+        return Diarization.from_dict(cached)
+    result = stage(wav, transcript, speakers=speakers, settings=effective, progress=progress)
+    stage_cache.put_json("diarize", k, result.to_dict())
+    return result
+
+
+def diarize_step(run: Any, wav: Path, transcript: Transcript) -> Transcript:
+    """The runner's diarize stage: ``transcript`` with a speaker on each word (``diarize_cached`` with
+    ``run.pipe.diarizer``, reporting fractions and stopping at a cancel while it runs); sets ``run.diarization``
+    (for the report)."""
+    request: JobRequest | None = getattr(run, "request", None)
+    progress = run.fraction_progress(Stage.DIARIZE)
+    result = diarize_cached(run.pipe.diarizer, run.cache, run.settings, request, wav, transcript, progress)
     run.diarization = result
     run.notes.extend(result.notes)
     return apply_speakers(transcript, result)

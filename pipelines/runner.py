@@ -50,6 +50,7 @@ from pipelines.schema import (
 from pipelines.subtitles import write_subtitles
 
 if TYPE_CHECKING:
+    from pipelines.diarize import Diarization
     from pipelines.overlap_run import Front
 
 logger = logging.getLogger(__name__)
@@ -87,10 +88,18 @@ def _probe_audio(input: str | Path, settings: Settings) -> MediaInfo:
 
 
 class Pipeline:
-    """Holds the stages. ``asr``, ``translator`` and ``tts`` may be injected (tests, Serve handles)."""
+    """Holds the stages. ``asr``, ``translator``, ``tts``, ``separator`` and ``diarizer`` may be injected (tests,
+    Serve handles: ``serve_app.deployments.adapters``)."""
 
     def __init__(
-        self, settings: Settings, *, asr: Any = None, translator: Any = None, tts: Any = None, separator: Any = None
+        self,
+        settings: Settings,
+        *,
+        asr: Any = None,
+        translator: Any = None,
+        tts: Any = None,
+        separator: Any = None,
+        diarizer: Any = None,
     ) -> None:
         self.settings = settings
         self.models_dir = settings.storage.models_dir
@@ -99,7 +108,7 @@ class Pipeline:
         self._tts = tts
         self._separator = separator
         self._fetcher: Any = None
-        self._diarizer: Any = None
+        self._diarizer = diarizer
 
     # Stages load lazily: a subtitles-only job never loads TTS, a silent input never loads the LLM.
     @property
@@ -158,7 +167,14 @@ class Pipeline:
     def with_settings(self, settings: Settings) -> Pipeline:
         """A pipeline over other ``settings`` that shares this one's stages (those injected or loaded so far; it
         loads any other itself, lazily). Re-dub runs through one with its translator settings changed."""
-        return Pipeline(settings, asr=self._asr, translator=self._translator, tts=self._tts, separator=self._separator)
+        return Pipeline(
+            settings,
+            asr=self._asr,
+            translator=self._translator,
+            tts=self._tts,
+            separator=self._separator,
+            diarizer=self._diarizer,
+        )
 
     def validate(self, request: JobRequest) -> tuple[MediaInfo, list[str], str | None]:
         """Check a request before any work: languages, the input media, TTS voices (its speaker options and
@@ -199,11 +215,14 @@ class Pipeline:
         transcript: Transcript | None = None,
         translations: dict[str, list[Translation]] | None = None,
         speakers: dict[int, str] | None = None,
+        diarization: Diarization | None = None,
+        background: Path | None = None,
     ) -> JobResult:
         """Run one job; outputs appear in ``out_dir`` only when all of them are complete.
 
-        ``transcript`` and ``translations`` (per target language) may be given when an earlier stage ran
-        elsewhere (Ray Data actor pools, Serve deployments); those stages are then skipped. ``speakers``
+        ``transcript``, ``translations`` (per target language), ``diarization`` (the transcript's speakers) and
+        ``background`` (the input's background stem, for mix.background 'separate') may be given when an earlier
+        stage ran elsewhere (the Ray Data batch's actor pools); those stages are then skipped. ``speakers``
         (sentence id -> speaker label, a re-dub's) overrides diarization's speaker of those sentences.
         """
         from pipelines.fetch import fetch_input
@@ -222,6 +241,7 @@ class Pipeline:
         job = _JobRun(self, request, info, targets, source, progress, should_cancel)
         job.preset_transcript, job.preset_translations = transcript, translations or {}
         job.preset_speakers = speakers or {}
+        job.preset_diarization, job.preset_background = diarization, background
         if fetched is not None:
             job.fetch_info = fetched
             job.timings.add(Stage.FETCH.value, fetched["seconds"])
@@ -325,6 +345,8 @@ class _InputRun:
         self.subtitles_info: dict[str, Any] | None = None
         self.fetch_info: dict[str, Any] | None = None
         self.preset_speakers: dict[int, str] = {}  # sentence id -> speaker, over diarization's (a re-dub's edits)
+        self.preset_diarization: Diarization | None = None
+        self.preset_background: Path | None = None
 
     @contextmanager
     def stage(self, name: Stage, language: str | None = None, *, announce: bool = True) -> Iterator[None]:
@@ -382,7 +404,13 @@ class _InputRun:
         else:
             with self.stage(Stage.ASR):
                 transcript = self.transcribe(wav)
-        if self.settings.diarize.enabled and wav.is_file():
+        if self.settings.diarize.enabled and self.preset_diarization is not None:
+            from pipelines.diarize import apply_speakers
+
+            self.diarization = self.preset_diarization  # found elsewhere (the batch's diarization actors)
+            self.notes.extend(self.preset_diarization.notes)
+            transcript = apply_speakers(transcript, self.preset_diarization)
+        elif self.settings.diarize.enabled and wav.is_file():
             from pipelines.diarize import diarize_step
 
             with self.stage(Stage.DIARIZE):
@@ -581,11 +609,13 @@ class _JobRun(_InputRun):
 
     @cached_property
     def separated(self) -> Path:
-        """The input's background stem (its voice removed), separated once per input and model: cached."""
-        from pipelines.separate import CHUNK, MODEL_NAME, OVERLAP, model_file
+        """The input's background stem (its voice removed): the one given to the run (it was separated elsewhere:
+        the Ray Data batch's separation actors), else separated once per input and model: cached."""
+        from pipelines.separate import stem_path
 
-        size = model_file(self.pipe.models_dir).stat().st_size
-        stem = self.cache.path(f"background.{cache.key('separate', MODEL_NAME, size, CHUNK, OVERLAP)}.flac")
+        if self.preset_background is not None:
+            return self.preset_background
+        stem = stem_path(self.cache, self.pipe.models_dir)
         if stem.is_file():
             self.cache.hits.append(Stage.SEPARATE.value)
         else:

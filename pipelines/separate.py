@@ -26,6 +26,8 @@ from pipelines.media import iter_audio_blocks
 if TYPE_CHECKING:
     import onnxruntime
 
+    from pipelines.cache import StageCache
+
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "spleeter-2stems"
@@ -124,22 +126,47 @@ class SpleeterSeparator:
 
     def stream(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         """The background of (frames, 2) float32 ``blocks``, in (frames, 2) blocks: as many frames in all."""
-        return crossfade_chunks(blocks, lambda x: self.separate_chunk(x)[0])
+        return crossfade_chunks(blocks, self.background_chunk)
+
+    def background_chunk(self, x: np.ndarray) -> np.ndarray:
+        """The background of (2, n <= CHUNK) float32 samples at SAMPLE_RATE_HZ: (2, n) float32."""
+        return self.separate_chunk(x)[0]
 
     def __call__(self, input_path: Path, out_path: Path, *, progress: Callable[[float], None] | None = None) -> Path:
-        out = Path(out_path)
-        done = 0
-        blocks = iter_audio_blocks(input_path, sample_rate_hz=SAMPLE_RATE_HZ, channels=CHANNELS, block_frames=CHUNK)
-        with (
-            atomic_path(out, suffix=out.suffix) as tmp,
-            sf.SoundFile(tmp, "w", samplerate=SAMPLE_RATE_HZ, channels=CHANNELS, subtype="PCM_16") as snd,
-        ):
-            for block in self.stream(blocks):
-                snd.write(np.clip(block, -1.0, 1.0))
-                done += block.shape[0]
-                if progress is not None:  # about every 10 s of input: one chunk
-                    progress(done / SAMPLE_RATE_HZ)
-        return out
+        return write_background(input_path, out_path, self.background_chunk, progress=progress)
+
+
+def write_background(
+    input_path: Path, out_path: Path, process: _ChunkFn, *, progress: Callable[[float], None] | None = None
+) -> Path:
+    """Decode ``input_path`` a chunk at a time (SAMPLE_RATE_HZ, stereo), run ``process`` ((2, n) -> (2, n): one
+    chunk's background) over overlapping chunks (:func:`crossfade_chunks`) and write the result to ``out_path``
+    (16-bit, in the format its suffix names, atomically). ``process`` may run anywhere (a Serve replica through
+    its handle): only one chunk is in flight, so memory stays flat in the input's length. ``progress``: called with
+    the seconds of input written so far (about every 10 s: one chunk). Raises MediaError."""
+    out = Path(out_path)
+    done = 0
+    blocks = iter_audio_blocks(input_path, sample_rate_hz=SAMPLE_RATE_HZ, channels=CHANNELS, block_frames=CHUNK)
+    with (
+        atomic_path(out, suffix=out.suffix) as tmp,
+        sf.SoundFile(tmp, "w", samplerate=SAMPLE_RATE_HZ, channels=CHANNELS, subtype="PCM_16") as snd,
+    ):
+        for block in crossfade_chunks(blocks, process):
+            snd.write(np.clip(block, -1.0, 1.0))
+            done += block.shape[0]
+            if progress is not None:
+                progress(done / SAMPLE_RATE_HZ)
+    return out
+
+
+def stem_path(stage_cache: StageCache, models_dir: Path) -> Path:
+    """Where the input of ``stage_cache`` keeps its background stem: keyed over the model (its name and size) and
+    the chunking, so every driver (the runner, a Serve job, the Ray Data batch) finds the others' stem and a re-dub
+    never separates again. Raises SeparationUnavailable when the model is not pulled."""
+    from pipelines import cache
+
+    size = model_file(models_dir).stat().st_size
+    return stage_cache.path(f"background.{cache.key('separate', MODEL_NAME, size, CHUNK, OVERLAP)}.flac")
 
 
 def _ramp(n: int) -> np.ndarray:

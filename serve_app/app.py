@@ -7,7 +7,7 @@ wrapped with ``serve.deployment(cls, **options).bind(...)``, the options (``ray_
 ``build_app`` with the file's ``args``:
 
     settings:     overrides for the Settings tree (env, .env and settings.yaml still apply under them)
-    deployments:  {ingress|asr|translator|tts|job_runner: Serve deployment options}
+    deployments:  {ingress|asr|translator|tts|separator|diarizer|job_runner: Serve deployment options}
     llm:          optional; {llm_config: <ray.serve.llm.LLMConfig fields>}: the translator then calls a
                   Ray Serve LLM (vLLM) deployment through its handle instead of loading a model itself;
                   with {standin: {engine: llama_cpp|echo, translator: {...}}} next to it, a CPU stand-in
@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from configs.settings import Settings
-from serve_app.deployments import ASRDeployment, JobRunner, LLMTranslatorDeployment, TranslatorDeployment, TTSDeployment
+from serve_app.deployments import (
+    ASRDeployment,
+    DiarizerDeployment,
+    JobRunner,
+    LLMTranslatorDeployment,
+    SeparatorDeployment,
+    TranslatorDeployment,
+    TTSDeployment,
+)
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -34,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 APP_NAME = "videotranslator"
-DEPLOYMENT_KEYS = ("ingress", "asr", "translator", "tts", "job_runner")
+DEPLOYMENT_KEYS = ("ingress", "asr", "translator", "tts", "separator", "diarizer", "job_runner")
 # What Serve accepts in serve.deployment(**options); anything else in the YAML is a mistake.
 ALLOWED_OPTIONS = frozenset({
     "name", "num_replicas", "ray_actor_options", "max_ongoing_requests", "max_queued_requests",
@@ -47,6 +55,9 @@ DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
     "asr": {"num_replicas": 1, "max_ongoing_requests": 4, "ray_actor_options": {"num_cpus": 0.5}},
     "translator": {"num_replicas": 1, "max_ongoing_requests": 4, "ray_actor_options": {"num_cpus": 0.5}},
     "tts": {"num_replicas": 1, "max_ongoing_requests": 4, "ray_actor_options": {"num_cpus": 0.25}},
+    # Separation and diarization run on onnxruntime's CPU provider (no GPU whatever the profile).
+    "separator": {"num_replicas": 1, "max_ongoing_requests": 2, "ray_actor_options": {"num_cpus": 0.25}},
+    "diarizer": {"num_replicas": 1, "max_ongoing_requests": 2, "ray_actor_options": {"num_cpus": 0.1}},
     # One replica: it owns the worker threads that claim jobs (more would run jobs twice as fast, not twice).
     "job_runner": {"num_replicas": 1, "max_ongoing_requests": 16, "ray_actor_options": {"num_cpus": 0.05}},
 }
@@ -172,9 +183,17 @@ class Ingress:
 class ServeJobRunner(JobRunner):
     """JobRunner with replica logging (the plain class stays free of logging set-up)."""
 
-    def __init__(self, settings: Mapping[str, Any], asr: Any, translator: Any, tts: Any) -> None:
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        asr: Any,
+        translator: Any,
+        tts: Any,
+        separator: Any = None,
+        diarizer: Any = None,
+    ) -> None:
         replica_logging(Settings(**dict(settings)))
-        super().__init__(settings, asr, translator, tts)
+        super().__init__(settings, asr, translator, tts, separator, diarizer)
 
 
 def build_llm_app(llm_args: Mapping[str, Any]) -> tuple[Any, str]:
@@ -192,7 +211,8 @@ def build_llm_app(llm_args: Mapping[str, Any]) -> tuple[Any, str]:
 
 
 def build_app(args: Mapping[str, Any]) -> Application:
-    """The Serve application: Ingress → {ASR, Translator (→ optional LLM), TTS} + JobRunner.
+    """The Serve application: Ingress → {ASR, Translator (→ optional LLM), TTS} + JobRunner → {the same three,
+    Separator, Diarizer}.
 
     ``serve run`` calls this with the profile's ``args`` (Serve requires exactly one parameter). Nothing is
     deployed here; ``serve.run`` or ``serve run`` does that. Raises InsecureStartup when Serve listens on a
@@ -239,6 +259,10 @@ def build_application(args: Mapping[str, Any] | None = None, *, llm_builder: LLM
     else:
         translator = wrap(TranslatorDeployment, "translator", "TranslatorDeployment").bind(settings)
     tts = wrap(TTSDeployment, "tts", "TTSDeployment").bind(settings)
-    job_runner = wrap(ServeJobRunner, "job_runner", "JobRunner").bind(settings, asr, translator, tts)
+    # Only the job runner calls these two (the HTTP API has no endpoint of its own for them).
+    separator = wrap(SeparatorDeployment, "separator", "SeparatorDeployment").bind(settings)
+    diarizer = wrap(DiarizerDeployment, "diarizer", "DiarizerDeployment").bind(settings)
+    runner = wrap(ServeJobRunner, "job_runner", "JobRunner")
+    job_runner = runner.bind(settings, asr, translator, tts, separator, diarizer)
     ingress = wrap(serve.ingress()(Ingress), "ingress", "Ingress")
     return ingress.bind(settings, asr, translator, tts, job_runner)  # type: ignore[no-any-return]

@@ -9,8 +9,11 @@ leaves Ray out of ``sys.modules``. The dataset flows, one row per file or per au
 3. ASR on an actor pool (``map_batches``, ``ActorPoolStrategy``; GPUs when the cluster has them);
 4. regroup the chunks per file, in order, and rebuild one transcript (one small stateful actor, so
    files stream on without a global shuffle);
-5. translation on an actor pool, through the runner's stage cache; 6. TTS, timing fit, mix and mux on
-   an actor pool, through the same ``Pipeline.run`` as the CLI with the transcript and translations given.
+5. speaker diarization on an actor pool (while ``diarize.enabled``), through the runner's stage cache;
+6. translation on an actor pool, through the runner's stage cache;
+7. source separation on an actor pool (when a dub has background 'separate'), through the stage cache;
+8. TTS, timing fit, mix and mux on an actor pool, through the same ``Pipeline.run`` as the CLI with the
+   transcript, speakers, translations and background stem given.
 
 The stage classes are the CLI's. A bad file becomes a ``failed`` line in ``OUTDIR/manifest.jsonl``;
 the exit code is the number of failed inputs (at most 100), 125 when the batch could not start.
@@ -22,7 +25,8 @@ Modules, one concern each:
 * :mod:`~pipelines.batch.resume` - which earlier results still stand on a rerun;
 * :mod:`~pipelines.batch.resources` - actor pool sizes and CPU/GPU asks for the cluster;
 * :mod:`~pipelines.batch.rows` - the Arrow rows passed between the stages;
-* :mod:`~pipelines.batch.actors` - the extract task and the ASR, regroup, translate and finish actors;
+* :mod:`~pipelines.batch.actors` - the extract task and the ASR, regroup, diarize, translate, separate and finish
+  actors;
 * :mod:`~pipelines.batch.dataset` - the lazy Ray Data pipeline over them;
 * :mod:`~pipelines.batch.driver` - the Ray session, the run loop and its signals;
 * :mod:`~pipelines.batch.cli` - the command line (``__main__`` runs it);

@@ -1,4 +1,4 @@
-"""The batch's stages: the extract task and the ASR, regroup, translate and finish actors.
+"""The batch's stages: the extract task and the ASR, regroup, diarize, translate, separate and finish actors.
 
 Each is a plain callable over a ``pyarrow.Table`` of rows (see :mod:`pipelines.batch.rows`), built on the
 CLI's stage classes, so tests call them directly; :mod:`pipelines.batch.dataset` wires them into Ray
@@ -143,7 +143,112 @@ class RegroupActor:
         return row
 
 
-class TranslateActor:
+class _FileStage:
+    """A per-file actor's loop: each row without an error that the stage ``wanted`` goes through ``apply`` (which
+    fills its columns); an exception becomes the row's error, and the time goes under ``stage`` in its timings."""
+
+    stage = ""
+
+    def wanted(self, row: dict[str, Any]) -> bool:
+        return True
+
+    def apply(self, row: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        for row in rows:
+            if row["error"] or not self.wanted(row):
+                continue
+            started = time.perf_counter()
+            try:
+                self.apply(row)
+            except Exception as exc:  # noqa: BLE001 - recorded in the manifest
+                row["error"] = reason(exc)
+            row["timings"] = timed(row, **{self.stage: time.perf_counter() - started})
+        return table(rows, FILE_KEYS)
+
+
+class DiarizeActor(_FileStage):
+    """Actor: whole-file transcripts -> the same with a speaker on each word, and the diarization itself (for the
+    report), with the CLI's Diarizer through the runner's stage cache (``diarize.diarize_cached``): a rerun, or
+    the CLI after a batch, diarizes nothing twice. The file's 16 kHz WAV (the extract task's was temporary) is
+    extracted again into the stage cache, where the runner keeps it, only when the stage will listen
+    (``diarize.needs_audio``). ``diarizer`` may be injected (tests)."""
+
+    def __init__(self, settings: Settings, *, diarizer: Any = None) -> None:
+        from pipelines.runner import Pipeline
+
+        self.pipe = Pipeline(settings, diarizer=diarizer)
+
+    stage = "diarize"
+
+    def apply(self, row: dict[str, Any]) -> None:
+        transcript, diarization = self.diarize(row)
+        row["transcript"] = json.dumps(transcript.to_dict())
+        row["diarization"] = json.dumps(diarization)
+
+    def diarize(self, row: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The row's transcript with speakers, and its serialised ``Diarization``."""
+        from pipelines import media
+        from pipelines.cache import StageCache
+        from pipelines.diarize import apply_speakers, diarize_cached, effective_settings, needs_audio
+        from pipelines.schema import Transcript
+
+        request = request_of(row)
+        transcript = Transcript.from_dict(json.loads(row["transcript"]))
+        settings = self.pipe.settings
+        stage_cache = StageCache(settings.storage.cache_dir, row["digest"])
+        wav = stage_cache.path("audio16k.wav")
+        if not wav.is_file() and needs_audio(transcript, request.speakers, effective_settings(settings, request)):
+            with tempfile.TemporaryDirectory(prefix="vt-diarize-") as tmp:
+                info = media.probe(uris.download(request.input, Path(tmp)), max_duration_s=settings.MAX_DURATION)
+                media.extract_audio(info, wav, max_duration_s=settings.MAX_DURATION)
+        result = diarize_cached(self.pipe.diarizer, stage_cache, settings, request, wav, transcript)
+        return apply_speakers(transcript, result), result.to_dict()
+
+
+class SeparateActor(_FileStage):
+    """Actor: the background stem of each dub whose background is 'separate' (its own, else mix.background) and
+    that has speech, as the runner would make it, with the CLI's SpleeterSeparator through the stage cache
+    (``separate.stem_path``): a rerun, or a re-dub with the CLI after a batch, separates nothing twice. The stem
+    travels to the finish actors in the row (FLAC bytes), so they may run on another node. Other rows pass
+    untouched, and the model loads on the first miss. ``separator`` may be injected (tests)."""
+
+    def __init__(self, settings: Settings, *, separator: Any = None) -> None:
+        from pipelines.runner import Pipeline
+
+        self.pipe = Pipeline(settings, separator=separator)
+
+    stage = "separate"
+
+    def apply(self, row: dict[str, Any]) -> None:
+        row["background"] = self.separate(row)
+
+    def wanted(self, row: dict[str, Any]) -> bool:
+        """Whether the runner would mix this file over its background stem: a dub, background 'separate',
+        sentences to speak."""
+        from pipelines.schema import Transcript
+        from pipelines.segment import merge_sentences
+
+        request = request_of(row)
+        if request.mode != "dub" or self.pipe.background(request) != "separate":
+            return False
+        return bool(merge_sentences(Transcript.from_dict(json.loads(row["transcript"]))))
+
+    def separate(self, row: dict[str, Any]) -> bytes:
+        from pipelines.cache import StageCache
+        from pipelines.separate import stem_path
+
+        request = request_of(row)
+        stem = stem_path(StageCache(self.pipe.settings.storage.cache_dir, row["digest"]), self.pipe.models_dir)
+        if not stem.is_file():
+            with tempfile.TemporaryDirectory(prefix="vt-separate-") as tmp:
+                self.pipe.separator(uris.download(request.input, Path(tmp)), stem)
+        return stem.read_bytes()
+
+
+class TranslateActor(_FileStage):
     """Actor: whole-file transcripts -> translations per target language, with the CLI's translator and
     through the runner's stage cache (``runner.translate_cached``): a rerun over the same input, or the
     CLI after a batch, translates nothing twice. ``translator`` may be injected (tests); by default the
@@ -154,18 +259,10 @@ class TranslateActor:
 
         self.pipe = Pipeline(settings, translator=translator)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        rows = batch.to_pylist()
-        for row in rows:
-            if row["error"]:
-                continue
-            started = time.perf_counter()
-            try:
-                row["translations"] = json.dumps(self.translate(row), ensure_ascii=False)
-            except Exception as exc:  # noqa: BLE001 - recorded in the manifest
-                row["error"] = reason(exc)
-            row["timings"] = timed(row, translate=time.perf_counter() - started)
-        return table(rows, FILE_KEYS)
+    stage = "translate"
+
+    def apply(self, row: dict[str, Any]) -> None:
+        row["translations"] = json.dumps(self.translate(row), ensure_ascii=False)
 
     def translate(self, row: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         """The serialised translations of a file row per target language; the source language is left
@@ -206,6 +303,7 @@ class FinishActor:
 
     def finish(self, row: dict[str, Any]) -> dict[str, Any]:
         """The done row of a file row: ``succeeded`` with its outputs and their sha256, else ``failed``."""
+        from pipelines.diarize import Diarization
         from pipelines.schema import Transcript, load_translations
 
         done = {**row, "status": "failed", "outputs": "{}", "checksums": "{}"}
@@ -217,12 +315,18 @@ class FinishActor:
             transcript = Transcript.from_dict(json.loads(row["transcript"]))
             given = json.loads(row["translations"] or "{}")
             translations = {lang: load_translations(items) for lang, items in given.items()}
+            diarization = Diarization.from_dict(json.loads(row["diarization"])) if row.get("diarization") else None
             with tempfile.TemporaryDirectory(prefix="vt-finish-") as tmp:
                 local = uris.download(request.input, Path(tmp) / "in")
                 local_request = request.model_copy(update={"input": str(local)})
+                background = None
+                if row.get("background"):  # the separate actors' stem
+                    background = Path(tmp) / "background.flac"
+                    background.write_bytes(row["background"])
                 result = self.pipe.run(
-                    local_request, Path(tmp) / "out", transcript=transcript, translations=translations
-                )
+                    local_request, Path(tmp) / "out", transcript=transcript, translations=translations,
+                    diarization=diarization, background=background,
+                )  # fmt: skip
                 if uris.is_remote(request.input):  # the report names the input as the user gave it
                     result.report["input"] = request.input
                     report = json.dumps(result.report, ensure_ascii=False, indent=2)

@@ -1,11 +1,20 @@
-"""The lazy Ray Data pipeline over a batch's jobs: extract tasks, then the ASR, regroup, translate and finish pools."""
+"""The lazy Ray Data pipeline over a batch's jobs: extract tasks, then the ASR, regroup, diarize, translate,
+separate and finish pools (diarize and separate only when the batch needs them: ``resources.optional_stages``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipelines.batch.actors import ASRActor, FinishActor, RegroupActor, TranslateActor, extract_chunks
+from pipelines.batch.actors import (
+    ASRActor,
+    DiarizeActor,
+    FinishActor,
+    RegroupActor,
+    SeparateActor,
+    TranslateActor,
+    extract_chunks,
+)
 from pipelines.schema import JobRequest
 
 if TYPE_CHECKING:
@@ -33,10 +42,20 @@ def build_dataset(jobs: Sequence[JobRequest], settings: Settings, out: str, res:
         batch_format="pyarrow", num_cpus=res.actor_cpus, num_gpus=res.asr_gpus or None,
     )  # fmt: skip
     ds = ds.map_batches(RegroupActor, compute=pool(size=1), batch_size=None, batch_format="pyarrow", num_cpus=0)
+    if res.diarize_actors:  # before translation: a speaker change ends a sentence
+        ds = ds.map_batches(
+            DiarizeActor, fn_constructor_args=(settings,), compute=pool(size=res.diarize_actors), batch_size=1,
+            batch_format="pyarrow", num_cpus=res.actor_cpus,
+        )  # fmt: skip
     ds = ds.map_batches(
         TranslateActor, fn_constructor_args=(settings,), compute=pool(size=res.translate_actors), batch_size=1,
         batch_format="pyarrow", num_cpus=res.actor_cpus, num_gpus=res.translate_gpus or None,
     )  # fmt: skip
+    if res.separate_actors:  # right before finish: the stem rides one hop in the row
+        ds = ds.map_batches(
+            SeparateActor, fn_constructor_args=(settings,), compute=pool(size=res.separate_actors), batch_size=1,
+            batch_format="pyarrow", num_cpus=res.actor_cpus,
+        )  # fmt: skip
     return ds.map_batches(
         FinishActor, fn_constructor_args=(settings, out), compute=pool(size=res.tts_actors), batch_size=1,
         batch_format="pyarrow", num_cpus=res.actor_cpus,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.batch import resume
 from pipelines.batch import storage_uri as uris
 from pipelines.batch.manifest import entry, failed_entry, load_manifest, summarize, write_manifest, write_summary
-from pipelines.batch.resources import plan_resources
+from pipelines.batch.resources import optional_stages, plan_resources
 from pipelines.batch.rows import reason
 from pipelines.schema import JobRequest
 
@@ -54,7 +54,8 @@ def run(jobs: Sequence[JobRequest], settings: Settings, out: str) -> dict[str, A
         say(i + 1, len(jobs), entries[job.input])
     write_manifest(out, jobs, entries)
     cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
-    res = plan_resources(settings.batch, cluster.get("CPU", 1.0), cluster.get("GPU", 0.0))
+    stages = optional_stages(todo, settings)  # the diarize and separate pools, when the batch needs them
+    res = plan_resources(settings.batch, cluster.get("CPU", 1.0), cluster.get("GPU", 0.0), **stages)
     alive = len([n for n in ray.nodes() if n.get("Alive")])  # type: ignore[no-untyped-call]
     extra = {
         "resources": asdict(res),

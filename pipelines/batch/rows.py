@@ -1,7 +1,8 @@
 """The rows passed between the batch's stages: fixed Arrow schemas and the helpers that fill them.
 
-Structured values travel as JSON text (``request``, ``chunk``, ``transcript``, ``translations``,
-``timings``), the audio as float32 bytes, so every batch, even an empty one, has the same columns.
+Structured values travel as JSON text (``request``, ``chunk``, ``transcript``, ``diarization``, ``translations``,
+``timings``), the audio as float32 bytes and a background stem as FLAC bytes, so every batch, even an empty one,
+has the same columns.
 ``digest`` is the input file's sha256: the key of its stage cache folder (``pipelines.cache``).
 """
 
@@ -22,9 +23,9 @@ if TYPE_CHECKING:
 #: one row per audio chunk (extract -> ASR -> regroup)
 CHUNK_KEYS = ("input", "request", "digest", "chunk", "n_chunks", "duration_s", "audio", "transcript", "error",
               "timings", "node")  # fmt: skip
-#: one row per file (regroup -> translate -> finish)
-FILE_KEYS = ("input", "request", "digest", "duration_s", "n_chunks", "transcript", "translations", "error",
-             "timings", "node")  # fmt: skip
+#: one row per file (regroup -> diarize -> translate -> separate -> finish)
+FILE_KEYS = ("input", "request", "digest", "duration_s", "n_chunks", "transcript", "diarization", "translations",
+             "background", "error", "timings", "node")  # fmt: skip
 #: one row per finished file (finish -> the driver's manifest)
 DONE_KEYS = ("input", "status", "error", "outputs", "checksums", "timings", "duration_s", "n_chunks", "node")
 
@@ -34,7 +35,7 @@ def table(rows: list[dict[str, Any]], keys: Sequence[str]) -> pa.Table:
     import pyarrow as pa
 
     types = {
-        "audio": pa.large_binary(), "n_chunks": pa.int64(), "duration_s": pa.float64(),
+        "audio": pa.large_binary(), "background": pa.large_binary(), "n_chunks": pa.int64(), "duration_s": pa.float64(),
     }  # fmt: skip
     schema = pa.schema([(k, types.get(k, pa.large_string())) for k in keys])
     return pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows], schema=schema)

@@ -1,23 +1,29 @@
 """Handle adapters: the pipeline's stage protocols over Serve deployment handles.
 
-``Pipeline(settings, asr=HandleASR(h), translator=HandleTranslator(h), tts=HandleTTS(h))`` runs a job through
-the model deployments (``serve_app.deployments.model_deployments``). Every call is resent when the replica
-died under it (tenacity); any other error propagates at once.
+``Pipeline(settings, asr=HandleASR(h), translator=HandleTranslator(h), tts=HandleTTS(h),
+separator=HandleSeparator(h), diarizer=HandleDiarizer(h))`` runs a job through the model deployments
+(``serve_app.deployments.model_deployments``). Every call is resent when the replica died under it (tenacity);
+any other error propagates at once. Audio travels as numpy samples (zero-copy through Ray's object store), never
+as a path, so a replica may run on another node.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_exponential
 
 from pipelines.batch.chunking import VAD_WINDOW_S, transcribe_file
 from pipelines.schema import Clip, Sentence, Transcript, Translation
+
+if TYPE_CHECKING:
+    from configs.settings import DiarizeSettings
+    from pipelines.diarize import Diarization
 
 logger = logging.getLogger(__name__)
 
@@ -126,3 +132,55 @@ class HandleTTS:
         clips, count = _call(self.handle.synthesize, list(translations), language, voice)
         self._local.count = count
         return clips  # type: ignore[no-any-return]
+
+
+class HandleSeparator(_HandleAdapter):
+    """The pipeline's ``Separator`` over a SeparatorDeployment handle. The input is decoded here a chunk at a time
+    (``separate.write_background``); each overlapping chunk's samples go to a replica and come back as its
+    background, which is cross-faded and written here: one chunk in flight, memory flat in the input's length."""
+
+    def __call__(self, input_path: Path, out_path: Path, *, progress: Callable[[float], None] | None = None) -> Path:
+        """See ``separate.Separator``: ``progress`` is called here, after each chunk comes back."""
+        from pipelines.separate import write_background
+
+        process = lambda x: _call(self.handle.separate, x)  # one chunk's background, from a replica
+        return write_background(Path(input_path), Path(out_path), process, progress=progress)
+
+
+class HandleDiarizer(_HandleAdapter):
+    """The pipeline's ``DiarizationStage`` over a DiarizerDeployment handle. The runner's 16 kHz mono wav travels
+    as int16 samples (half of float32's bytes; the stage holds the whole file's samples either way), and none when
+    the count is known without listening (``diarize.needs_audio``)."""
+
+    def __call__(
+        self,
+        wav: Path | np.ndarray,
+        transcript: Transcript,
+        *,
+        speakers: int | None = None,
+        settings: DiarizeSettings | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> Diarization:
+        """See ``diarize.DiarizationStage``; ``progress`` is not called (the work happens in the replica)."""
+        from pipelines.diarize import needs_audio
+
+        if isinstance(wav, np.ndarray):
+            audio = wav
+        elif settings is not None and not needs_audio(transcript, speakers, settings):
+            audio = np.zeros(0, dtype=np.int16)
+        else:
+            audio = _pcm16(Path(wav))
+        return _call(self.handle.diarize, audio, transcript, speakers, settings)  # type: ignore[no-any-return]
+
+
+def _pcm16(wav: Path) -> np.ndarray:
+    """A 16 kHz mono WAV's samples as int16. Raises ModelError at another rate."""
+    import soundfile as sf
+
+    from pipelines.diarize import SAMPLE_RATE_HZ
+    from pipelines.errors import ModelError
+
+    data, rate = sf.read(str(wav), dtype="int16", always_2d=False)
+    if rate != SAMPLE_RATE_HZ:
+        raise ModelError(f"diarization needs 16 kHz audio, got {rate} Hz")
+    return np.asarray(data, dtype=np.int16).reshape(-1)

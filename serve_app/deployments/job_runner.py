@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from configs.settings import Settings
-from serve_app.deployments.adapters import HandleASR, HandleTranslator, HandleTTS
+from serve_app.deployments.adapters import HandleASR, HandleDiarizer, HandleSeparator, HandleTranslator, HandleTTS
 from serve_app.deployments.model_deployments import settings_from
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ class JobRunner:
         asr: Any = None,
         translator: Any = None,
         tts: Any = None,
+        separator: Any = None,
+        diarizer: Any = None,
         *,
         pipeline_factory: Any = None,
         poll_s: float = 0.5,
@@ -43,7 +45,7 @@ class JobRunner:
         self.settings = s = settings_from(settings)
         self.service = build_job_service(s)
         self.store, self.storage = self.service.store, self.service.storage
-        handles = (asr, translator, tts)
+        handles = (asr, translator, tts, separator, diarizer)
         factory = pipeline_factory or (lambda: self._pipeline(*handles))
         self.worker: JobWorker | None = None
         # queue.mode = "rabbitmq" without queue.enabled: bridge instances run the jobs, this app only publishes.
@@ -62,7 +64,10 @@ class JobRunner:
             self.consumer = BackgroundBridge(s, self.service, models=PipelineModels(factory))
             self.consumer.start()
 
-    def _pipeline(self, asr: Any, translator: Any, tts: Any) -> Pipeline:
+    def _pipeline(self, asr: Any, translator: Any, tts: Any, separator: Any, diarizer: Any) -> Pipeline:
+        """The runner over the handles given (a stage without one runs in this process). The runner decides what
+        runs: the separator only for a dub with background 'separate' whose stem is not cached, the diarizer only
+        with diarize.enabled and no cached result."""
         from pipelines.runner import Pipeline
 
         return Pipeline(
@@ -70,6 +75,8 @@ class JobRunner:
             asr=HandleASR(asr) if asr is not None else None,
             translator=HandleTranslator(translator) if translator is not None else None,
             tts=HandleTTS(tts) if tts is not None else None,
+            separator=HandleSeparator(separator) if separator is not None else None,
+            diarizer=HandleDiarizer(diarizer) if diarizer is not None else None,
         )
 
     def ready(self) -> bool:

@@ -1,8 +1,9 @@
 """The model deployments: plain classes wrapping the pipeline stages unchanged, one model each.
 
 ``ASRDeployment`` (faster-whisper), ``TranslatorDeployment`` (the LLM; ``LLMTranslatorDeployment`` over a Ray
-Serve LLM deployment), ``TTSDeployment`` (piper/espeak-ng): they
-scale separately. ``stage`` may be injected (tests); else each builds the configured stage in its replica.
+Serve LLM deployment), ``TTSDeployment`` (piper/espeak-ng), ``SeparatorDeployment`` (Spleeter on onnxruntime)
+and ``DiarizerDeployment`` (d-vectors and clustering): they scale separately. ``stage`` may be injected (tests);
+else each builds the configured stage in its replica.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +24,10 @@ from pipelines.batch.chunking import VAD_WINDOW_S
 from pipelines.errors import InvalidMedia, InvalidVoice, VTError
 from pipelines.languages import normalize_language
 from pipelines.schema import Clip, Sentence, Transcript, Translation
+
+if TYPE_CHECKING:
+    from configs.settings import DiarizeSettings
+    from pipelines.diarize import Diarization
 
 ASR_SAMPLE_RATE_HZ = 16000
 # OpenAI's voice names: clients of /v1/audio/speech send these; they mean the default voice of the request's
@@ -286,6 +291,87 @@ class TTSDeployment:
 
     def info(self) -> dict[str, Any]:
         return {"name": "tts", "voices": dict(self.settings.tts.voices)}
+
+    def ready(self) -> bool:
+        return True
+
+
+class _Counted:
+    """A thread-safe call counter (``info()`` reports it: which replica did how much)."""
+
+    def __init__(self) -> None:
+        self._count_lock = threading.Lock()
+        self.calls = 0
+
+    def _counted(self) -> None:
+        with self._count_lock:
+            self.calls += 1
+
+
+class SeparatorDeployment(_Counted):
+    """Source separation (``pipelines.separate.SpleeterSeparator``, onnxruntime on CPU) behind a deployment, one
+    chunk per call: the caller (``HandleSeparator``) decodes the input, sends each overlapping chunk's samples and
+    cross-fades and writes the stem, so the replica holds one chunk and may run on another node. ``stage`` may be
+    injected (anything with ``background_chunk``); else the model loads on the first call, so the app starts (and
+    background 'duck' or 'none' works) where the separation model is not pulled."""
+
+    def __init__(self, settings: Settings | Mapping[str, Any] | None = None, *, stage: Any = None) -> None:
+        super().__init__()
+        self.settings = settings_from(settings)
+        self._stage = stage
+        self._load_lock = threading.Lock()
+
+    @property
+    def stage(self) -> Any:
+        with self._load_lock:
+            if self._stage is None:
+                from pipelines.separate import SpleeterSeparator
+
+                self._stage = SpleeterSeparator(self.settings.storage.models_dir)  # SeparationUnavailable
+            return self._stage
+
+    def separate(self, samples: np.ndarray) -> np.ndarray:
+        """The background of one chunk: (2, n <= separate.CHUNK) float32 samples at 44.1 kHz -> (2, n) float32.
+        Raises SeparationUnavailable when the model is not pulled (the runner checks that before any work)."""
+        self._counted()
+        return np.asarray(self.stage.background_chunk(np.asarray(samples, dtype=np.float32)), dtype=np.float32)
+
+    def info(self) -> dict[str, Any]:
+        from pipelines.separate import MODEL_NAME
+
+        return {"name": MODEL_NAME, "calls": self.calls}
+
+    def ready(self) -> bool:
+        return True
+
+
+class DiarizerDeployment(_Counted):
+    """Speaker diarization (``pipelines.diarize.Diarizer``: the ONNX d-vector embedder on CPU, spectral
+    clustering) behind a deployment. ``stage`` may be injected (a ``DiarizationStage``)."""
+
+    def __init__(self, settings: Settings | Mapping[str, Any] | None = None, *, stage: Any = None) -> None:
+        super().__init__()
+        self.settings = settings_from(settings)
+        if stage is None:
+            from pipelines.diarize import Diarizer
+
+            stage = Diarizer(self.settings.diarize)
+        self.stage = stage
+
+    def diarize(
+        self,
+        audio: np.ndarray,
+        transcript: Transcript,
+        speakers: int | None = None,
+        settings: DiarizeSettings | None = None,
+    ) -> Diarization:
+        """Who speaks each word of ``transcript`` in ``audio`` (16 kHz mono samples, int16 PCM or float32);
+        ``speakers`` forces the count, ``settings`` (the job's) replace the replica's. Raises InvalidSpeakers."""
+        self._counted()
+        return self.stage(audio, transcript, speakers=speakers, settings=settings)  # type: ignore[no-any-return]
+
+    def info(self) -> dict[str, Any]:
+        return {"name": "diarizer", "calls": self.calls}
 
     def ready(self) -> bool:
         return True

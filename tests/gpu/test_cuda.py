@@ -103,7 +103,7 @@ def test_gpu_profile_end_to_end(gpu_ray: None, tmp_path: Path, jfk_flac: Path, f
             "deployment_config": one}},
         "deployments": {"asr": {**one, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0.25}},
                         **{k: {**one, "ray_actor_options": {"num_cpus": 0.25, "num_gpus": 0}}
-                           for k in ("ingress", "translator", "tts")}},
+                           for k in ("ingress", "translator", "tts", "separator", "diarizer")}},
     }  # fmt: skip
     serve.shutdown()
     started = time.perf_counter()

@@ -55,7 +55,12 @@ def test_build_app_takes_exactly_one_parameter() -> None:
 
 def test_cpu_profile_builds_and_fits_two_cores() -> None:
     graph = deployments(build_app(profile_args("serve.cpu.yaml")))
-    assert set(graph) == {"Ingress", "ASRDeployment", "TranslatorDeployment", "TTSDeployment", "JobRunner"}
+    assert set(graph) == {"Ingress", "ASRDeployment", "TranslatorDeployment", "TTSDeployment", "SeparatorDeployment",
+                          "DiarizerDeployment", "JobRunner"}  # fmt: skip
+    runner = graph["JobRunner"]  # the separator and diarizer are the job runner's: it reaches them by handle
+    assert [deployments(a) for a in runner.init_args[4:]] == [{"SeparatorDeployment": graph["SeparatorDeployment"]},
+                                                               {"DiarizerDeployment": graph["DiarizerDeployment"]}]  # fmt: skip
+    at_min = 0.0
     at_max = 0.0
     for dep in graph.values():
         cfg = dep._deployment_config
@@ -63,7 +68,10 @@ def test_cpu_profile_builds_and_fits_two_cores() -> None:
         cpus = dep.ray_actor_options["num_cpus"]
         assert 0 < cpus < 1 and not dep.ray_actor_options.get("num_gpus")
         at_max += cpus * (cfg.autoscaling_config.max_replicas if cfg.autoscaling_config else cfg.num_replicas)
-    assert at_max <= 2.0
+        at_min += cpus * (cfg.autoscaling_config.min_replicas if cfg.autoscaling_config else cfg.num_replicas)
+    assert (round(at_min, 3), round(at_max, 3)) == (1.4, 1.95)  # the sums in the profile's header comment
+    for name in ("SeparatorDeployment", "DiarizerDeployment"):
+        assert graph[name]._deployment_config.autoscaling_config.min_replicas == 1
     asr = graph["ASRDeployment"]._deployment_config.autoscaling_config
     assert (asr.min_replicas, asr.max_replicas, asr.target_ongoing_requests) == (1, 2, 1)
     assert graph["JobRunner"]._deployment_config.num_replicas == 1
@@ -98,11 +106,14 @@ def test_gpu_profile_options_and_llm_deployment() -> None:
     asr = graph["ASRDeployment"]
     assert asr.ray_actor_options["num_gpus"] == 0.5
     assert asr.init_args[0]["asr"] == {"model": "large-v3", "device": "cuda", "compute_type": "float16", "beam_size": 5}
-    for name in ("ASRDeployment", "TranslatorDeployment", "TTSDeployment", "JobRunner", "Ingress"):
+    names = ("ASRDeployment", "TranslatorDeployment", "TTSDeployment", "SeparatorDeployment", "DiarizerDeployment")
+    for name in (*names, "JobRunner", "Ingress"):
         dep = graph[name]
         assert "num_gpus" in dep.ray_actor_options
         if name != "JobRunner":
             assert dep._deployment_config.autoscaling_config is not None
+    for name in ("SeparatorDeployment", "DiarizerDeployment"):  # onnxruntime on CPU
+        assert graph[name].ray_actor_options["num_gpus"] == 0 and graph[name].ray_actor_options["num_cpus"] >= 1
 
 
 def test_options_validation_and_defaults() -> None:

@@ -16,14 +16,19 @@ from pipelines.runner import Pipeline
 from pipelines.schema import Sentence, Translation
 from serve_app.deployments import (
     ASRDeployment,
+    DiarizerDeployment,
     HandleASR,
+    HandleDiarizer,
+    HandleSeparator,
     HandleTranslator,
     HandleTTS,
     JobRunner,
+    SeparatorDeployment,
     TranslatorDeployment,
     TTSDeployment,
 )
 from serve_app.jobs import JobState
+from tests.pipelines.test_diarize import JFK_TEXT, _transcript, conversation  # noqa: F401 - a fixture
 from tests.serve_app.conftest import FakeASR, FakeTranslator, FakeTTS
 
 
@@ -106,6 +111,107 @@ def test_handle_adapters_run_a_job_through_the_deployments(settings: Settings, j
         assert isinstance(audio, np.ndarray)  # the wav travelled as samples, so a replica may be elsewhere
     finally:
         runner.shutdown()
+
+
+def _job(runner: JobRunner, request: Any) -> Any:
+    record = runner.service.submit(request)
+    deadline = time.monotonic() + 120
+    while not (done := runner.service.get(record.id)).terminal:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert done.state is JobState.SUCCEEDED, done.error
+    return done
+
+
+@pytest.mark.slow
+def test_separation_and_diarization_run_on_their_deployments_only_when_asked(
+    settings: Settings, jfk_video: Path
+) -> None:
+    """Issue 15: the job runner reaches the real separator and diarizer through their handles: a dub with background
+    'separate' and diarization on calls both (the separator once per ~12 s chunk; the stem is cached, so a re-run
+    does not call it again); background 'duck' with diarization off calls neither."""
+    import json
+
+    from pipelines.schema import JobRequest
+
+    separator, diarizer = SeparatorDeployment(settings), DiarizerDeployment(settings)
+    handles = (LocalHandle(ASRDeployment(settings, stage=FakeASR())),
+               LocalHandle(TranslatorDeployment(settings, stage=FakeTranslator())),
+               LocalHandle(TTSDeployment(settings, stage=FakeTTS())), LocalHandle(separator), LocalHandle(diarizer))  # fmt: skip
+    runner = JobRunner(settings, *handles, poll_s=0.05)
+    try:
+        done = _job(runner, JobRequest(input=str(jfk_video), target_languages=["ru"], background="separate"))
+        assert separator.info() == {"name": "spleeter-2stems", "calls": 2} and diarizer.info()["calls"] == 1
+        report = json.loads(runner.storage.output_path(done.id, "jfk.report.json").read_text())
+        assert report["background"] == "separate" and report["speakers"]["count"] == 1
+        assert {"separate", "diarize"} <= set(report["timings_s"])
+        again = _job(runner, JobRequest(input=str(jfk_video), target_languages=["de"], background="separate"))
+        assert separator.calls == 2 and diarizer.calls == 1  # both from the stage cache
+        assert again.state is JobState.SUCCEEDED
+    finally:
+        runner.shutdown()
+    off = settings.model_copy(update={"diarize": settings.diarize.model_copy(update={"enabled": False})})
+    separator, diarizer = SeparatorDeployment(off), DiarizerDeployment(off)
+    handles = handles[:3] + (LocalHandle(separator), LocalHandle(diarizer))
+    runner = JobRunner(off, *handles, poll_s=0.05)
+    try:
+        _job(runner, JobRequest(input=str(jfk_video), target_languages=["es"], background="duck"))
+        assert separator.calls == diarizer.calls == 0 and separator._stage is None  # the model never loaded
+    finally:
+        runner.shutdown()
+
+
+class HalfChunk:
+    """A separation stage that halves each chunk and records the chunks it got."""
+
+    def __init__(self) -> None:
+        self.chunks: list[np.ndarray] = []
+
+    def background_chunk(self, x: np.ndarray) -> np.ndarray:
+        self.chunks.append(x)
+        return x * 0.5
+
+
+def test_handle_separator_sends_one_chunk_a_call_and_writes_what_the_local_stage_writes(
+    settings: Settings, jfk_video: Path, tmp_path: Path
+) -> None:
+    import soundfile as sf
+
+    from pipelines.separate import CHUNK, SAMPLE_RATE_HZ, write_background
+
+    dep = SeparatorDeployment(settings, stage=HalfChunk())
+    remote = HandleSeparator(LocalHandle(dep))(jfk_video, tmp_path / "remote.flac")
+    local = write_background(jfk_video, tmp_path / "local.flac", HalfChunk().background_chunk)
+    (a, rate_a), (b, rate_b) = sf.read(remote), sf.read(local)
+    assert rate_a == rate_b == SAMPLE_RATE_HZ and a.shape == b.shape and np.array_equal(a, b)
+    assert abs(a.shape[0] / SAMPLE_RATE_HZ - 13.0) < 0.1
+    chunks = dep.stage.chunks
+    assert dep.calls == len(chunks) == 2 and all(c.dtype == np.float32 and c.shape[0] == 2 for c in chunks)
+    assert max(c.shape[1] for c in chunks) == CHUNK  # a chunk a call, never the whole input
+
+
+def test_handle_diarizer_finds_what_the_local_stage_finds(settings: Settings, conversation: Any) -> None:  # noqa: F811
+    """The wav travels as int16 samples: the stage gets exactly the numbers it reads from the 16-bit file itself, and
+    finds the two speakers; no samples travel when the count is forced to one."""
+    from pipelines.diarize import Diarizer, load_audio
+
+    wav, turns = conversation
+    transcript = _transcript(turns, JFK_TEXT)
+    real = Diarizer(settings.diarize)
+    sent: list[np.ndarray] = []
+
+    def stage(audio: np.ndarray, transcript: Any, **kwargs: Any) -> Any:
+        sent.append(audio)
+        return real(audio, transcript, **kwargs)
+
+    dep = DiarizerDeployment(settings, stage=stage)
+    got = HandleDiarizer(LocalHandle(dep))(wav, transcript, settings=settings.diarize)
+    assert sent[0].dtype == np.int16 and np.array_equal(load_audio(sent[0]), load_audio(wav))
+    assert got.method == "eigengap" and len(got.speakers) == 2
+    assert len(got.labels) == sum(len(s.words) for s in transcript.segments)
+    one = HandleDiarizer(LocalHandle(dep))(wav, transcript, speakers=1, settings=settings.diarize)
+    assert sent[1].size == 0 and one.method == "forced" and set(one.labels) == {"S1"}
+    assert dep.info() == {"name": "diarizer", "calls": 2}
 
 
 def test_job_runner_shutdown_requeues_the_running_job(settings: Settings, jfk_video: Path) -> None:

@@ -51,7 +51,7 @@ def gpu_profile_on_cpu(root: Path) -> dict[str, Any]:
             },
         },
         "deployments": {
-            **{k: SMALL for k in ("ingress", "asr", "translator", "tts")},
+            **{k: SMALL for k in ("ingress", "asr", "translator", "tts", "separator", "diarizer")},
             "job_runner": {"ray_actor_options": {"num_cpus": 0.05, "num_gpus": 0}},
         },
     }

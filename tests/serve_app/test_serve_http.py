@@ -151,6 +151,36 @@ def test_job_to_russian_end_to_end(http: httpx.Client, jfk_video: Path, tmp_path
     assert {row["voice"] for row in report["targets"]["ru"]["sentences"]} == {"rhvoice:anna"}
 
 
+def test_separation_and_diarization_run_on_their_own_deployments(
+    http: httpx.Client, test_mp3: Path, tmp_path: Path
+) -> None:
+    """Issue 15, item 4: a dub with background 'separate' and diarization on (the default) goes through the
+    SeparatorDeployment and the DiarizerDeployment (their replicas count the calls; one replica each in the CPU
+    profile), and its report has the speakers and the background."""
+    from ray import serve
+
+    names = ("SeparatorDeployment", "DiarizerDeployment")
+
+    def calls() -> dict[str, int]:
+        return {n: serve.get_deployment_handle(n, app_name=APP).info.remote().result()["calls"] for n in names}
+
+    before = calls()
+    video = make_video(tmp_path / "test.mp4", test_mp3, 4.0, size="64x48")  # new content: nothing cached
+    r = http.post("/jobs", json={"file_id": upload(http, video), "target_languages": ["ru"], "background": "separate"})
+    assert r.status_code == 202, r.text
+    events = follow(http, r.json()["data"]["job_id"])
+    assert events[-1]["state"] == "succeeded", events[-1]
+    after = calls()
+    assert after["SeparatorDeployment"] == before["SeparatorDeployment"] + 1  # 4 s: one chunk
+    assert after["DiarizerDeployment"] == before["DiarizerDeployment"] + 1
+    report = http.get(events[-1]["output_urls"]["test.report.json"]).json()
+    assert report["background"] == "separate" and report["speakers"]["count"] == 1
+    assert {row["speaker"] for row in report["targets"]["ru"]["sentences"]} == {"S1"}
+    assert {"separate", "diarize"} <= set(report["timings_s"])
+    status = serve.status().applications[APP].deployments
+    assert all(status[n].status == "HEALTHY" for n in names)
+
+
 def test_v1_endpoints(http: httpx.Client, jfk_flac: Path, tmp_path: Path) -> None:
     audio = jfk_flac.read_bytes()
     got = {}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs.settings import Settings
-from pipelines.batch.actors import ASRActor, RegroupActor, TranslateActor
+from pipelines.batch.actors import ASRActor, DiarizeActor, RegroupActor, SeparateActor, TranslateActor
 from pipelines.batch.chunking import Chunk
 from pipelines.batch.rows import CHUNK_KEYS, FILE_KEYS, dump_chunk, load_chunk, table
 from pipelines.fileio import sha256_file
@@ -19,7 +19,7 @@ from pipelines.runner import Pipeline
 from pipelines.schema import JobRequest, Segment, Transcript, Word
 
 # The runner tests' fakes and fixtures (a stage cache in tmp, a 6 s clip), so both suites test the same stages.
-from tests.pipelines.test_runner import FakeASR, FakeTranslator, settings, video  # noqa: F401
+from tests.pipelines.test_runner import FakeASR, FakeTranslator, FakeTTS, settings, video  # noqa: F401
 
 
 def _file_row(video: Path, transcript: Transcript, **request: Any) -> dict[str, Any]:
@@ -125,3 +125,71 @@ def test_extract_streams_one_chunk_row_at_a_time_read_from_the_file(
     bad = table([{"input": str(tmp_path / "missing.mp4"), "request": job.model_dump_json()}], ["input", "request"])
     [failed] = [t.to_pylist()[0] for t in actors.extract_chunks(bad, chunk_max_s=30.0, min_silence_ms=500)]
     assert failed["error"] and failed["n_chunks"] == 0 and not failed["audio"]
+
+
+def _elsewhere(settings: Settings, tmp_path: Path) -> Settings:
+    """The same settings over an empty stage cache: a stage the run does not get must run again there."""
+    other = settings.model_copy(deep=True)
+    other.storage.cache_dir = tmp_path / "elsewhere"
+    return other
+
+
+def test_diarize_actor_labels_words_through_the_runners_stage_cache(settings: Settings, video: Path, tmp_path: Path) -> None:
+    from pipelines.diarize import Diarization, Diarizer
+
+    class CountingDiarizer(Diarizer):
+        calls = 0
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Diarization:
+            type(self).calls += 1
+            return super().__call__(*args, **kwargs)
+
+    transcript = FakeASR()(None)
+    row = _file_row(video, transcript, mode="dub")
+    failed = {**row, "error": "InvalidMedia: no"}
+    out, skipped = DiarizeActor(settings, diarizer=CountingDiarizer(settings.diarize))(table([row, failed], FILE_KEYS)).to_pylist()
+    assert CountingDiarizer.calls == 1 and out["error"] == "" and "diarize" in json.loads(out["timings"])
+    labelled = Transcript.from_dict(json.loads(out["transcript"]))
+    assert {w.speaker for seg in labelled.segments for w in seg.words} == {"S1"} and skipped["diarization"] is None
+    diarization = Diarization.from_dict(json.loads(out["diarization"]))
+    assert [s.id for s in diarization.speakers] == ["S1"]
+
+    # A second batch (a new actor) and the CLI's runner over the same input: the cache answers.
+    again = DiarizeActor(settings, diarizer=CountingDiarizer(settings.diarize))(table([row], FILE_KEYS)).to_pylist()[0]
+    assert CountingDiarizer.calls == 1 and again["diarization"] == out["diarization"]
+    cli = Pipeline(settings, asr=FakeASR(), translator=FakeTranslator(), diarizer=CountingDiarizer(settings.diarize))
+    request = JobRequest(input=str(video), target_languages=["ru"], mode="subtitles")
+    assert "diarize" in cli.run(request, tmp_path / "cli").report["cache_hits"] and CountingDiarizer.calls == 1
+
+    # The finish actors' way: the runner takes the diarization given (an empty cache: it would otherwise diarize).
+    finish = Pipeline(_elsewhere(settings, tmp_path), translator=FakeTranslator(), diarizer=CountingDiarizer(settings.diarize))
+    report = finish.run(request, tmp_path / "finish", transcript=transcript, diarization=diarization).report
+    assert CountingDiarizer.calls == 1 and report["speakers"]["count"] == 1
+    assert {s["speaker"] for s in report["targets"]["ru"]["sentences"]} == {"S1"}
+
+
+@pytest.mark.slow
+def test_separate_actor_makes_the_stem_once_and_the_runner_mixes_over_it(
+    settings: Settings, video: Path, tmp_path: Path
+) -> None:
+    from tests.pipelines.test_runner_separate import CountingSeparator
+
+    transcript = FakeASR()(None)
+    dub = _file_row(video, transcript, mode="dub", background="separate")
+    others = [_file_row(video, transcript), _file_row(video, transcript, mode="dub", background="duck"),
+              _file_row(video, Transcript("en", 0.9, 6.0, ()), mode="dub", background="separate")]  # fmt: skip
+    separator = CountingSeparator(settings.storage.models_dir)
+    out, *rest = SeparateActor(settings, separator=separator)(table([dub, *others], FILE_KEYS)).to_pylist()
+    assert separator.calls == 1 and out["background"][:4] == b"fLaC" and "separate" in json.loads(out["timings"])
+    assert all(r["background"] is None and "separate" not in json.loads(r["timings"]) for r in rest)  # subtitles, duck, silent
+    again = CountingSeparator(settings.storage.models_dir)
+    [second] = SeparateActor(settings, separator=again)(table([dub], FILE_KEYS)).to_pylist()
+    assert again.calls == 0 and second["background"] == out["background"]  # from the stage cache
+
+    # The finish actors' way: the runner mixes over the stem given (an empty cache: it would otherwise separate).
+    stem = tmp_path / "background.flac"
+    stem.write_bytes(out["background"])
+    finish = Pipeline(_elsewhere(settings, tmp_path), asr=FakeASR(), translator=FakeTranslator(), tts=FakeTTS(), separator=again)
+    request = JobRequest(input=str(video), target_languages=["ru"], background="separate")
+    report = finish.run(request, tmp_path / "finish", transcript=transcript, background=stem).report
+    assert again.calls == 0 and report["background"] == "separate" and "separate" not in report["timings_s"]

@@ -66,8 +66,12 @@ def test_batch_of_four_then_resume(ray_cluster: None, media: dict[str, Path], se
     assert sorted(m["ru"]["outputs"]) == ["en.mp4", "en.srt", "en.vtt", "report", "source_srt", "source_vtt"]
     assert audio_streams(m["ru"]["outputs"]["en.mp4"]) == 2  # dubbed + original
     assert audio_streams(m["jfk"]["outputs"]["ru.mp4"]) == 1  # subtitles mode keeps the original only
+    # Issue 15: diarization and separation ran as stages of their own (the manifest's per-stage timings).
+    assert all("diarize" in e["timings"] for e in m.values())
+    assert "separate" in m["ru"]["timings"] and not any("separate" in m[k]["timings"] for k in ("jfk", "test", "test2"))
     s = read_summary(out)
     assert s["counts"] == {"total": 4, "succeeded": 4, "failed": 0, "skipped": 0, "pending": 0}
+    assert (s["resources"]["diarize_actors"], s["resources"]["separate_actors"]) == (1, 1)
     assert s["media_s"] == pytest.approx(13 + 5 + 4 + 6, abs=0.5) and s["throughput_media_s_per_wall_s"] > 0
     cached = {p: p.stat().st_mtime_ns for p in settings.storage.cache_dir.glob("*/translate.*.json")}
     assert len(cached) == 4  # one per input and target: the translate actors went through the stage cache
@@ -82,6 +86,55 @@ def test_batch_of_four_then_resume(ray_cluster: None, media: dict[str, Path], se
     again = {p: p.stat().st_mtime_ns for p in settings.storage.cache_dir.glob("*/translate.*.json")}
     assert again == cached  # the redone input's translation came from the cache (a miss rewrites its entry)
     assert read_summary(out)["counts"]["skipped"] == 3
+
+    # Issue 15: the dub's report has what the CLI's runner gives for the same input (which finds the batch's stem in
+    # the stage cache; last, as its own ASR may translate anew).
+    ru_report = json.loads(Path(m["ru"]["outputs"]["report"]).read_text())
+    from pipelines.runner import Pipeline
+    from pipelines.schema import JobRequest
+
+    local = Pipeline(settings).run(JobRequest(input=str(d / "ru.mp4"), target_languages=["en"]), tmp_path / "local").report
+    assert "separate" in local["cache_hits"] and set(local) == set(ru_report)
+    assert local["background"] == ru_report["background"] == "separate"
+    assert local["speakers"] == ru_report["speakers"] and ru_report["speakers"]["count"] >= 1
+    speakers = [[row["speaker"] for row in r["targets"]["en"]["sentences"]] for r in (local, ru_report)]
+    assert speakers[0] == speakers[1] and speakers[0]
+
+
+def stage_names(ds: object) -> list[tuple[str, int | None, float | None]]:
+    """The lazy dataset's operators, first to last: (name, actor pool size or None for tasks, CPUs asked)."""
+    op = ds._logical_plan.dag  # type: ignore[attr-defined]
+    found = []
+    while op is not None:
+        compute = getattr(op, "compute", None)
+        cpus = (getattr(op, "ray_remote_args", None) or {}).get("num_cpus")
+        found.append((op.name, getattr(compute, "max_size", None), cpus))
+        op = op.input_dependencies[0] if op.input_dependencies else None
+    return found[::-1]
+
+
+def test_the_plan_has_diarize_and_separate_stages_of_their_own(ray_cluster: None, settings: Settings, tmp_path: Path) -> None:
+    """Issue 15, item 4: diarization (before translation: speakers split sentences) and separation (before the finish
+    actors) are map stages with actor pools of their own, sized by batch.diarize_actors / batch.separate_actors;
+    a batch that needs neither has neither."""
+    from pipelines.batch.dataset import build_dataset
+    from pipelines.batch.resources import optional_stages, plan_resources
+    from pipelines.schema import JobRequest
+
+    settings.batch.diarize_actors, settings.batch.separate_actors = 2, 3
+    jobs = [JobRequest(input=str(tmp_path / "a.mp4"), target_languages=["ru"])]
+    res = plan_resources(settings.batch, 8, 0, **optional_stages(jobs, settings))
+    stages = [s for s in stage_names(build_dataset(jobs, settings, str(tmp_path), res)) if "Actor" in s[0]]
+    assert [(n, size) for n, size, _ in stages] == [
+        ("MapBatches(ASRActor)", 1), ("MapBatches(RegroupActor)", 1), ("MapBatches(DiarizeActor)", 2),
+        ("MapBatches(TranslateActor)", 1), ("MapBatches(SeparateActor)", 3), ("MapBatches(FinishActor)", 1)]  # fmt: skip
+    cpus = {n: c for n, _, c in stages}
+    assert cpus["MapBatches(DiarizeActor)"] == cpus["MapBatches(SeparateActor)"] == res.actor_cpus == round(8 / (1 + 1 + 1 + 2 + 3 + 1), 3)
+    settings.diarize.enabled = False
+    subtitles = [j.model_copy(update={"mode": "subtitles"}) for j in jobs]
+    res = plan_resources(settings.batch, 8, 0, **optional_stages(subtitles, settings))
+    names = [n for n, _, _ in stage_names(build_dataset(subtitles, settings, str(tmp_path), res))]
+    assert not {"MapBatches(DiarizeActor)", "MapBatches(SeparateActor)"} & set(names) and "MapBatches(FinishActor)" in names
 
 
 def test_corrupt_file_on_s3_storage(ray_cluster: None, moto_s3: str, s3: str, media: dict[str, Path], settings: Settings,
