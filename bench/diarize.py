@@ -97,7 +97,9 @@ def conversation(
     return np.concatenate(parts), turns
 
 
-def evaluate(name: str, audio: np.ndarray, turns: list[tuple[float, float, str]], tmp: Path) -> dict[str, object]:
+def evaluate(
+    name: str, audio: np.ndarray, turns: list[tuple[float, float, str]], tmp: Path, overrides: dict[str, str] | None = None
+) -> dict[str, object]:
     from scipy.optimize import linear_sum_assignment
 
     from configs.settings import DiarizeSettings
@@ -113,10 +115,11 @@ def evaluate(name: str, audio: np.ndarray, turns: list[tuple[float, float, str]]
         segments.append(Segment(a, b, " ".join("w" for _ in words), words))
         truth += [(w.end_s - w.start_s, who) for w in words]
     transcript = Transcript("en", 1.0, len(audio) / RATE, tuple(segments))
-    diarizer = Diarizer(DiarizeSettings())
+    settings = DiarizeSettings(**(overrides or {}))
+    diarizer = Diarizer(settings)
     _ = diarizer.embedder  # load before timing
     wall, cpu = time.perf_counter(), time.process_time()
-    result = diarizer(wav, transcript)
+    result = diarizer(wav, transcript, settings=settings)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     found = sorted(set(result.labels))
     true = sorted({who for _, who in truth})
@@ -147,7 +150,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a diarize setting (hop_s=1.5)")
     args = parser.parse_args()
+    overrides = dict(kv.split("=", 1) for kv in args.set)
     data = ROOT / "tests" / "data"
     jfk = _real_turns(_mono16k(data / "jfk.flac"))
     ru = _real_turns(_mono16k(data / "ru_num.wav"))
@@ -164,7 +169,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, sources in cases.items():
             audio, turns = conversation(sources)
-            row = evaluate(name, audio, turns, Path(tmp))
+            row = evaluate(name, audio, turns, Path(tmp), overrides)
             results.append(row)
             print(json.dumps(row), flush=True)
     if args.json:
