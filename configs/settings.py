@@ -154,8 +154,11 @@ class DiarizeSettings(BaseModel):
     max_speakers: int = Field(
         default=8, ge=1, le=SPEAKERS_LIMIT, description="Most speakers the automatic count may find."
     )
-    window_s: float = Field(default=1.5, gt=0.8, description="Seconds of speech per embedding window.")
-    hop_s: float = Field(default=0.75, gt=0, description="Seconds between window starts.")
+    # One 80-frame embedder call per window every 1.5 s (docs/BENCHMARKS.md "Diarization", 2026-12-05 rerun): the
+    # int8 LSTM embedder costs ~60 ms a call on a core without AVX-512 VNNI, so 1.5 s windows every 0.75 s (four
+    # calls per 1.5 s) took 0.14-0.17 x real time there; this takes 0.03-0.06 with 97-100 % of speech right.
+    window_s: float = Field(default=0.81, gt=0.8, description="Seconds of speech per embedding window.")
+    hop_s: float = Field(default=1.5, gt=0, description="Seconds between window starts.")
     energy_gate_db: float = Field(default=20.0, ge=0, description="Windows this far below the median RMS are left out.")
     min_windows: int = Field(default=8, ge=2, description="Fewer windows than this: one speaker (too little to count).")
     single_quantile: float = Field(
@@ -167,7 +170,7 @@ class DiarizeSettings(BaseModel):
     merge_similarity: float = Field(
         default=0.5, gt=0, le=1, description="Found clusters whose centroids are this alike (cosine) are one speaker."
     )
-    threads: int = Field(default=1, ge=1, description="onnxruntime threads for the embedder.")
+    threads: int = Field(default=2, ge=1, description="onnxruntime threads for the embedder.")
     subtitle_labels: bool = Field(
         default=False, description="Start a subtitle cue with the speaker ('S2: ...') where the speaker changes."
     )
