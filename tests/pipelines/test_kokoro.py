@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -102,7 +103,8 @@ def test_long_text_is_split_under_the_phoneme_limit_and_spoken_whole(
     assert audio.size / synth.sample_rate_hz > 25.0
     tail = audio[-int(6 * synth.sample_rate_hz) :]  # the last sentence: nothing was truncated
     heard = _heard(whisper, tail, synth.sample_rate_hz, "es", tmp_path / "tail.wav")
-    assert "valencia" in heard.lower(), heard
+    # Spanish b and v sound the same: Whisper may write "balencia" (it did on an AMD EPYC, not on a Xeon)
+    assert re.search(r"paella\W+en\W+[bv]alencia", heard.lower()), heard
 
 
 def test_nothing_to_say_gives_no_samples(kokoro_voices: list[str]) -> None:
