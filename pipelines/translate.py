@@ -49,8 +49,8 @@ if TYPE_CHECKING:
 # The glossary helpers live in pipelines.glossary; they stay importable from here for older importers.
 # The checks live in pipelines.quality and the prompts in pipelines.prompts; importable from here too.
 __all__ = [
-    "LLMTranslator", "Translator", "filter_glossary", "foreign_script", "is_untranslated", "latin_leftovers", "length_off",
-    "load_glossary", "make_translator", "mixed_script_words", "system_prompt",
+    "LLMTranslator", "Translator", "filter_glossary", "foreign_script", "is_untranslated", "latin_leftovers",
+    "length_off", "load_glossary", "make_translator", "mixed_script_words", "system_prompt",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -257,7 +257,8 @@ class LLMTranslator:
     def shorten(self, text: str, *, target_language: str, max_chars: int) -> str | None:
         """A shorter rendering of ``text`` (aiming at ``max_chars`` characters) in the same language.
 
-        Returns None when the backend fails or the answer is not shorter, empty or in the wrong script.
+        Returns None when the backend fails or the answer is not shorter, empty, in the wrong script or holds
+        letters of a script the target does not use (foreign_script).
         """
         name = language_name(target_language)
         system = (
@@ -277,7 +278,8 @@ class LLMTranslator:
         answer, problem = parse_answer(raw, ["text"])
         short = answer.get("text", "")
         ratio = script_ratio(short, normalize_language(target_language))
-        if problem or len(short) >= len(text) or (ratio is not None and ratio < 0.5):
+        foreign = foreign_script(short, target_language)
+        if problem or len(short) >= len(text) or (ratio is not None and ratio < 0.5) or foreign:
             logger.info("shorten gave no usable answer: %s", problem or repr(short))
             return None
         return short
