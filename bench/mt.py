@@ -1,5 +1,6 @@
 """Translation quality on the reference set (bench/mt_set): chrF per direction, share of lines flagged,
-mixed-script words, Latin words left in a non-Latin target, and seconds per sentence.
+mixed-script words, runs of another writing system's letters (Chinese in Russian...), Latin words left in a
+non-Latin target, and seconds per sentence.
 
     .venv/bin/python bench/mt.py                                   # this checkout, settings from VT_ env
     .venv/bin/python bench/mt.py --set context_sentences=0         # any translator setting, by flag
@@ -36,7 +37,7 @@ DIRECTIONS = ("en-ru", "en-es", "en-de", "ru-en", "es-en")
 sys.path.insert(0, str(ROOT))
 
 from bench.llm import cpu_description
-from pipelines.quality import latin_leftovers, mixed_script_words
+from pipelines.quality import foreign_script, latin_leftovers, mixed_script_words
 
 _CHILD = textwrap.dedent(
     """
@@ -102,6 +103,7 @@ def score(direction: str, run: dict[str, Any], refs: list[list[str]]) -> dict[st
     flags = [f for p in run["passages"] for f in p["flags"]]
     flat_refs = [r for p in refs for r in p]
     mixed = [w for h in hyps for w in mixed_script_words(h)]
+    foreign = [w for h in hyps for w in foreign_script(h, target)]
     latin = [w for h in hyps for w in latin_leftovers(h, target)]
     seconds = sum(p["seconds"] for p in run["passages"])
     return {
@@ -109,6 +111,7 @@ def score(direction: str, run: dict[str, Any], refs: list[list[str]]) -> dict[st
         "flagged_share": round(sum(bool(f) for f in flags) / len(hyps), 3),
         "flags": sorted({x for f in flags for x in f}),
         "mixed_script_words": mixed,
+        "foreign_script": foreign,
         "latin_leftovers": latin,
         "s_per_sentence": round(seconds / len(hyps), 2),
         "sentences": len(hyps),
@@ -165,10 +168,11 @@ def main() -> int:
             if args.json:  # written as it goes, so a long run can be read (or stopped) half way
                 write_json(args.json, base, results)
             print(f"{direction} {name:>10}: chrF {res['chrf']:6.2f}  flagged {res['flagged_share']:.0%}  "
-                  f"mixed {len(res['mixed_script_words'])}  latin {len(res['latin_leftovers'])}  "
+                  f"mixed {len(res['mixed_script_words'])}  foreign {len(res['foreign_script'])}  "
+                  f"latin {len(res['latin_leftovers'])}  "
                   f"{res['s_per_sentence']:.2f} s/sentence{extra}", flush=True)
     print()
-    print(f"{'candidate':>10} " + " ".join(f"{d:>7}" for d in directions) + "   mean  flagged  mixed  latin  s/sent")
+    print(f"{'candidate':>10} " + " ".join(f"{d:>7}" for d in directions) + "   mean  flagged  mixed  foreign  latin  s/sent")
     first = None
     for name, _, _ in candidates:
         rows = [results[name][d] for d in directions]
@@ -178,7 +182,8 @@ def main() -> int:
         flagged = sum(r["flagged_share"] * r["sentences"] for r in rows) / sents
         per_s = sum(r["s_per_sentence"] * r["sentences"] for r in rows) / sents
         print(f"{name:>10} " + " ".join(f"{r['chrf']:7.2f}" for r in rows) + f" {mean:6.2f}  {flagged:6.1%}"
-              f"  {sum(len(r['mixed_script_words']) for r in rows):5d}  {sum(len(r['latin_leftovers']) for r in rows):5d}"
+              f"  {sum(len(r['mixed_script_words']) for r in rows):5d}  {sum(len(r['foreign_script']) for r in rows):7d}"
+              f"  {sum(len(r['latin_leftovers']) for r in rows):5d}"
               f"  {per_s:6.2f}  ({mean - first:+.2f})")
     if args.json:
         write_json(args.json, base, results)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 from pipelines.errors import UnknownLanguage
 
@@ -52,6 +54,28 @@ LANGUAGE_SCRIPT: dict[str, str] = {
     "zh": "cjk", "ja": "cjk", "yue": "cjk", "hy": "armenian", "ka": "georgian",
 }  # fmt: skip
 
+# The letter scripts (letter_script's names) a language is written in besides Latin, which every language may hold
+# (names, brands). From LANGUAGE_SCRIPT, with its "cjk" told apart (Chinese: Han; Japanese: Han and kana; Korean:
+# Hangul, whose Han letters are rare enough now to count as a slip), plus the scripts LANGUAGE_SCRIPT has no
+# ranges for. A language missing here is written in Latin letters.
+_WRITTEN_IN: dict[str, tuple[str, ...]] = {
+    **{code: (script,) for code, script in LANGUAGE_SCRIPT.items()},
+    "zh": ("han",), "yue": ("han",), "ja": ("han", "kana"), "ko": ("hangul",),
+    "uz": ("cyrillic",), "pa": ("gurmukhi", "arabic"), "ta": ("tamil",), "te": ("telugu",), "kn": ("kannada",),
+    "ml": ("malayalam",), "bn": ("bengali",), "as": ("bengali",), "gu": ("gujarati",), "si": ("sinhala",),
+    "km": ("khmer",), "lo": ("lao",), "my": ("myanmar",), "bo": ("tibetan",), "am": ("ethiopic",),
+}  # fmt: skip
+# First words of Unicode letter names that are no script of their own, or one under another name.
+_NAME_SCRIPT = {"cjk": "han", "ideographic": "han", "kangxi": "han", "hiragana": "kana", "katakana": "kana",
+                "katakana-hiragana": "kana", "hentaigana": "kana"}  # fmt: skip
+_WIDTH_PREFIXES = ("FULLWIDTH ", "HALFWIDTH ")
+# Letters named by their use rather than a script (ª, µ, ℏ, ℵ, math and modifier letters): neutral everywhere.
+_NO_SCRIPT = frozenset({
+    "feminine", "masculine", "micro", "mathematical", "modifier", "superscript", "subscript", "caron", "euler",
+    "planck", "turned", "alef", "bet", "gimel", "dalet", "information", "roman", "vertical", "angstrom",
+    "kelvin", "ohm", "double-struck", "script", "black-letter",
+})  # fmt: skip
+
 
 def normalize_language(code: str) -> str:
     """Return the canonical code for ``code`` (case/region-insensitive), or raise UnknownLanguage."""
@@ -89,3 +113,24 @@ def script_ratio(text: str, language: str) -> float | None:
     ranges = SCRIPTS[script]
     inside = sum(1 for ch in letters if any(lo <= ord(ch) <= hi for lo, hi in ranges))
     return inside / len(letters)
+
+
+@lru_cache(maxsize=4096)
+def letter_script(ch: str) -> str | None:
+    """The script of the letter ``ch`` from its Unicode name, lower case: "latin", "cyrillic", "greek", "han",
+    "kana" (hiragana and katakana), "hangul", "arabic", "thai", ...; None for a non-letter, an unnamed one, or a
+    letter of no one script (ª, µ, math and modifier letters). Full- and half-width forms count as their script."""
+    if not ch.isalpha():
+        return None
+    name = unicodedata.name(ch, "")
+    for prefix in _WIDTH_PREFIXES:
+        name = name.removeprefix(prefix)
+    first = name.split(" ", 1)[0].lower()
+    if not first or first in _NO_SCRIPT:
+        return None
+    return _NAME_SCRIPT.get(first, first)
+
+
+def written_scripts(language: str) -> frozenset[str]:
+    """The letter scripts (letter_script's names) a text in ``language`` may use: Latin and the language's own."""
+    return frozenset({"latin", *_WRITTEN_IN.get(normalize_language(language), ())})

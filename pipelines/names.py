@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from pipelines.languages import LANGUAGE_SCRIPT, language_name, script_ratio
-from pipelines.quality import mixed_script_words
+from pipelines.quality import foreign_script, mixed_script_words
 
 MAX_NAMES = 24
 _TOKEN = re.compile(r"[^\W\d_][\w'’-]*")
@@ -94,12 +94,15 @@ def names_request(names: Sequence[str], source_language: str, target_language: s
 
 def accept_names(answer: Mapping[str, str], source_language: str, target_language: str) -> dict[str, str]:
     """The answer's usable entries: a capitalised form in the target's script (a brand may stay as it is),
-    no mixed-script word, a plausible length; forms equal to the name are dropped (nothing to hold)."""
+    no mixed-script word nor letters of a script the target does not use, a plausible length; forms equal to the
+    name are dropped (nothing to hold)."""
     target_script = LANGUAGE_SCRIPT.get(target_language)
     accepted: dict[str, str] = {}
     for name, form in answer.items():
         form = form.strip()
-        if not form or form == name or mixed_script_words(form) or not 0.4 <= len(form) / len(name) <= 3.0:
+        if not form or form == name or mixed_script_words(form) or foreign_script(form, target_language):
+            continue
+        if not 0.4 <= len(form) / len(name) <= 3.0:
             continue
         if form[0].isalpha() and not form[0].isupper() and form[0].lower() != form[0].upper():
             continue

@@ -1,7 +1,12 @@
 """Checks on one translated line, the way a reader would judge it (used by pipelines.translate and bench/mt.py).
 
 * ``is_untranslated``: the source copied back, or mostly not in the target language;
-* ``mixed_script_words``: Latin letters inside a Cyrillic word or the reverse ("argueют");
+* ``mixed_script_words``: Latin letters inside a Cyrillic word or the reverse ("argueют"), or another script glued
+  to a Cyrillic word ("этом房间里");
+* ``foreign_script``: letters of a script the target is not written in and that is not Latin: Chinese leaking into
+  Russian ("В этом房间里 никто..." -> "房间里"), Cyrillic in Spanish, Arabic, Thai, Greek words...; a lone Greek
+  letter is a symbol (π, Δx, α-частицы) and passes. ``without_foreign_script`` cuts such runs out where that
+  leaves whole words;
 * ``latin_leftovers``: lower-case Latin words left in a target that does not use Latin letters
   (names and brands are allowed: capitalised words, and the glossary's terms);
 * ``length_off``: a translation much shorter or longer than its source (a dropped clause, a runaway answer);
@@ -14,18 +19,23 @@ Each returns what it found, so a retry hint can name it.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
-from pipelines.languages import LANGUAGE_SCRIPT, script_ratio
+from pipelines.languages import LANGUAGE_SCRIPT, letter_script, script_ratio, written_scripts
 
 WORD = re.compile(r"[^\W\d_]+")
 _TOKEN = re.compile(r"\w+")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 # Scripts that pack a word into one or two characters: the character-length ratio says nothing there.
 _DENSE_SCRIPTS = {"cjk", "hangul", "thai"}
-# Flags of the soft checks: after the retries the model's last answer is kept (better than the source), flagged;
-# the report lists them in quality_flagged and a re-dub edit clears them.
-SOFT_FLAGS = ("latin_words", "length_ratio", "negation")
+# Alphabets with look-alike letters: a run of one glued to a word's letters is a broken word ("habitaciоn" with a
+# Cyrillic о), not an insert that can be cut out.
+_LOOKALIKE_SCRIPTS = frozenset({"latin", "cyrillic", "greek"})
+# Flags of the soft checks: after the retries the model's last answer is kept (better than the source), flagged
+# ("foreign_script": the last answer whose foreign letters could be cut out, cut); the report lists them in
+# quality_flagged and a re-dub edit clears them.
+SOFT_FLAGS = ("latin_words", "length_ratio", "negation", "foreign_script")
 MIN_LENGTH_CHECKED = 25  # characters of source below which the length ratio is too noisy to judge
 
 
@@ -72,18 +82,74 @@ def is_untranslated(source: str, text: str, *, source_language: str, target_lang
 
 
 def mixed_script_words(text: str) -> list[str]:
-    """Words that mix Latin and Cyrillic letters, e.g. "argueют" or "Mосква" (a Latin M).
+    """Words that mix Cyrillic letters with Latin ones, e.g. "argueют" or "Mосква" (a Latin M), or with letters
+    of any other script, e.g. "этом房间里" (Chinese glued to a Russian word).
 
     A reader sees these as broken words; a hyphenated compound ("IT-отдел") is two words and
-    is not flagged.
+    is not flagged. Latin means a-z here, so a stress written with a Latin "ó" is no mix.
     """
     found = []
     for word in WORD.findall(text):
         latin = any("a" <= c.casefold() <= "z" for c in word)
         cyrillic = any("\u0400" <= c <= "\u04ff" for c in word)
-        if latin and cyrillic:
+        other = any(letter_script(c) not in (None, "latin", "cyrillic") for c in word)
+        if cyrillic and (latin or other):
             found.append(word)
     return found
+
+
+def _foreign_runs(text: str, target_language: str) -> list[tuple[int, int]]:
+    """(start, end) of each run of letters in a script that ``target_language`` is not written in (see
+    languages.written_scripts; Latin is always allowed); a combining mark stays with its letter's run. A run of
+    one Greek letter is a symbol (π, Δx, α-частицы), not a slip, and is left out."""
+    allowed = written_scripts(target_language)
+    runs: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, ch in enumerate(text):
+        if start is not None and unicodedata.category(ch).startswith("M"):
+            continue
+        script = letter_script(ch)
+        foreign = script is not None and script not in allowed
+        if foreign and start is None:
+            start = i
+        elif not foreign and start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(text)))
+    return [(a, b) for a, b in runs if not (b - a == 1 and letter_script(text[a]) == "greek")]
+
+
+def foreign_script(text: str, target_language: str) -> list[str]:
+    """The runs of letters in ``text`` written in a script ``target_language`` does not use, Latin aside: "房间里"
+    in "В этом房间里 никто не будет совершать эту ошибку" for ru, "Привет" in a Spanish line, never kana or Han
+    in a Japanese one. Latin stays allowed everywhere (names, brands; lower-case words are latin_leftovers' job)."""
+    return [text[a:b] for a, b in _foreign_runs(text, target_language)]
+
+
+def _wide_punctuation(ch: str) -> bool:
+    """A full-width punctuation mark or space ("。", "，", "　"): it belongs to the CJK run before it."""
+    return unicodedata.category(ch)[0] in "PZ" and unicodedata.east_asian_width(ch) in "FW"
+
+
+def without_foreign_script(text: str, target_language: str) -> str | None:
+    """``text`` with its foreign_script runs cut out (with the wide punctuation right after them, "。", "，") and
+    the spacing tidied; None when a run cannot go: one of an alphabet with look-alike letters (Latin, Cyrillic,
+    Greek) glued to a word's letters, whose removal would leave a broken word. Whether the rest still says the
+    line is the caller's judgement (pipelines.translate runs its checks on it again)."""
+    parts, last = [], 0
+    for a, b in _foreign_runs(text, target_language):
+        glued = (a > 0 and text[a - 1].isalpha()) or (b < len(text) and text[b].isalpha())
+        if glued and letter_script(text[a]) in _LOOKALIKE_SCRIPTS:
+            return None
+        while b < len(text) and _wide_punctuation(text[b]):
+            b += 1
+        parts.append(text[last:a])
+        last = b
+    parts.append(text[last:])
+    cut = re.sub(r"\(\s*\)|\[\s*\]|«\s*»|\"\s*\"", "", "".join(parts))
+    cut = re.sub(r"\s+([,.;:!?…])", r"\1", cut)
+    return re.sub(r"\s{2,}", " ", cut).strip()
 
 
 def latin_leftovers(text: str, target_language: str, allowed: Iterable[str] = ()) -> list[str]:

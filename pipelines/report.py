@@ -63,11 +63,13 @@ def build_report(
         rows = sentence_rows(sentences, details["translations"], plan, voice)
         targets[lang] = {
             "sentences": rows,
-            # Every flag that leaves a line in the source text (see pipelines.translate).
+            # Every flag that leaves a line in the source text (see pipelines.translate; mixed_script covers the
+            # letters of another writing system that could not be cut out).
             "untranslated": [
                 r["id"] for r in rows if {"untranslated", "translation_failed", "mixed_script"} & set(r["flags"])
             ],
-            # Lines kept in translation that still fail a reader's check (English words left, length far off).
+            # Lines kept in translation that still fail a reader's check (English words left, length far off, a lost
+            # negation, another writing system's letters cut out).
             "quality_flagged": [r["id"] for r in rows if set(SOFT_FLAGS) & set(r["flags"])],
             "subtitle_compliance": compliance(details["cues"]),
             "fit": fit_summary(plan) if plan is not None else None,

@@ -4,6 +4,15 @@ Sentences go to the model in numbered batches with a few neighbours as context. 
 validated (every id exactly once, non-empty, really in the target language). A failed batch is
 halved until single sentences, which are retried with a corrective hint; a line that still fails
 keeps its source text and a flag. Lines are never dropped, merged or reordered.
+
+Soft checks (English words left, length far off, a lost negation) keep the model's last answer, flagged, rather
+than the source. Letters of another writing system (the 1.5B model leaks Chinese into Russian: "В этом房间里
+никто...") are retried with a hint naming them; when no answer comes clean, the last one that still reads with
+them cut out (``without_foreign_script``: whole words go, and what is left passes every check again) is kept, cut,
+and flagged ``foreign_script``: a viewer must never see or hear them, and one missing word reads better than a
+line in the source language. When cutting would break a word ("habitaciоn" with a Cyrillic о) or leave a line
+that fails a check (too short, lost negation), the line keeps its source text flagged ``mixed_script``, like a
+broken word.
 """
 
 from __future__ import annotations
@@ -25,10 +34,12 @@ from pipelines.prompts import few_shot, system_prompt
 from pipelines.quality import (
     SOFT_FLAGS,
     dropped_negation,
+    foreign_script,
     is_untranslated,
     latin_leftovers,
     length_off,
     mixed_script_words,
+    without_foreign_script,
 )
 from pipelines.schema import Sentence, Translation
 
@@ -38,8 +49,8 @@ if TYPE_CHECKING:
 # The glossary helpers live in pipelines.glossary; they stay importable from here for older importers.
 # The checks live in pipelines.quality and the prompts in pipelines.prompts; importable from here too.
 __all__ = [
-    "LLMTranslator", "Translator", "filter_glossary", "is_untranslated", "latin_leftovers", "length_off",
-    "load_glossary", "make_translator", "mixed_script_words", "system_prompt",
+    "LLMTranslator", "Translator", "filter_glossary", "foreign_script", "is_untranslated", "latin_leftovers",
+    "length_off", "load_glossary", "make_translator", "mixed_script_words", "system_prompt",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -47,8 +58,9 @@ logger = logging.getLogger(__name__)
 FLAG_UNTRANSLATED = "untranslated"
 FLAG_FAILED = "translation_failed"
 FLAG_MIXED_SCRIPT = "mixed_script"
-# Soft failures: after the retries the model's last answer is kept (better than the source), with the flag.
-FLAG_LATIN_WORDS, FLAG_LENGTH, FLAG_NEGATION = SOFT_FLAGS
+# Soft failures: after the retries the model's last answer is kept (better than the source), with the flag;
+# foreign_script's answer with the foreign letters cut out, where that reads (see the module docstring).
+FLAG_LATIN_WORDS, FLAG_LENGTH, FLAG_NEGATION, FLAG_FOREIGN_SCRIPT = SOFT_FLAGS
 
 
 class Translator(Protocol):
@@ -245,7 +257,8 @@ class LLMTranslator:
     def shorten(self, text: str, *, target_language: str, max_chars: int) -> str | None:
         """A shorter rendering of ``text`` (aiming at ``max_chars`` characters) in the same language.
 
-        Returns None when the backend fails or the answer is not shorter, empty or in the wrong script.
+        Returns None when the backend fails or the answer is not shorter, empty, in the wrong script or holds
+        letters of a script the target does not use (foreign_script).
         """
         name = language_name(target_language)
         system = (
@@ -265,7 +278,8 @@ class LLMTranslator:
         answer, problem = parse_answer(raw, ["text"])
         short = answer.get("text", "")
         ratio = script_ratio(short, normalize_language(target_language))
-        if problem or len(short) >= len(text) or (ratio is not None and ratio < 0.5):
+        foreign = foreign_script(short, target_language)
+        if problem or len(short) >= len(text) or (ratio is not None and ratio < 0.5) or foreign:
             logger.info("shorten gave no usable answer: %s", problem or repr(short))
             return None
         return short
@@ -296,7 +310,8 @@ class LLMTranslator:
                 job.texts.update(outcome.accepted)
                 return
             kept.update({p: (t, outcome.failed[p]) for p, t in outcome.kept.items()})
-        job.flags[pos] = outcome.failed[pos]
+        # Foreign letters that could not be cut out: the source stays, as for a broken word.
+        job.flags[pos] = FLAG_MIXED_SCRIPT if outcome.failed[pos] == FLAG_FOREIGN_SCRIPT else outcome.failed[pos]
         if pos in kept:  # a soft failure: the model's last such answer, flagged, reads better than the source
             job.texts[pos], job.flags[pos] = kept[pos]
         logger.info(
@@ -330,7 +345,11 @@ class LLMTranslator:
                 continue
             outcome.failed[pos] = flag
             outcome.problem = problem or outcome.problem
-            if flag in SOFT_FLAGS:
+            if flag == FLAG_FOREIGN_SCRIPT:
+                cut = without_foreign_script(answer[key], job.target)
+                if cut and self._check(job, job.sentences[pos].text, cut) == ("", ""):
+                    outcome.kept[pos] = cut
+            elif flag in SOFT_FLAGS:
                 outcome.kept[pos] = answer[key]
         return outcome
 
@@ -338,6 +357,8 @@ class LLMTranslator:
         """(flag, problem) of the first check ``text`` fails, or ("", "") when it passes them all."""
         if is_untranslated(source, text, source_language=job.source, target_language=job.target):
             return FLAG_UNTRANSLATED, "not translated"
+        if foreign := foreign_script(text, job.target):
+            return FLAG_FOREIGN_SCRIPT, "characters of another writing system (" + ", ".join(dict.fromkeys(foreign)) + ")"
         if mixed := mixed_script_words(text):
             return FLAG_MIXED_SCRIPT, "mixed-script words: " + ", ".join(mixed)
         allowed = [*(job.glossary or {}).keys(), *(job.glossary or {}).values(), *job.names.values()]
@@ -422,6 +443,7 @@ _HINTS: dict[str, str] = {
         "Your previous answer turned the meaning round: {problem}, and your {name} has no negation. "
         "Translate the line again and keep its negation."
     ),
+    FLAG_FOREIGN_SCRIPT: "Your previous answer had {problem}. Write the whole line in {name} only.",
     FLAG_MIXED_SCRIPT: (
         "Your previous answer had broken words that mix alphabets ({problem}). "
         "Translate every word fully into {name}; do not leave English inside a word."

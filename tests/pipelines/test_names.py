@@ -49,6 +49,7 @@ def test_accept_names_keeps_only_plausible_forms() -> None:
     }
     assert accept_names(answer, "en", "ru") == {"Dublin": "Дублин", "Piketty": "Пикетти"}
     assert accept_names({"Москве": "Moscow", "Казани": "Казань"}, "ru", "en") == {"Москве": "Moscow"}
+    assert accept_names({"Dublin": "都柏林", "Piketty": "Piketty"}, "en", "es") == {}  # Chinese in a Spanish target
 
 
 def test_merge_lets_the_users_glossary_win() -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.quality import dropped_negation, latin_leftovers, length_off, mixed_script_words
+from pipelines.quality import (
+    dropped_negation,
+    foreign_script,
+    latin_leftovers,
+    length_off,
+    mixed_script_words,
+    without_foreign_script,
+)
 
 
 @pytest.mark.parametrize(
@@ -71,3 +78,51 @@ def test_length_off_bound_zero_is_off() -> None:
 )
 def test_dropped_negation(source: str, text: str, pair: tuple[str, str], found: list[str]) -> None:
     assert dropped_negation(source, text, source_language=pair[0], target_language=pair[1]) == found
+
+
+LEAK = "В этом房间里 никто не будет совершать эту ошибку"  # the bench lecture, en->ru, Qwen2.5 1.5B
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "found"),
+    [
+        (LEAK, "ru", ["房间里"]),
+        ("Он сказал 你好 и ушёл, ありがとう", "ru", ["你好", "ありがとう"]),  # Han and kana
+        ("Сеул по-корейски 서울", "ru", ["서울"]),
+        ("Er sagte สวัสดี und ging", "de", ["สวัสดี"]),
+        ("Он написал مرحبا на доске", "ru", ["مرحبا"]),
+        ("Il a écrit שלום au tableau", "fr", ["שלום"]),
+        ("Nadie en esta habitación cometerá este error, привет", "es", ["привет"]),  # Cyrillic in a Latin target
+        ("Это слово λόγος", "ru", ["λόγος"]),  # a Greek word is a slip
+        ("Площадь круга равна π r², а Δx мало; α-частицы", "ru", []),  # a lone Greek letter is a symbol
+        ("Η περιοχή του κύκλου είναι π r²", "el", []),  # Greek in a Greek target
+        ("この部屋では誰もこの間違いをしません。ラーメンは々", "ja", []),  # Han, hiragana, katakana, ー, 々
+        ("在这个房间里没有人会犯这个错误。", "zh", []),
+        ("이 방에서는 아무도 이 실수를 하지 않을 것입니다", "ko", []),
+        ("इस कमरे में कोई भी यह गलती नहीं करेगा", "hi", []),
+        ("இந்த அறையில் யாரும் இந்த தவறை செய்ய மாட்டார்கள்", "ta", []),  # a script LANGUAGE_SCRIPT has no ranges for
+        ("Купил iPhone в Apple Store за 1000 $", "ru", []),  # Latin names and brands stay allowed
+        ("Ｗｉ－Ｆｉ 接続", "ja", []),  # full-width Latin is Latin
+    ],
+)
+def test_foreign_script(text: str, target: str, found: list[str]) -> None:
+    assert foreign_script(text, target) == found
+
+
+def test_a_cjk_leak_glued_to_a_russian_word_is_a_mixed_word_too() -> None:
+    assert mixed_script_words(LEAK) == ["этом房间里"]
+    assert mixed_script_words("この部屋では") == [] and mixed_script_words("Привет, Dublin и IT-отдел") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "cut"),
+    [
+        (LEAK, "ru", "В этом никто не будет совершать эту ошибку"),
+        ("Он сказал 你好，и ушёл (房间).", "ru", "Он сказал и ушёл."),  # wide punctuation and emptied brackets go
+        ("Hola, ¿qué tal? Привет amigo", "es", "Hola, ¿qué tal? amigo"),  # a whole word of another alphabet
+        ("Nadie en esta habitaciоn", "es", None),  # a Cyrillic о inside a Spanish word: cutting breaks it
+        ("Всё хорошо.", "ru", "Всё хорошо."),
+    ],
+)
+def test_without_foreign_script(text: str, target: str, cut: str | None) -> None:
+    assert without_foreign_script(text, target) == cut

@@ -252,15 +252,20 @@ def test_with_settings_shares_the_stages_under_other_settings(settings: Settings
 
 
 class FlaggingTranslator(FakeTranslator):
-    """Line 0 keeps a translation that failed a soft check (issue 16); line 1 is fine."""
+    """Line 0 keeps a translation that failed a soft check (issue 16), flagged ``flag``; line 1 is fine."""
+
+    def __init__(self, flag: str) -> None:
+        super().__init__()
+        self.flag = flag
 
     def translate(self, sentences, *, source_language, target_language, glossary=None):  # type: ignore[no-untyped-def]
         out = super().translate(sentences, source_language=source_language, target_language=target_language)
-        return [Translation(t.id, t.source, t.text, ("latin_words",) if i == 0 else ()) for i, t in enumerate(out)]
+        return [Translation(t.id, t.source, t.text, (self.flag,) if i == 0 else ()) for i, t in enumerate(out)]
 
 
-def test_soft_check_flags_are_listed_in_the_report(settings: Settings, video: Path, tmp_path: Path) -> None:
-    pipe = Pipeline(settings, asr=FakeASR(), translator=FlaggingTranslator(), tts=FakeTTS())
+@pytest.mark.parametrize("flag", ["latin_words", "foreign_script"])
+def test_soft_check_flags_are_listed_in_the_report(flag: str, settings: Settings, video: Path, tmp_path: Path) -> None:
+    pipe = Pipeline(settings, asr=FakeASR(), translator=FlaggingTranslator(flag), tts=FakeTTS())
     target = pipe.run(JobRequest(input=str(video), target_languages=["ru"]), tmp_path / "out").report["targets"]["ru"]
     assert target["quality_flagged"] == [target["sentences"][0]["id"]] and target["untranslated"] == []
     assert target["sentences"][0]["translation"].startswith("перевод")

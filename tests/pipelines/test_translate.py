@@ -387,15 +387,22 @@ def test_backend_failing_every_request_raises_translation_failed() -> None:
         )
 
 
-def test_translate_texts_and_shorten() -> None:
-    class Shortener(FakeBackend):
-        def complete(
-            self, messages: list[dict[str, str]], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
-        ) -> str:
-            if json_schema == batch_schema(["text"]):
-                return json.dumps({"text": "Коротко."}, ensure_ascii=False)
-            return super().complete(messages, json_schema=json_schema, max_tokens=max_tokens)
+class Shortener(FakeBackend):
+    """Answers a shorten request with ``short``; translates as FakeBackend."""
 
+    def __init__(self, short: str = "Коротко.") -> None:
+        super().__init__()
+        self.short = short
+
+    def complete(
+        self, messages: list[dict[str, str]], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
+    ) -> str:
+        if json_schema == batch_schema(["text"]):
+            return json.dumps({"text": self.short}, ensure_ascii=False)
+        return super().complete(messages, json_schema=json_schema, max_tokens=max_tokens)
+
+
+def test_translate_texts_and_shorten() -> None:
     translator = LLMTranslator(settings(), Shortener())
     assert translator.translate_texts(["Good day."], "en", "ru") == [fake_ru("Good day.")]
     assert translator.shorten("Это очень длинное предложение.", target_language="ru", max_chars=10) == "Коротко."
@@ -406,6 +413,11 @@ def test_translate_texts_and_shorten() -> None:
         )
         is None
     )
+
+
+def test_shorten_refuses_an_answer_with_letters_of_another_script() -> None:
+    translator = LLMTranslator(settings(), Shortener("В этом房间里 никто."))
+    assert translator.shorten("В этой комнате никто никогда не ошибается.", target_language="ru", max_chars=25) is None
 
 
 # ----------------------------------------------------------------------------- real model

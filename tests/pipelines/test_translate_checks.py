@@ -1,5 +1,6 @@
-"""The translator's reader checks (English left in Russian, length far off), the job's name glossary and the
-prompt variants, through LLMTranslator with a scripted backend above the LLMBackend seam; plus one quick
+"""The translator's reader checks (English left in Russian, length far off, a lost negation, Chinese leaking into
+Russian), the job's name glossary and the prompt variants, through LLMTranslator with a scripted backend above the
+LLMBackend seam; plus one quick
 real-model test of the name glossary."""
 
 from __future__ import annotations
@@ -14,8 +15,17 @@ import pytest
 from configs.settings import StorageSettings, TranslatorSettings
 from pipelines.backends import LLMBackend
 from pipelines.errors import ModelError
-from pipelines.schema import Sentence
-from pipelines.translate import FLAG_LATIN_WORDS, FLAG_LENGTH, FLAG_NEGATION, LLMTranslator, make_translator
+from pipelines.quality import SOFT_FLAGS
+from pipelines.schema import Sentence, Translation
+from pipelines.translate import (
+    FLAG_FOREIGN_SCRIPT,
+    FLAG_LATIN_WORDS,
+    FLAG_LENGTH,
+    FLAG_MIXED_SCRIPT,
+    FLAG_NEGATION,
+    LLMTranslator,
+    make_translator,
+)
 
 Answer = Callable[[str, int], str]  # (source line, attempt number of that line) -> translation
 
@@ -63,6 +73,13 @@ def translator(backend: LLMBackend, **overrides: Any) -> LLMTranslator:
 
 def sentences(texts: list[str]) -> list[Sentence]:
     return [Sentence(id=i, start_s=float(i), end_s=i + 0.9, text=t) for i, t in enumerate(texts)]
+
+
+def translate_one(answer: Answer, line: str, target: str = "ru") -> tuple[Translation, list[str]]:
+    """``line`` translated from English through ``answer``: the result and each translation request's last message."""
+    backend = ScriptedBackend(answer)
+    result = translator(backend).translate(sentences([line]), source_language="en", target_language=target)
+    return result[0], [m[-1]["content"] for m in backend.translation_requests()]
 
 
 LINE = "People argue about these theories in the journals all the time."
@@ -213,15 +230,12 @@ KEPT = "Не спрашивайте, что ваша страна может с�
 
 
 def test_a_lost_negation_is_retried_with_a_hint_then_flagged_with_the_answer_kept() -> None:
-    backend = ScriptedBackend(lambda text, n: TURNED if n == 1 else KEPT)
-    result = translator(backend).translate(sentences([JFK]), source_language="en", target_language="ru")
-    assert result[0].text == KEPT and not result[0].flags
-    retry = backend.translation_requests()[1][-1]["content"]
-    assert '"not"' in retry and "negation" in retry
+    result, requests = translate_one(lambda text, n: TURNED if n == 1 else KEPT, JFK)
+    assert result.text == KEPT and not result.flags
+    assert '"not"' in requests[1] and "negation" in requests[1]
 
-    backend = ScriptedBackend(lambda text, n: TURNED)
-    result = translator(backend).translate(sentences([JFK]), source_language="en", target_language="ru")
-    assert result[0].text == TURNED and result[0].flags == (FLAG_NEGATION,)
+    result, _ = translate_one(lambda text, n: TURNED, JFK)
+    assert result.text == TURNED and result.flags == (FLAG_NEGATION,)
 
 
 def test_a_retry_goes_without_the_few_shot_example() -> None:
@@ -231,3 +245,40 @@ def test_a_retry_goes_without_the_few_shot_example() -> None:
     first, retry = backend.translation_requests()[:2]
     assert [m["role"] for m in first] == ["system", "user", "assistant", "user"]
     assert [m["role"] for m in retry] == ["system", "user"] and "negation" in retry[-1]["content"]
+
+
+ROOM = "Nobody in this room will make this mistake."
+LEAKED = "В этом房间里 никто не будет совершать эту ошибку."  # the bench lecture, en->ru, Qwen2.5 1.5B
+CLEAN = "В этой комнате никто не будет совершать эту ошибку."
+
+
+def test_a_leak_of_chinese_is_retried_with_a_hint_naming_it_and_the_clean_answer_kept() -> None:
+    result, requests = translate_one(lambda text, n: LEAKED if n == 1 else CLEAN, ROOM)
+    assert result.text == CLEAN and not result.flags
+    assert "another writing system (房间里)" in requests[1] and "Write the whole line in Russian only." in requests[1]
+
+
+def test_a_leak_that_persists_is_cut_out_and_flagged_where_the_rest_still_reads() -> None:
+    result, requests = translate_one(lambda text, n: LEAKED, ROOM)
+    assert result.text == "В этом никто не будет совершать эту ошибку." and result.flags == (FLAG_FOREIGN_SCRIPT,)
+    assert len(requests) == 3  # the first try and max_retries more
+    assert FLAG_FOREIGN_SCRIPT in SOFT_FLAGS  # so the report lists it in quality_flagged and an edit clears it
+
+
+@pytest.mark.parametrize(
+    ("answer", "target"),
+    [
+        ("В этой комнате 没有人会犯这个错误.", "ru"),  # cut, it is too short and lost its negation
+        ("Nadie en esta habitaciоn cometerá este error.", "es"),  # a Cyrillic о: cutting it breaks the word
+    ],
+)
+def test_a_leak_that_persists_and_cannot_be_cut_keeps_the_source_like_a_broken_word(answer: str, target: str) -> None:
+    result, requests = translate_one(lambda text, n: answer, ROOM, target)
+    assert result.text == ROOM and result.flags == (FLAG_MIXED_SCRIPT,)
+    assert "another writing system" in requests[1]
+
+
+def test_a_japanese_target_keeps_its_kana_and_han() -> None:
+    japanese = "この部屋では誰もこの間違いをしません。"
+    result, requests = translate_one(lambda text, n: japanese, ROOM, "ja")
+    assert result.text == japanese and not result.flags and len(requests) == 1
