@@ -79,7 +79,7 @@ class TranslatorSettings(BaseModel):
     json_grammar: Literal["on", "retries", "off"] = Field(
         default="retries",
         description="Constrain answers with their JSON schema (a grammar in llama.cpp): 'on' every request; 'retries' "
-        "only a batch's second try after an unusable answer and the single-line retries (greedy decoding almost "
+        "only a batch's second try after an unusable answer and the retries of failed lines (greedy decoding almost "
         "always writes the JSON the example shows, and the grammar costs time per token); 'off' never.",
     )
     context_sentences: int = 2

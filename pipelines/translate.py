@@ -1,9 +1,14 @@
 """Translate stage: sentences -> translations, id for id, through an LLM with structured JSON output.
 
 Sentences go to the model in numbered batches with a few neighbours as context. Each answer is
-validated (every id exactly once, non-empty, really in the target language). A failed batch is
-halved until single sentences, which are retried with a corrective hint; a line that still fails
-keeps its source text and a flag. Lines are never dropped, merged or reordered.
+validated as a whole (JSON, every id exactly once, non-empty), then line by line (really in the target language,
+the checks below). An answer unusable as a whole (or a backend error) gets its batch halved until single sentences.
+Lines that fail a check are retried together: up to ``max_retries`` rounds, each one request holding every line of
+the batch still failing, renumbered, with a hint per line naming its own fault (one line alone: the hint as it is;
+several: "Notes on your previous answer:" and a note per line number). A line that passes is kept; the rest go to
+the next round. A round whose answer is unusable as a whole, with several lines left, falls back to single-line
+retries (``max_retries`` each). A line that still fails keeps its source text and a flag. Lines are never dropped,
+merged or reordered.
 
 Soft checks (English words left, length far off, a lost negation) keep the model's last answer, flagged, rather
 than the source. Letters of another writing system (the 1.5B model leaks Chinese into Russian: "В этом房间里
@@ -151,17 +156,24 @@ class _TranslateCall:
 @dataclass
 class _Outcome:
     accepted: dict[int, str]
-    failed: dict[int, str]
-    problem: str
+    failed: dict[int, str]  # position -> flag
+    problems: dict[int, str]  # position -> what its check found (or what was wrong with the whole answer)
     kept: dict[int, str] = field(default_factory=dict)  # answers that failed only a soft check
     unparsed: bool = False  # the answer as a whole was unusable (not JSON, ids missing or extra)
+    error: bool = False  # the request raised (a backend error): no answer at all
+
+    @property
+    def unusable(self) -> bool:
+        """No line was judged: the answer as a whole failed (a structural failure), not some lines' checks."""
+        return self.unparsed or self.error
 
 
 class LLMTranslator:
     """Translator over any LLMBackend (see the module docstring for the retry policy).
 
     ``settings.batch_size`` lines per request, ``context_sentences`` neighbours each side as
-    context. Multi-line batches that fail are halved; single lines get ``max_retries`` more tries.
+    context. A batch whose answer is unusable as a whole is halved; lines failing a check get
+    ``max_retries`` rounds, all of a batch's in one request a round.
     Backend errors: BackendUnavailable (dead server after the backend's own retries) raises
     TranslationFailed at once, because every other line would fail the same way; any other
     exception counts as a failed attempt, and TranslationFailed is raised only if no request
@@ -293,30 +305,44 @@ class LLMTranslator:
         job.texts.update(outcome.accepted)
         pending = sorted(outcome.failed)
         for pos in pending:
-            logger.info("sentence %d: retrying (%s)", job.sentences[pos].id, outcome.problem)
-        if len(pending) > 1:
+            logger.info("sentence %d: retrying (%s)", job.sentences[pos].id, outcome.problems[pos])
+        if len(pending) > 1 and outcome.unusable:
             half = len(pending) // 2
             self._solve(job, pending[:half])
             self._solve(job, pending[half:])
         elif pending:
-            self._retry_single(job, pending[0], outcome)
+            self._retry(job, pending, outcome, {})
 
-    def _retry_single(self, job: _TranslateCall, pos: int, outcome: _Outcome) -> None:
-        kept = {p: (t, outcome.failed[p]) for p, t in outcome.kept.items()}
+    def _retry(
+        self, job: _TranslateCall, pending: list[int], outcome: _Outcome, kept: dict[int, tuple[str, str]]
+    ) -> None:
+        """Up to ``max_retries`` rounds over the failed lines ``pending`` of ``outcome``, one request a round for
+        all still failing; ``kept``: position -> (text, flag) of earlier soft-failed answers."""
+        constrained = self.settings.json_grammar != "off"
         for _ in range(self.settings.max_retries):
-            constrained = self.settings.json_grammar != "off"
-            outcome = self._attempt(job, [pos], hint=_hint(outcome, pos, job.target), constrained=constrained)
-            if outcome.accepted:
-                job.texts.update(outcome.accepted)
-                return
             kept.update({p: (t, outcome.failed[p]) for p, t in outcome.kept.items()})
-        # Foreign letters that could not be cut out: the source stays, as for a broken word.
-        job.flags[pos] = FLAG_MIXED_SCRIPT if outcome.failed[pos] == FLAG_FOREIGN_SCRIPT else outcome.failed[pos]
-        if pos in kept:  # a soft failure: the model's last such answer, flagged, reads better than the source
-            job.texts[pos], job.flags[pos] = kept[pos]
-        logger.info(
-            "sentence %d: kept in the source language (%s: %s)", job.sentences[pos].id, job.flags[pos], outcome.problem
-        )
+            hint = _hints(outcome, pending, job.target)
+            answer = self._attempt(job, pending, hint=hint, constrained=constrained)
+            if answer.unusable and len(pending) > 1:  # no per-line verdict: each line on its own, as before
+                for pos in pending:
+                    self._retry(job, [pos], outcome, kept)
+                return
+            job.texts.update(answer.accepted)
+            outcome, pending = answer, sorted(answer.failed)
+            if not pending:
+                return
+        kept.update({p: (t, outcome.failed[p]) for p, t in outcome.kept.items()})
+        for pos in pending:
+            # Foreign letters that could not be cut out: the source stays, as for a broken word.
+            job.flags[pos] = FLAG_MIXED_SCRIPT if outcome.failed[pos] == FLAG_FOREIGN_SCRIPT else outcome.failed[pos]
+            if pos in kept:  # a soft failure: the model's last such answer, flagged, reads better than the source
+                job.texts[pos], job.flags[pos] = kept[pos]
+            logger.info(
+                "sentence %d: kept in the source language (%s: %s)",
+                job.sentences[pos].id,
+                job.flags[pos],
+                outcome.problems[pos],
+            )
 
     def _attempt(self, job: _TranslateCall, positions: list[int], *, hint: str, constrained: bool) -> _Outcome:
         """One request for ``positions``; ``constrained``: the answer's JSON schema goes to the backend (a grammar
@@ -332,19 +358,19 @@ class LLMTranslator:
             raise TranslationFailed(f"translation backend {self.name} is unavailable: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - one bad request (context overflow, 400, ...) is a failed attempt
             job.errors.append(f"{type(exc).__name__}: {exc}")
-            return _Outcome({}, dict.fromkeys(positions, FLAG_FAILED), f"backend error {job.errors[-1]}")
+            error = f"backend error {job.errors[-1]}"
+            return _Outcome({}, dict.fromkeys(positions, FLAG_FAILED), dict.fromkeys(positions, error), error=True)
         job.answered += 1
         answer, problem = parse_answer(raw, keys)
         if problem:
-            return _Outcome({}, dict.fromkeys(positions, FLAG_FAILED), problem, unparsed=True)
-        outcome = _Outcome({}, {}, "not translated")
+            return _Outcome({}, dict.fromkeys(positions, FLAG_FAILED), dict.fromkeys(positions, problem), unparsed=True)
+        outcome = _Outcome({}, {}, {})
         for key, pos in zip(keys, positions):
             flag, problem = self._check(job, job.sentences[pos].text, answer[key])
             if not flag:
                 outcome.accepted[pos] = answer[key]
                 continue
-            outcome.failed[pos] = flag
-            outcome.problem = problem or outcome.problem
+            outcome.failed[pos], outcome.problems[pos] = flag, problem
             if flag == FLAG_FOREIGN_SCRIPT:
                 cut = without_foreign_script(answer[key], job.target)
                 if cut and self._check(job, job.sentences[pos].text, cut) == ("", ""):
@@ -453,9 +479,17 @@ _INVALID_HINT = 'Your previous answer was invalid ({problem}). Answer with the J
 
 
 def _hint(outcome: _Outcome, pos: int, target: str) -> str:
-    """A corrective note for a retry, so a deterministic model does not repeat its answer."""
+    """A corrective note on line ``pos``'s own fault, so a deterministic model does not repeat its answer."""
     template = _HINTS.get(outcome.failed.get(pos, ""), _INVALID_HINT)
-    return template.format(name=language_name(target), problem=outcome.problem)
+    return template.format(name=language_name(target), problem=outcome.problems.get(pos, ""))
+
+
+def _hints(outcome: _Outcome, positions: list[int], target: str) -> str:
+    """The hint of a retry request for ``positions``: one line's note as it is; several, a note per line number."""
+    if len(positions) == 1:
+        return _hint(outcome, positions[0], target)
+    notes = [f"- line {n}: {_hint(outcome, pos, target)}" for n, pos in enumerate(positions, start=1)]
+    return "Notes on your previous answer:\n" + "\n".join(notes)
 
 
 def make_translator(settings: TranslatorSettings, models_dir: Path) -> LLMTranslator:

@@ -257,6 +257,27 @@ def test_always_invalid_keeps_every_line_in_source_with_flag() -> None:
     assert [len(r) for r in backend.requests] == [4, 2, 1, 1, 1, 1, 2, 1, 1, 1, 1]
 
 
+class FailsFirstBatch(FakeBackend):
+    """Raises on its first request (a backend error, say a context overflow), then translates."""
+
+    def complete(
+        self, messages: list[dict[str, str]], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
+    ) -> str:
+        if not self.requests:
+            self.requests.append(request_lines(messages))
+            raise RuntimeError("context overflow")
+        return super().complete(messages, json_schema=json_schema, max_tokens=max_tokens)
+
+
+def test_a_backend_error_on_a_batch_halves_it() -> None:
+    """A structural failure (no answer at all), unlike lines failing a check, is halved."""
+    backend = FailsFirstBatch()
+    inputs = sentences(MANY[:4])
+    result = LLMTranslator(settings(), backend).translate(inputs, source_language="en", target_language="ru")
+    assert [t.text for t in result] == [fake_ru(s.text) for s in inputs] and all(not t.flags for t in result)
+    assert [len(r) for r in backend.requests] == [4, 2, 2]
+
+
 def test_json_grammar_retries_constrains_only_the_second_try() -> None:
     """``retries`` (the default): first tries go without the schema; an unusable answer gets the same batch once
     more with it, before any split; single-line retries keep it."""

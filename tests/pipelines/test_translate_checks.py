@@ -282,3 +282,70 @@ def test_a_japanese_target_keeps_its_kana_and_han() -> None:
     japanese = "この部屋では誰もこの間違いをしません。"
     result, requests = translate_one(lambda text, n: japanese, ROOM, "ja")
     assert result.text == japanese and not result.flags and len(requests) == 1
+
+
+# ----------------------------------------------------------------------------- retry rounds (issue 17)
+
+MIDDLE = "We will come back to it on Thursday."
+MIDDLE_RU = "Мы вернёмся к этому в четверг."
+LEFT = "Люди постоянно argue об этих теориях в журналах."  # LINE with an English word left
+LEFT_HINT = ("Your previous answer left words untranslated (English words left: argue). "
+             "Translate them into Russian; only names may stay as they are.")  # fmt: skip
+NEGATION_HINT = 'Your previous answer turned the meaning round: the negation was lost: the line says "not"'
+LEAK_HINT = "Your previous answer had characters of another writing system (房间里). Write the whole line in Russian only."
+
+
+def rounds(*answers: dict[str, str]) -> Answer:
+    """The answer to a line on its n-th request: ``answers[n - 1]``'s (the last one's from then on), else MIDDLE_RU."""
+    return lambda text, n: answers[min(n, len(answers)) - 1].get(text, MIDDLE_RU)
+
+
+def test_lines_failing_checks_are_retried_together_each_with_its_own_hint() -> None:
+    backend = ScriptedBackend(rounds({LINE: LEFT, JFK: TURNED}, {LINE: GOOD, JFK: KEPT}))
+    result = translator(backend).translate(sentences([LINE, MIDDLE, JFK]), source_language="en", target_language="ru")
+    assert [(t.text, t.flags) for t in result] == [(GOOD, ()), (MIDDLE_RU, ()), (KEPT, ())]
+    first, retry = backend.translation_requests()  # was 3: the batch, then each failed line alone (halved)
+    assert last_json(first) == {"1": LINE, "2": MIDDLE, "3": JFK}
+    assert last_json(retry) == {"1": LINE, "2": JFK}
+    assert [m["role"] for m in retry] == ["system", "user"]  # no example, as any retry
+    notes = retry[-1]["content"].split("Notes on your previous answer:\n")[1]
+    line_1, line_2 = notes.splitlines()
+    assert line_1 == f"- line 1: {LEFT_HINT}"
+    assert line_2.startswith(f"- line 2: {NEGATION_HINT}") and "argue" not in line_2
+
+
+def test_a_line_fixed_in_round_one_leaves_round_two_to_the_stubborn_one_alone() -> None:
+    backend = ScriptedBackend(rounds({LINE: LEFT, ROOM: LEAKED}, {LINE: GOOD, ROOM: LEAKED}))
+    result = translator(backend).translate(sentences([LINE, ROOM]), source_language="en", target_language="ru")
+    assert [(t.text, t.flags) for t in result] == [
+        (GOOD, ()), ("В этом никто не будет совершать эту ошибку.", (FLAG_FOREIGN_SCRIPT,))  # cut and flagged
+    ]  # fmt: skip
+    requests = backend.translation_requests()  # was 5: the batch, LINE alone, ROOM alone and 2 retries of it
+    assert [last_json(r) for r in requests] == [{"1": LINE, "2": ROOM}, {"1": LINE, "2": ROOM}, {"1": ROOM}]
+    assert "Notes on your previous answer:\n- line 1: Your previous answer left words" in requests[1][-1]["content"]
+    assert requests[2][-1]["content"].endswith("\n\n" + LEAK_HINT)  # a single line: the hint as it always was
+
+
+class GarbledNotes(ScriptedBackend):
+    """Answers a retry of several lines (one with notes) with something that is not JSON."""
+
+    def complete(
+        self, messages: list[dict[str, str]], *, json_schema: dict[str, Any] | None = None, max_tokens: int = 1024
+    ) -> str:
+        if "Notes on your previous answer" in messages[-1]["content"]:
+            self.messages.append(messages)
+            return "Sorry, I cannot help with that."
+        return super().complete(messages, json_schema=json_schema, max_tokens=max_tokens)
+
+
+def test_a_retry_of_several_lines_that_does_not_parse_falls_back_to_single_lines() -> None:
+    backend = GarbledNotes(rounds({LINE: LEFT, JFK: TURNED}, {LINE: GOOD, JFK: TURNED}))
+    result = translator(backend).translate(sentences([LINE, JFK]), source_language="en", target_language="ru")
+    assert [(t.text, t.flags) for t in result] == [(GOOD, ()), (TURNED, (FLAG_NEGATION,))]  # the soft answer kept
+    requests = backend.translation_requests()  # was 5 too: the batch, each line alone, 2 retries of JFK
+    assert [last_json(r) for r in requests] == [
+        {"1": LINE, "2": JFK}, {"1": LINE, "2": JFK}, {"1": LINE}, {"1": JFK}, {"1": JFK}
+    ]  # fmt: skip
+    singles = [r[-1]["content"] for r in requests[2:]]
+    assert singles[0].endswith("\n\n" + LEFT_HINT)  # each line's own fault, not the garbled answer's
+    assert all(NEGATION_HINT in s and "Notes" not in s for s in singles[1:])
