@@ -95,6 +95,12 @@ class TranslatorSettings(BaseModel):
     min_length_ratio: float = Field(default=0.4, ge=0, description="Translation/source length below this: retried (0: off).")
     max_length_ratio: float = Field(default=2.5, ge=0, description="Translation/source length above this: retried (0: off).")
     name_glossary: bool = Field(default=True, description="Ask once per job for the target form of capitalised names.")
+    name_min_count: int = Field(
+        default=2,
+        ge=1,
+        description="Times a name must occur in the job to go into the name request (1: every capitalised name). A name "
+        "said once cannot come out two ways, and no recurring name means no request (issue 17: ~20 % of the stage).",
+    )
     few_shot: bool = Field(default=True, description="Send a short example exchange per language pair.")
     system_prompt_language: Literal["english", "target"] = Field(
         default="english", description="'target': the system prompt in the target language where one is written."

@@ -31,8 +31,11 @@ _NOT_NAMES = {
 _NOUN_CAPITALS = {"de", "lb"}
 
 
-def candidate_names(texts: Sequence[str], source_language: str, *, exclude: Mapping[str, str] | None = None) -> list[str]:
-    """Capitalised words or runs of them ("Thomas Piketty") that do not open a sentence, most frequent first.
+def candidate_names(
+    texts: Sequence[str], source_language: str, *, exclude: Mapping[str, str] | None = None, min_count: int = 1
+) -> list[str]:
+    """Capitalised words or runs of them ("Thomas Piketty") that do not open a sentence, most frequent first, each
+    found at least ``min_count`` times.
 
     A run that opens a sentence loses its first word ("Архитектор Алексей Душкин" gives "Алексей Душкин").
     Terms of ``exclude`` (the user's glossary) are left out; at most MAX_NAMES.
@@ -64,7 +67,7 @@ def candidate_names(texts: Sequence[str], source_language: str, *, exclude: Mapp
             last_end = match.end()
         if run:
             _add_run(counts, run, run_opens)
-    names = [n for n, _ in counts.most_common() if n.casefold() not in skip]
+    names = [n for n, count in counts.most_common() if n.casefold() not in skip and count >= min_count]
     return names[:MAX_NAMES]
 
 

@@ -399,8 +399,9 @@ class LLMTranslator:
         return "", ""
 
     def _ask_names(self, job: _TranslateCall, texts: list[str]) -> dict[str, str]:
-        """The target form of the job's capitalised names, asked once; {} when there are none or it fails."""
-        names = job_names.candidate_names(texts, job.source, exclude=job.glossary)
+        """The target form of the job's capitalised names that recur (``name_min_count``), asked once; {} when there
+        are none (no request) or it fails."""
+        names = job_names.candidate_names(texts, job.source, exclude=job.glossary, min_count=self.settings.name_min_count)
         if not names:
             return {}
         messages = job_names.names_request(names, job.source, job.target)

@@ -26,6 +26,13 @@ def test_candidate_names_other_languages() -> None:
     assert candidate_names([f"We met {name} today." for name in many], "en") == many[:MAX_NAMES]
 
 
+def test_candidate_names_can_keep_only_those_that_recur() -> None:
+    texts = ["We met Anna in Dublin.", "So we met Anna in Cork.", "We wrote to Anna from Dublin."]
+    assert candidate_names(texts, "en", min_count=2) == ["Anna", "Dublin"]  # Anna 3 times, Dublin twice
+    assert candidate_names(texts, "en", min_count=3) == ["Anna"]
+    assert set(candidate_names(texts, "en")) == {"Anna", "Dublin", "Cork"}
+
+
 def test_candidate_names_leave_out_the_users_terms() -> None:
     assert candidate_names(["We use Ray Serve in Dublin."], "en", exclude={"ray serve": "Рэй Серв"}) == ["Dublin"]
 

@@ -150,7 +150,8 @@ def fake_ru(text: str, n: int) -> str:
 
 def test_names_are_asked_once_per_job_and_held_in_every_prompt() -> None:
     backend = ScriptedBackend(fake_ru, names={"Dublin": "Дублин", "Piketty": "Пикетти"})
-    translator(backend, batch_size=2).translate(sentences(DUBLIN), source_language="en", target_language="ru")
+    translator(backend, batch_size=2, name_min_count=1).translate(sentences(DUBLIN), source_language="en",
+                                                                  target_language="ru")
     asked = [m for m in backend.messages if is_names_request(m)]
     assert len(asked) == 1 and backend.messages[0] is asked[0]
     assert set(last_json(asked[0])) == {"Dublin", "Piketty"}
@@ -161,10 +162,21 @@ def test_names_are_asked_once_per_job_and_held_in_every_prompt() -> None:
         assert ("Piketty = Пикетти" in prompt) == ("Piketty" in lines)
 
 
+def test_by_default_only_names_that_recur_are_asked_and_none_means_no_request() -> None:
+    backend = ScriptedBackend(fake_ru, names={"Dublin": "Дублин", "Piketty": "Пикетти"})
+    translator(backend, batch_size=2).translate(sentences(DUBLIN), source_language="en", target_language="ru")
+    asked = [m for m in backend.messages if is_names_request(m)]
+    assert len(asked) == 1 and set(last_json(asked[0])) == {"Dublin"}  # Dublin four times, Piketty once
+    assert any("Dublin = Дублин" in r[-1]["content"] for r in backend.translation_requests())
+    backend = ScriptedBackend(fake_ru, names={"Dublin": "Дублин"})
+    result = translator(backend).translate(sentences(DUBLIN[2:4]), source_language="en", target_language="ru")
+    assert not any(is_names_request(m) for m in backend.messages) and len(result) == 2  # each name said once
+
+
 def test_the_users_glossary_wins_over_the_name_glossary() -> None:
     backend = ScriptedBackend(fake_ru, names={"Dublin": "Дублин", "Piketty": "Пикетти"})
-    translator(backend).translate(sentences(DUBLIN), source_language="en", target_language="ru",
-                                  glossary={"Piketty": "Т. Пикетти"})
+    translator(backend, name_min_count=1).translate(sentences(DUBLIN), source_language="en", target_language="ru",
+                                                    glossary={"Piketty": "Т. Пикетти"})
     assert set(last_json(backend.messages[0])) == {"Dublin"}  # not even asked
     prompts = [r[-1]["content"] for r in backend.translation_requests()]
     assert all("Piketty = Т. Пикетти" in p and "Piketty = Пикетти" not in p for p in prompts)
