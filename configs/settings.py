@@ -95,6 +95,12 @@ class TranslatorSettings(BaseModel):
     min_length_ratio: float = Field(default=0.4, ge=0, description="Translation/source length below this: retried (0: off).")
     max_length_ratio: float = Field(default=2.5, ge=0, description="Translation/source length above this: retried (0: off).")
     name_glossary: bool = Field(default=True, description="Ask once per job for the target form of capitalised names.")
+    retry_together: bool = Field(
+        default=False,
+        description="Lines of a batch that fail a check: one retry request a round for all of them, with a note per "
+        "line, instead of halving the batch (each line then alone). Off: on the bench lecture it cost more tokens and "
+        "the 1.5B model mixed the lines up (docs/BENCHMARKS.md, issue 17).",
+    )
     name_min_count: int = Field(
         default=2,
         ge=1,

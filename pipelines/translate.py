@@ -2,13 +2,13 @@
 
 Sentences go to the model in numbered batches with a few neighbours as context. Each answer is
 validated as a whole (JSON, every id exactly once, non-empty), then line by line (really in the target language,
-the checks below). An answer unusable as a whole (or a backend error) gets its batch halved until single sentences.
-Lines that fail a check are retried together: up to ``max_retries`` rounds, each one request holding every line of
-the batch still failing, renumbered, with a hint per line naming its own fault (one line alone: the hint as it is;
-several: "Notes on your previous answer:" and a note per line number). A line that passes is kept; the rest go to
-the next round. A round whose answer is unusable as a whole, with several lines left, falls back to single-line
-retries (``max_retries`` each). A line that still fails keeps its source text and a flag. Lines are never dropped,
-merged or reordered.
+the checks below). An answer unusable as a whole (or a backend error), or with several lines failing a check, gets
+its batch halved until single sentences; a single line that fails a check is retried ``max_retries`` times, each
+with a hint naming its own fault. With ``retry_together`` a batch's lines that fail a check are instead retried
+together: up to ``max_retries`` rounds, each one request holding every line still failing, renumbered, with
+"Notes on your previous answer:" and a note per line number (a round unusable as a whole falls back to single-line
+retries). Off by default: on the bench lecture it cost more tokens and the 1.5B model mixed the lines up. A line
+that still fails keeps its source text and a flag. Lines are never dropped, merged or reordered.
 
 Soft checks (English words left, length far off, a lost negation) keep the model's last answer, flagged, rather
 than the source. Letters of another writing system (the 1.5B model leaks Chinese into Russian: "В этом房间里
@@ -306,7 +306,7 @@ class LLMTranslator:
         pending = sorted(outcome.failed)
         for pos in pending:
             logger.info("sentence %d: retrying (%s)", job.sentences[pos].id, outcome.problems[pos])
-        if len(pending) > 1 and outcome.unusable:
+        if len(pending) > 1 and (outcome.unusable or not self.settings.retry_together):
             half = len(pending) // 2
             self._solve(job, pending[:half])
             self._solve(job, pending[half:])

@@ -314,7 +314,8 @@ def rounds(*answers: dict[str, str]) -> Answer:
 
 def test_lines_failing_checks_are_retried_together_each_with_its_own_hint() -> None:
     backend = ScriptedBackend(rounds({LINE: LEFT, JFK: TURNED}, {LINE: GOOD, JFK: KEPT}))
-    result = translator(backend).translate(sentences([LINE, MIDDLE, JFK]), source_language="en", target_language="ru")
+    result = translator(backend, retry_together=True).translate(sentences([LINE, MIDDLE, JFK]), source_language="en",
+                                                                target_language="ru")
     assert [(t.text, t.flags) for t in result] == [(GOOD, ()), (MIDDLE_RU, ()), (KEPT, ())]
     first, retry = backend.translation_requests()  # was 3: the batch, then each failed line alone (halved)
     assert last_json(first) == {"1": LINE, "2": MIDDLE, "3": JFK}
@@ -326,9 +327,22 @@ def test_lines_failing_checks_are_retried_together_each_with_its_own_hint() -> N
     assert line_2.startswith(f"- line 2: {NEGATION_HINT}") and "argue" not in line_2
 
 
+def test_by_default_a_batch_with_two_failed_lines_is_halved_and_each_hint_names_its_own_fault() -> None:
+    backend = ScriptedBackend(rounds({LINE: LEFT, JFK: TURNED}, {LINE: LEFT, JFK: TURNED}, {LINE: GOOD, JFK: KEPT}))
+    result = translator(backend).translate(sentences([LINE, MIDDLE, JFK]), source_language="en", target_language="ru")
+    assert [(t.text, t.flags) for t in result] == [(GOOD, ()), (MIDDLE_RU, ()), (KEPT, ())]
+    requests = backend.translation_requests()
+    assert [last_json(r) for r in requests] == [{"1": LINE, "2": MIDDLE, "3": JFK}, {"1": LINE}, {"1": LINE},
+                                                {"1": JFK}, {"1": JFK}]  # fmt: skip
+    assert "Notes on your previous answer" not in " ".join(r[-1]["content"] for r in requests)
+    assert requests[2][-1]["content"].endswith("\n\n" + LEFT_HINT)
+    hint = requests[4][-1]["content"].rsplit("\n\n", 1)[-1]  # JFK's own fault, not LINE's ("argue" left)
+    assert hint.startswith(NEGATION_HINT) and "argue" not in hint
+
+
 def test_a_line_fixed_in_round_one_leaves_round_two_to_the_stubborn_one_alone() -> None:
     backend = ScriptedBackend(rounds({LINE: LEFT, ROOM: LEAKED}, {LINE: GOOD, ROOM: LEAKED}))
-    result = translator(backend).translate(sentences([LINE, ROOM]), source_language="en", target_language="ru")
+    result = translator(backend, retry_together=True).translate(sentences([LINE, ROOM]), source_language="en", target_language="ru")
     assert [(t.text, t.flags) for t in result] == [
         (GOOD, ()), ("В этом никто не будет совершать эту ошибку.", (FLAG_FOREIGN_SCRIPT,))  # cut and flagged
     ]  # fmt: skip
@@ -352,7 +366,7 @@ class GarbledNotes(ScriptedBackend):
 
 def test_a_retry_of_several_lines_that_does_not_parse_falls_back_to_single_lines() -> None:
     backend = GarbledNotes(rounds({LINE: LEFT, JFK: TURNED}, {LINE: GOOD, JFK: TURNED}))
-    result = translator(backend).translate(sentences([LINE, JFK]), source_language="en", target_language="ru")
+    result = translator(backend, retry_together=True).translate(sentences([LINE, JFK]), source_language="en", target_language="ru")
     assert [(t.text, t.flags) for t in result] == [(GOOD, ()), (TURNED, (FLAG_NEGATION,))]  # the soft answer kept
     requests = backend.translation_requests()  # was 5 too: the batch, each line alone, 2 retries of JFK
     assert [last_json(r) for r in requests] == [
