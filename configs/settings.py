@@ -80,7 +80,8 @@ class TranslatorSettings(BaseModel):
         default="retries",
         description="Constrain answers with their JSON schema (a grammar in llama.cpp): 'on' every request; 'retries' "
         "only a batch's second try after an unusable answer and the retries of failed lines (greedy decoding almost "
-        "always writes the JSON the example shows, and the grammar costs time per token); 'off' never.",
+        "always writes the JSON the example shows, and the grammar costs time per token), and every try where the "
+        "prompt has no example (German targets, few_shot off); 'off' never.",
     )
     context_sentences: int = 2
     max_retries: int = 2

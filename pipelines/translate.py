@@ -299,8 +299,12 @@ class LLMTranslator:
     # ------------------------------------------------------------------------- internals
 
     def _solve(self, job: _TranslateCall, positions: list[int]) -> None:
-        outcome = self._attempt(job, positions, hint="", constrained=self.settings.json_grammar == "on")
-        if outcome.unparsed and self.settings.json_grammar == "retries":
+        # 'retries' leaves the first try free only where the prompt shows the JSON (the example): without one (German
+        # targets, few_shot off) the model's free answer ran away to its token budget (en→de: 1076 tokens, 123 s).
+        shown = bool(self._prefix(job, hint="")[1:])
+        first = self.settings.json_grammar == "on" or (self.settings.json_grammar == "retries" and not shown)
+        outcome = self._attempt(job, positions, hint="", constrained=first)
+        if outcome.unparsed and self.settings.json_grammar == "retries" and not first:
             outcome = self._attempt(job, positions, hint="", constrained=True)
         job.texts.update(outcome.accepted)
         pending = sorted(outcome.failed)
@@ -439,8 +443,12 @@ class LLMTranslator:
             parts.append(hint)
         # A retry goes without the example: a different prompt, so a near-deterministic model does not give the
         # same answer again (the demo's "ask not" kept losing its negation with the example, never without).
+        return [*self._prefix(job, hint=hint), {"role": "user", "content": "\n\n".join(parts)}]
+
+    def _prefix(self, job: _TranslateCall, *, hint: str) -> list[Message]:
+        """The system prompt and, unless ``hint`` (a retry) or switched off, the example exchange."""
         examples = few_shot(job.source, job.target) if self.settings.few_shot and not hint else []
-        return [{"role": "system", "content": job.system}, *examples, {"role": "user", "content": "\n\n".join(parts)}]
+        return [{"role": "system", "content": job.system}, *examples]
 
     def _budget(self, job: _TranslateCall, positions: list[int]) -> int:
         """Generous max_tokens: about 1.5 tokens per source character plus JSON overhead."""

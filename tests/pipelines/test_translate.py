@@ -300,6 +300,16 @@ def test_json_grammar_retries_sends_no_schema_when_answers_parse() -> None:
     assert backend.constrained == [False, False, False]
 
 
+def test_json_grammar_retries_constrains_the_first_try_where_the_prompt_shows_no_example() -> None:
+    for target, few in (("de", True), ("ru", False)):  # no example for German targets; none when few_shot is off
+        backend = FakeBackend()
+        LLMTranslator(settings(json_grammar="retries", few_shot=few), backend).translate(
+            sentences(MANY), source_language="en", target_language=target
+        )
+        assert len(backend.constrained) >= 3 and all(backend.constrained), target  # (a fake ru answer fails a de check)
+    # With the example (ru, few_shot on): no schema while answers parse (the test above).
+
+
 @pytest.mark.parametrize("mode, expected", [("on", True), ("off", False)])
 def test_json_grammar_on_and_off(mode: str, expected: bool) -> None:
     backend = FakeBackend(invalid_json_for_batches)
