@@ -301,7 +301,7 @@ class LLMTranslator:
     def _solve(self, job: _TranslateCall, positions: list[int]) -> None:
         # 'retries' leaves the first try free only where the prompt shows the JSON (the example): without one (German
         # targets, few_shot off) the model's free answer ran away to its token budget (en→de: 1076 tokens, 123 s).
-        shown = bool(self._prefix(job, hint="")[1:])
+        shown = bool(self._examples(job, hint=""))
         first = self.settings.json_grammar == "on" or (self.settings.json_grammar == "retries" and not shown)
         outcome = self._attempt(job, positions, hint="", constrained=first)
         if outcome.unparsed and self.settings.json_grammar == "retries" and not first:
@@ -441,14 +441,14 @@ class LLMTranslator:
         parts.append(f"Translate to {language_name(job.target)}:\n{lines}")
         if hint:
             parts.append(hint)
-        # A retry goes without the example: a different prompt, so a near-deterministic model does not give the
-        # same answer again (the demo's "ask not" kept losing its negation with the example, never without).
-        return [*self._prefix(job, hint=hint), {"role": "user", "content": "\n\n".join(parts)}]
+        system: Message = {"role": "system", "content": job.system}
+        return [system, *self._examples(job, hint=hint), {"role": "user", "content": "\n\n".join(parts)}]
 
-    def _prefix(self, job: _TranslateCall, *, hint: str) -> list[Message]:
-        """The system prompt and, unless ``hint`` (a retry) or switched off, the example exchange."""
-        examples = few_shot(job.source, job.target) if self.settings.few_shot and not hint else []
-        return [{"role": "system", "content": job.system}, *examples]
+    def _examples(self, job: _TranslateCall, *, hint: str) -> list[Message]:
+        """The pair's example exchange; none where switched off or the pair has none, and none for a retry
+        (``hint``): a different prompt, so a near-deterministic model does not give the same answer again (the
+        demo's "ask not" kept losing its negation with the example, never without)."""
+        return few_shot(job.source, job.target) if self.settings.few_shot and not hint else []
 
     def _budget(self, job: _TranslateCall, positions: list[int]) -> int:
         """Generous max_tokens: about 1.5 tokens per source character plus JSON overhead."""
