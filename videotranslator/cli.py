@@ -53,7 +53,8 @@ def cli_errors() -> Iterator[None]:
 
 
 def load_settings() -> Settings:
-    settings = get_settings()
+    with cli_errors():  # a bad value in .env or VT_* is one line naming the setting, as a bad flag is
+        settings = get_settings()
     setup_logging(settings.LOG_DIR, settings.LOG_LEVEL, console=False)
     return settings
 

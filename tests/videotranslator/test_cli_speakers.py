@@ -76,3 +76,15 @@ def test_a_bad_count_in_a_real_process(tmp_path: Path, jfk_flac: Path) -> None:
     out = tmp_path / "out"
     line = one_error_line(cli("translate", str(jfk_flac), "--to", "en", "--speakers", "0", "-o", str(out)))
     assert "speakers" in line and "greater than or equal to 1" in line and not out.exists()
+
+
+@pytest.mark.parametrize(("name", "value", "words"), [("NAME_MIN_COUNT", "0", "greater than or equal to 1"),
+                                                      ("RETRY_TOGETHER", "maybe", "boolean")])
+def test_a_bad_translator_setting_is_one_line_before_any_work(tmp_path: Path, jfk_flac: Path, name: str, value: str,
+                                                               words: str) -> None:
+    """Issue 17's settings (translator.name_min_count, translator.retry_together) from the environment: a bad value
+    is one line naming the setting, and nothing is written."""
+    out = tmp_path / "out"
+    proc = cli("translate", str(jfk_flac), "--to", "ru", "-o", str(out), **{f"VT_TRANSLATOR__{name}": value})
+    line = one_error_line(proc)
+    assert name.lower() in line and words in line and not out.exists()
